@@ -1,0 +1,13 @@
+"""poolops in ONNX: standalone op graphs and the exporter for modules with poolops layers."""
+
+from poolops.onnx.graphs import op_backward_model, op_model
+
+
+def export(module, example_input, path, **kwargs):
+    """Export an ``nn.Module`` containing poolops layers; see :func:`poolops.onnx.export.export`."""
+    from poolops.onnx.export import export as _export
+
+    return _export(module, example_input, path, **kwargs)
+
+
+__all__ = ["export", "op_backward_model", "op_model"]

@@ -1,0 +1,283 @@
+"""Pooling building blocks in ONNX, shared by the op builders.
+
+All take ``op`` (see :mod:`poolops.onnx.builder`) and work on ``x: [N, C, H, W]``
+float32 with every dimension dynamic. Sizes are 1-element int64 tensors ("dims").
+Only ops with ONNX Runtime CUDA kernels at opset 18 are used.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from poolops.onnx.builder import (
+    FLOAT_INF,
+    const_f32,
+    const_i64,
+    const_scalar_i64,
+    dim,
+    scalar,
+    unsqueeze,
+)
+
+
+# ---------------------------------------------------------------- sizes and bins
+
+
+def pool_out_dim(op, size, kernel: int, stride: int, pad: int, dilation: int, ceil: bool):
+    """:func:`poolops.shapes.pool_out_size` in ONNX (``size`` a dim)."""
+    eff = dilation * (kernel - 1) + 1
+    num = op.Add(size, const_i64(op, [2 * pad - eff + (stride - 1 if ceil else 0)]))
+    out = op.Add(op.Div(num, const_i64(op, [stride])), const_i64(op, [1]))
+    if ceil:
+        last = op.Add(
+            op.Div(op.Add(size, const_i64(op, [pad - 1])), const_i64(op, [stride])),
+            const_i64(op, [1]),
+        )
+        out = op.Min(out, last)
+    return out
+
+
+def window_bounds(op, out, kernel: int, stride: int, pad: int):
+    """Starts and ends ``[o]`` of fixed windows in unpadded coordinates (may pass the edges)."""
+    i = op.Range(const_scalar_i64(op, 0), scalar(op, out), const_scalar_i64(op, 1))
+    starts = op.Sub(op.Mul(i, const_i64(op, [stride])), const_i64(op, [pad]))
+    return starts, op.Add(starts, const_i64(op, [kernel]))
+
+
+def adaptive_bounds(op, size, n: int):
+    """PyTorch adaptive bins ``[n]``: start ``floor(i*L/n)``, end ``ceil((i+1)*L/n)``."""
+    i = const_i64(op, range(n))
+    starts = op.Div(op.Mul(i, size), const_i64(op, [n]))
+    ends = op.Div(
+        op.Add(op.Mul(const_i64(op, range(1, n + 1)), size), const_i64(op, [n - 1])),
+        const_i64(op, [n]),
+    )
+    return starts, ends
+
+
+def sppnet_bounds(op, size, n: int):
+    """:func:`poolops.shapes.sppnet_bins` in ONNX."""
+    win = op.Div(op.Add(size, const_i64(op, [n - 1])), const_i64(op, [n]))
+    stride = op.Max(op.Div(size, const_i64(op, [n])), const_i64(op, [1]))
+    starts = op.Min(op.Mul(const_i64(op, range(n)), stride), op.Sub(size, win))
+    return starts, op.Add(starts, win)
+
+
+def membership(op, starts, ends, size, normalise: bool):
+    """``A[o, L]``: 1 where ``starts[i] <= r < ends[i]`` (divided by the bin length if
+    ``normalise``). Pooling with it is a MatMul: ``A_h @ x @ A_w^T``."""
+    r = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, size), const_scalar_i64(op, 1)), [0])
+    s = unsqueeze(op, starts, [1])
+    e = unsqueeze(op, ends, [1])
+    inside = op.And(op.GreaterOrEqual(r, s), op.Less(r, e))
+    a = op.Cast(inside, to=1)
+    if normalise:
+        a = op.Div(a, op.Cast(op.Sub(e, s), to=1))
+    return a
+
+
+def separable_matmul(op, x, a_h, a_w):
+    """``A_h @ x @ A_w^T`` over the last two axes: ``[N, C, H, W] -> [N, C, oh, ow]``.
+
+    The W contraction goes first: it reads the big input once, contiguously.
+    """
+    t = op.MatMul(x, op.Transpose(a_w, perm=[1, 0]))
+    return op.MatMul(a_h, t)
+
+
+def separable_matmul_t(op, g, a_h, a_w):
+    """The transpose: ``A_h^T @ g @ A_w``: ``[N, C, oh, ow] -> [N, C, H, W]``."""
+    return op.MatMul(op.MatMul(op.Transpose(a_h, perm=[1, 0]), g), a_w)
+
+
+# ---------------------------------------------------------------- gather-based bin max
+
+
+def _bin_index(op, starts, ends):
+    """``idx[o, K]``, K the longest bin: ``min(start + k, end - 1)``.
+
+    Repeating a bin's last element does not change its max (or its first argmax).
+    """
+    k = op.ReduceMax(op.Sub(ends, starts), keepdims=0)
+    ks = unsqueeze(op, op.Range(const_scalar_i64(op, 0), k, const_scalar_i64(op, 1)), [0])
+    idx = op.Add(unsqueeze(op, starts, [1]), ks)
+    return op.Min(idx, unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
+
+
+def bin_max(op, x, bounds_h, bounds_w):
+    """Max over bins ``[N, C, H, W] -> [N, C, oh, ow]`` (bins from ``*_bounds``).
+
+    Rows first: the H gather copies whole contiguous rows, then the W reduction
+    works on the ``oh`` reduced rows only.
+    """
+    idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
+    g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
+    t = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, W]
+    idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
+    g = op.Gather(t, idx_w, axis=3)  # [N, C, oh, ow, Kw]
+    return op.ReduceMax(g, const_i64(op, [4]), keepdims=0)
+
+
+def bin_argmax(op, x, bounds_h, bounds_w):
+    """Max over bins and the flat ``H*W`` index of the first maximum in row-major order.
+
+    Columns are reduced first (first max within each row of a bin), then rows
+    (first row holding the bin's max): that is PyTorch's row-major tie rule.
+    Returns ``(y, indices)``, both ``[N, C, oh, ow]``.
+    """
+    starts_w, ends_w = bounds_w
+    idx_w = _bin_index(op, starts_w, ends_w)  # [ow, Kw]
+    kw = op.Shape(idx_w, start=1, end=2)
+    g = op.Gather(x, idx_w, axis=3)  # [N, C, H, ow, Kw]
+    v = op.ReduceMax(g, const_i64(op, [4]), keepdims=0)  # [N, C, H, ow]
+    a = op.ArgMax(g, axis=4, keepdims=0, select_last_index=0)  # [N, C, H, ow]
+    ow_i = op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_w, start=0, end=1)), const_scalar_i64(op, 1))
+    col = op.Gather(op.Reshape(idx_w, const_i64(op, [-1])), op.Add(op.Mul(ow_i, kw), a))  # [N, C, H, ow]
+
+    idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
+    kh = op.Shape(idx_h, start=1, end=2)
+    g = op.Gather(v, idx_h, axis=2)  # [N, C, oh, Kh, ow]
+    y = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, ow]
+    a = op.ArgMax(g, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
+    oh_i = unsqueeze(
+        op,
+        op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_h, start=0, end=1)), const_scalar_i64(op, 1)),
+        [1],
+    )
+    row = op.Gather(op.Reshape(idx_h, const_i64(op, [-1])), op.Add(op.Mul(oh_i, kh), a))  # [N, C, oh, ow]
+    col = op.GatherElements(col, row, axis=2)
+    return y, op.Add(op.Mul(row, dim(op, x, 3)), col)
+
+
+# ---------------------------------------------------------------- fixed-window pooling
+
+
+def _ceil_padding(op, x, kernel, stride, padding, dilation, value: float):
+    """Pad ``x`` so that a floor-mode pool without padding gives PyTorch's ceil-mode output.
+
+    ONNX Runtime has had wrong results for ceil_mode together with pads, so the
+    padding is explicit: ``p`` on the left, ``p`` plus what the last window needs on
+    the right. Returns the padded tensor.
+    """
+    extra = []
+    for axis, (k, s, p, d) in enumerate(zip(kernel, stride, padding, dilation)):
+        size = dim(op, x, 2 + axis)
+        out = pool_out_dim(op, size, k, s, p, d, True)
+        need = op.Sub(
+            op.Add(op.Mul(op.Sub(out, const_i64(op, [1])), const_i64(op, [s])), const_i64(op, [d * (k - 1) + 1])),
+            op.Add(size, const_i64(op, [2 * p])),
+        )
+        extra.append(op.Max(need, const_i64(op, [0])))
+    pads = op.Concat(
+        const_i64(op, [0, 0, padding[0], padding[1], 0, 0]),
+        op.Add(extra[0], const_i64(op, [padding[0]])),
+        op.Add(extra[1], const_i64(op, [padding[1]])),
+        axis=0,
+    )
+    return op.Pad(x, pads, const_f32(op, value))
+
+
+def max_pool(op, x, kernel, stride, padding, dilation, ceil_mode: bool, with_indices: bool):
+    """PyTorch ``max_pool2d`` on ONNX MaxPool; indices index each ``(n, c)`` plane.
+
+    ONNX MaxPool's ``Indices`` index the whole ``N*C*H*W`` tensor (and, with the
+    ``pads`` attribute, the unpadded input): they are converted to plane indices.
+    """
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride), dilations=list(dilation))
+    if not ceil_mode:
+        attrs["pads"] = [padding[0], padding[1], padding[0], padding[1]]
+        if not with_indices:
+            return op.MaxPool(x, **attrs, _outputs=1), None
+        y, idx = op.MaxPool(x, **attrs, _outputs=2)
+        plane = op.Mul(dim(op, x, 2), dim(op, x, 3))
+        return y, op.Mod(idx, plane)
+    xp = _ceil_padding(op, x, kernel, stride, padding, dilation, -FLOAT_INF)
+    if not with_indices:
+        return op.MaxPool(xp, **attrs, _outputs=1), None
+    y, idx = op.MaxPool(xp, **attrs, _outputs=2)
+    hp, wp = dim(op, xp, 2), dim(op, xp, 3)
+    flat = op.Mod(idx, op.Mul(hp, wp))
+    r = op.Sub(op.Div(flat, wp), const_i64(op, [padding[0]]))
+    c = op.Sub(op.Mod(flat, wp), const_i64(op, [padding[1]]))
+    return y, op.Add(op.Mul(r, dim(op, x, 3)), c)
+
+
+def window_sum(op, x, kernel, stride, padding, ceil_mode: bool):
+    """Sum over each window (zero padding), ``[N, C, oh, ow]``, PyTorch output size."""
+    if ceil_mode:
+        xp = _ceil_padding(op, x, kernel, stride, padding, (1, 1), 0.0)
+        pads = [0, 0, 0, 0]
+    else:
+        xp, pads = x, [padding[0], padding[1], padding[0], padding[1]]
+    mean = op.AveragePool(xp, kernel_shape=list(kernel), strides=list(stride), pads=pads, count_include_pad=1)
+    return op.Mul(mean, const_f32(op, kernel[0] * kernel[1]))
+
+
+def avg_divisor(op, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """The divisor of each window ``[oh, ow]`` (PyTorch's rule), as float32.
+
+    ``count_include_pad``: window clipped to the padded input; else to the input.
+    """
+    if divisor_override is not None:
+        return const_f32(op, divisor_override)
+    counts = []
+    for axis, (k, s, p) in enumerate(zip(kernel, stride, padding)):
+        size = dim(op, x, 2 + axis)
+        out = pool_out_dim(op, size, k, s, p, 1, ceil_mode)
+        starts, ends = window_bounds(op, out, k, s, p)
+        ends = op.Min(ends, op.Add(size, const_i64(op, [p])))
+        if not count_include_pad:
+            starts = op.Max(starts, const_i64(op, [0]))
+            ends = op.Min(ends, size)
+        counts.append(op.Cast(op.Sub(ends, starts), to=1))
+    return op.Mul(unsqueeze(op, counts[0], [1]), unsqueeze(op, counts[1], [0]))
+
+
+def window_membership(op, x, kernel, stride, padding, ceil_mode):
+    """``(A_h, A_w)``: 0/1 matrices ``[o, L]`` of which input rows/cols each window covers."""
+    mats = []
+    for axis, (k, s, p) in enumerate(zip(kernel, stride, padding)):
+        size = dim(op, x, 2 + axis)
+        out = pool_out_dim(op, size, k, s, p, 1, ceil_mode)
+        starts, ends = window_bounds(op, out, k, s, p)
+        mats.append(membership(op, starts, ends, size, normalise=False))
+    return mats
+
+
+# ---------------------------------------------------------------- gradients and NaN
+
+
+def scatter_add(op, x, indices, values):
+    """Gradient routing: ``zeros_like(x)`` plus ``values`` added at plane ``indices``.
+
+    ``indices``/``values``: ``[N, C, ...]`` with flat ``H*W`` indices; overlapping
+    windows accumulate.
+    """
+    shape = op.Shape(x)
+    nc = op.Mul(dim(op, x, 0), dim(op, x, 1))
+    plane = op.Mul(dim(op, x, 2), dim(op, x, 3))
+    flat_shape = op.Concat(nc, const_i64(op, [-1]), axis=0)
+    zeros = op.ConstantOfShape(op.Concat(nc, plane, axis=0))
+    out = op.ScatterElements(
+        zeros,
+        op.Reshape(indices, flat_shape),
+        op.Reshape(values, flat_shape),
+        axis=1,
+        reduction="add",
+    )
+    return op.Reshape(out, shape)
+
+
+def propagate_nan(op, x, y, pool: Callable):
+    """Make ``y = pool(x)`` NaN wherever its window holds a NaN, as PyTorch's max does.
+
+    ONNX Runtime's MaxPool and ReduceMax skip NaN; the NaN map is pooled the same way.
+    """
+    mask = pool(op.Cast(op.IsNaN(x), to=1))
+    nan = const_f32(op, float("nan"))
+    return op.Where(op.Greater(mask, const_f32(op, 0.0)), nan, y)
+
+
+def take_outputs(outputs: Sequence[str], **values):
+    """The requested outputs, in order."""
+    return tuple(values[name] for name in outputs)

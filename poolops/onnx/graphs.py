@@ -1,0 +1,88 @@
+"""Standalone op graphs: ``op_model`` (forward) and ``op_backward_model`` (gradient).
+
+Each graph calls one function of the ``poolops`` domain whose body is standard
+ONNX (opset 18), so a plain ``onnxruntime.InferenceSession`` runs it, on CPU or
+CUDA, with dynamic N, C, H and W. No torch is needed here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import onnx
+import onnx_ir as ir
+import onnxscript
+
+from poolops.onnx.builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
+from poolops.registry import OpSpec, get_op
+
+_NCHW = ("N", "C", "H", "W")
+
+
+def _function(spec: OpSpec, fname: str, trace, inputs: Sequence[str], params_json: str) -> ir.Function:
+    fn = onnxscript.build_function(
+        trace,
+        [ir.Value(name=n) for n in inputs],
+        domain=DOMAIN,
+        name=fname,
+        opset_imports={"": OPSET},
+    )
+    fn.doc_string = f"poolops op {spec.name!r} with parameters {params_json}"
+    return fn
+
+
+def _model(fn: ir.Function, inputs: list[ir.Value], outputs: list[ir.Value], doc: str) -> onnx.ModelProto:
+    node = ir.Node(DOMAIN, fn.name, inputs, outputs=outputs, name=fn.name)
+    graph = ir.Graph(
+        inputs,
+        outputs,
+        nodes=[node],
+        opset_imports={"": OPSET, DOMAIN: DOMAIN_VERSION},
+        name=f"poolops_{fn.name}",
+    )
+    model = ir.Model(graph, ir_version=IR_VERSION, producer_name="poolops", functions=[fn])
+    model.doc_string = doc
+    return ir.to_proto(model)
+
+
+def _input(name: str) -> ir.Value:
+    return ir.val(name, ir.DataType.FLOAT, ir.Shape(list(_NCHW)))
+
+
+def op_model(name: str, outputs: Sequence[str] | None = None, **params: Any) -> onnx.ModelProto:
+    """A forward graph for op ``name``: input ``x`` ``[N, C, H, W]`` (plus the op's
+    extra inputs), outputs ``y`` (and ``indices``, int64, for ops that have them).
+
+    Args:
+        name: a registered op.
+        outputs: the outputs to compute, default all of the op's (``("y",)`` skips
+            the indices).
+        **params: the op's parameters (validated; ``ParamError`` names a bad one).
+    """
+    spec = get_op(name)
+    p = spec.parse(params)
+    outs = tuple(outputs or spec.outputs)
+    unknown = [o for o in outs if o not in spec.outputs]
+    if unknown:
+        raise ValueError(f"{name}: unknown outputs {unknown}; the op has {list(spec.outputs)}")
+    pj = p.model_dump_json()
+    fn = _function(spec, name, lambda op, *xs: spec.onnx_fn(op, p, *xs, outputs=outs), spec.inputs, pj)
+    out_vals = [
+        ir.val(o, ir.DataType.INT64 if o == "indices" else ir.DataType.FLOAT, None) for o in outs
+    ]
+    return _model(fn, [_input(n) for n in spec.inputs], out_vals, json.dumps({"op": name, "params": json.loads(pj)}))
+
+
+def op_backward_model(name: str, **params: Any) -> onnx.ModelProto:
+    """The gradient graph of op ``name``: inputs ``x`` and ``grad_y`` (shaped like ``y``),
+    output ``grad_x``, the gradient of ``sum(y * grad_y)`` with respect to ``x``."""
+    spec = get_op(name)
+    if spec.onnx_backward is None:
+        raise ValueError(f"{name}: no ONNX backward graph")
+    p = spec.parse(params)
+    pj = p.model_dump_json()
+    fn = _function(spec, f"{name}_grad", lambda op, x, g: spec.onnx_backward(op, p, x, g), ("x", "grad_y"), pj)
+    inputs = [_input("x"), ir.val("grad_y", ir.DataType.FLOAT, None)]
+    out = [ir.val("grad_x", ir.DataType.FLOAT, ir.Shape(list(_NCHW)))]
+    return _model(fn, inputs, out, json.dumps({"op": name, "backward": True, "params": json.loads(pj)}))

@@ -1,0 +1,73 @@
+"""Average pooling: PyTorch ``avg_pool2d`` semantics.
+
+Seed: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``2``; backward divides the
+gradient evenly over the window: ``[2] -> [[0.5, 0.5], [0.5, 0.5]]``.
+
+ONNX: native AveragePool when PyTorch and ONNX agree (floor mode, no divisor
+override); otherwise window sums over explicit zero padding divided by PyTorch's
+divisor (ONNX Runtime has had wrong results for ceil_mode with pads).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from poolops.onnx import blocks
+from poolops.ops._window import WindowParams, check_window_fits, output_shape
+from poolops.registry import OpSpec, register
+
+
+class AvgParams(WindowParams):
+    count_include_pad: bool = True
+    divisor_override: int | None = Field(default=None, gt=0)
+
+
+def torch_avg(p: AvgParams, x):
+    import torch.nn.functional as F
+
+    y = F.avg_pool2d(x, p.kernel, p.strides, p.padding, p.ceil_mode, p.count_include_pad, p.divisor_override)
+    return (y,)
+
+
+def onnx_avg(op, p: AvgParams, x, outputs=("y",)):
+    pads = [p.padding[0], p.padding[1], p.padding[0], p.padding[1]]
+    if not p.ceil_mode and p.divisor_override is None:
+        y = op.AveragePool(
+            x,
+            kernel_shape=list(p.kernel),
+            strides=list(p.strides),
+            pads=pads,
+            count_include_pad=int(p.count_include_pad),
+        )
+    else:
+        total = blocks.window_sum(op, x, p.kernel, p.strides, p.padding, p.ceil_mode)
+        y = op.Div(total, _divisor(op, p, x))
+    return blocks.take_outputs(outputs, y=y)
+
+
+def _divisor(op, p: AvgParams, x):
+    return blocks.avg_divisor(
+        op, x, p.kernel, p.strides, p.padding, p.ceil_mode, p.count_include_pad, p.divisor_override
+    )
+
+
+def onnx_avg_backward(op, p: AvgParams, x, grad_y):
+    """``A_h^T (g / D) A_w``: every window hands ``g / D`` to each input it covers."""
+    a_h, a_w = blocks.window_membership(op, x, p.kernel, p.strides, p.padding, p.ceil_mode)
+    return blocks.separable_matmul_t(op, op.Div(grad_y, _divisor(op, p, x)), a_h, a_w)
+
+
+register(
+    OpSpec(
+        name="avg",
+        family="window",
+        params=AvgParams,
+        torch_fn=torch_avg,
+        onnx_fn=onnx_avg,
+        onnx_backward=onnx_avg_backward,
+        output_shape=lambda p, s: output_shape(p, s),
+        check_input=lambda p, x: check_window_fits("avg", p, x.shape),
+        module_name="AvgPool",
+        doc=__doc__,
+    )
+)

@@ -1,0 +1,57 @@
+"""Max pooling: PyTorch ``max_pool2d`` semantics, with plane indices.
+
+Seed: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``3`` (index 1); backward sends
+the gradient to the argmax: ``[3] -> [[0, 3], [0, 0]]``.
+"""
+
+from __future__ import annotations
+
+from poolops.onnx import blocks
+from poolops.ops._window import WindowParams, check_window_fits, output_shape
+from poolops.params import PositivePair
+from poolops.registry import OpSpec, register
+
+
+class MaxParams(WindowParams):
+    dilation: PositivePair = (1, 1)
+    propagate_nan: bool = True
+    """NaN in a window gives NaN (PyTorch). False skips that pass in ONNX (faster;
+    ONNX Runtime then ignores NaN); the torch function always propagates."""
+
+
+def torch_max(p: MaxParams, x):
+    import torch.nn.functional as F
+
+    return F.max_pool2d(x, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, return_indices=True)
+
+
+def onnx_max(op, p: MaxParams, x, outputs=("y", "indices")):
+    def pool(t, with_indices=False):
+        return blocks.max_pool(op, t, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, with_indices)
+
+    y, indices = pool(x, "indices" in outputs)
+    if p.propagate_nan:
+        y = blocks.propagate_nan(op, x, y, lambda m: pool(m)[0])
+    return blocks.take_outputs(outputs, y=y, indices=indices)
+
+
+def onnx_max_backward(op, p: MaxParams, x, grad_y):
+    _, indices = blocks.max_pool(op, x, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, True)
+    return blocks.scatter_add(op, x, indices, grad_y)
+
+
+register(
+    OpSpec(
+        name="max",
+        family="window",
+        params=MaxParams,
+        torch_fn=torch_max,
+        onnx_fn=onnx_max,
+        onnx_backward=onnx_max_backward,
+        output_shape=lambda p, s: output_shape(p, s, p.dilation),
+        check_input=lambda p, x: check_window_fits("max", p, x.shape, p.dilation),
+        module_name="MaxPool",
+        outputs=("y", "indices"),
+        doc=__doc__,
+    )
+)
