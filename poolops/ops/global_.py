@@ -1,0 +1,104 @@
+"""Global pooling (Network in Network): one value per channel, any H and W.
+
+``global_avg``: mean over H*W; backward broadcasts ``g / (H*W)``.
+``global_max``: max over H*W (NaN propagates); backward sends ``g`` to the first
+maximum in row-major order. Both give ``[N, C, 1, 1]``.
+"""
+
+from __future__ import annotations
+
+from poolops.onnx import blocks
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim
+from poolops.params import OpParams
+from poolops.registry import OpSpec, register
+
+
+class GlobalAvgParams(OpParams):
+    pass
+
+
+class GlobalMaxParams(OpParams):
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX."""
+
+
+def _shape(p, s):
+    return (s[0], s[1], 1, 1)
+
+
+def torch_global_avg(p, x):
+    return (x.mean(dim=(2, 3), keepdim=True),)
+
+
+def torch_global_max(p, x):
+    import torch.nn.functional as F
+
+    # adaptive_max_pool2d (not amax): its gradient goes to one argmax, amax splits ties.
+    return F.adaptive_max_pool2d(x, 1, return_indices=True)
+
+
+def onnx_global_avg(op, p, x, outputs=("y",)):
+    return blocks.take_outputs(outputs, y=op.GlobalAveragePool(x))
+
+
+def onnx_global_avg_backward(op, p, x, grad_y):
+    hw = op.Cast(op.Mul(dim(op, x, 2), dim(op, x, 3)), to=1)
+    return op.Expand(op.Div(grad_y, hw), op.Shape(x))
+
+
+def _flat(op, x):
+    return op.Reshape(x, const_i64(op, [0, 0, -1]))
+
+
+def _first_argmax(op, x):
+    """Flat H*W index of the first maximum ``[N, C, 1, 1]``."""
+    return op.Unsqueeze(op.ArgMax(_flat(op, x), axis=2, keepdims=1, select_last_index=0), const_i64(op, [3]))
+
+
+def onnx_global_max(op, p, x, outputs=("y", "indices")):
+    y = op.GlobalMaxPool(x)
+    if p.propagate_nan:
+        y = blocks.propagate_nan(op, x, y, op.GlobalMaxPool)
+    indices = _first_argmax(op, x) if "indices" in outputs else None
+    return blocks.take_outputs(outputs, y=y, indices=indices)
+
+
+def onnx_global_max_backward(op, p, x, grad_y):
+    """One-hot of the first argmax times ``g`` (elementwise: no scatter needed)."""
+    flat = _flat(op, x)
+    arg = op.ArgMax(flat, axis=2, keepdims=1, select_last_index=0)  # [N, C, 1]
+    size = op.Squeeze(op.Shape(flat, start=2, end=3), const_i64(op, [0]))
+    positions = op.Range(const_scalar_i64(op, 0), size, const_scalar_i64(op, 1))
+    hit = op.Equal(positions, arg)  # [N, C, HW]
+    g = op.Reshape(grad_y, const_i64(op, [0, 0, 1]))
+    return op.Reshape(op.Where(hit, g, const_f32(op, 0.0)), op.Shape(x))
+
+
+register(
+    OpSpec(
+        name="global_avg",
+        family="global",
+        params=GlobalAvgParams,
+        torch_fn=torch_global_avg,
+        onnx_fn=onnx_global_avg,
+        onnx_backward=onnx_global_avg_backward,
+        output_shape=_shape,
+        module_name="GlobalAvgPool",
+        doc=__doc__,
+    )
+)
+
+register(
+    OpSpec(
+        name="global_max",
+        family="global",
+        params=GlobalMaxParams,
+        torch_fn=torch_global_max,
+        onnx_fn=onnx_global_max,
+        onnx_backward=onnx_global_max_backward,
+        output_shape=_shape,
+        module_name="GlobalMaxPool",
+        outputs=("y", "indices"),
+        doc=__doc__,
+    )
+)

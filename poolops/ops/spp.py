@@ -1,0 +1,184 @@
+"""Spatial pyramid pooling (He et al. 2015): a fixed-length vector from any H, W.
+
+Each level ``n`` pools the map into ``n x n`` bins; output ``[N, C * sum(n^2)]``,
+each level's ``[N, C, n, n]`` flattened C-major, levels concatenated in order.
+Seed: levels (1, 2, 4) give ``C + 4C + 16C = 21C`` features whatever H and W.
+
+``bins='adaptive'`` (default): PyTorch's adaptive bins, exact for any ``H, W >= 1``.
+``bins='sppnet'``: the paper's rule, window ``ceil(a/n)``, stride ``floor(a/n)``:
+bins may leave trailing rows uncovered (a=7, n=4: window 2, stride 1, rows 5-6
+unused), and when ``a < n`` the stride is clamped to 1 and bins repeat the last row.
+
+ONNX: avg levels share one ``x @ A_w^T`` product over all levels' column bins; max
+levels that divide the finest level are pooled from it (adaptive bins nest exactly:
+bin j of level m is the union of bins kj..kj+k-1 of level km).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+
+from poolops.onnx import blocks
+from poolops.onnx.builder import const_i64, dim
+from poolops.params import OpParams
+from poolops.registry import OpSpec, register
+from poolops.shapes import sppnet_bins
+
+
+class SPPParams(OpParams):
+    levels: tuple[int, ...] = Field(default=(1, 2, 4), min_length=1)
+    mode: Literal["max", "avg"] = "max"
+    bins: Literal["adaptive", "sppnet"] = "adaptive"
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX (max mode)."""
+
+    def model_post_init(self, _ctx) -> None:
+        from poolops.params import invalid
+
+        if any(n < 1 for n in self.levels):
+            raise invalid("levels", f"every level must be >= 1, got {self.levels}")
+
+
+def feature_multiplier(levels) -> int:
+    """Features per channel: ``sum(n^2)`` (heads use ``C * feature_multiplier``)."""
+    return sum(n * n for n in levels)
+
+
+def _shape(p, s):
+    return (s[0], s[1] * feature_multiplier(p.levels))
+
+
+# ---------------------------------------------------------------- torch
+
+
+def _torch_bin_pool(x, n: int, mode: str):
+    """Pool ``x`` into ``n x n`` SPP-net bins with explicit loops (reference)."""
+    import torch
+
+    rows = sppnet_bins(x.shape[2], n)
+    cols = sppnet_bins(x.shape[3], n)
+    out = []
+    for r0, r1 in rows:
+        for c0, c1 in cols:
+            window = x[:, :, r0:r1, c0:c1].flatten(2)
+            # max over the flattened window: first maximum in row-major order, NaN propagates
+            out.append(window.max(dim=2).values if mode == "max" else window.mean(dim=2))
+    return torch.stack(out, dim=2).reshape(x.shape[0], x.shape[1], n, n)
+
+
+def torch_spp(p: SPPParams, x):
+    import torch
+    import torch.nn.functional as F
+
+    feats = []
+    for n in p.levels:
+        if p.bins == "sppnet":
+            level = _torch_bin_pool(x, n, p.mode)
+        elif p.mode == "max":
+            level = F.adaptive_max_pool2d(x, n)
+        else:
+            level = F.adaptive_avg_pool2d(x, n)
+        feats.append(level.flatten(1))
+    return (torch.cat(feats, dim=1),)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def _bounds(op, p, x, n):
+    make = blocks.adaptive_bounds if p.bins == "adaptive" else blocks.sppnet_bounds
+    return tuple(make(op, dim(op, x, 2 + a), n) for a in range(2))
+
+
+def _flatten(op, t):
+    return op.Reshape(t, const_i64(op, [0, -1]))
+
+
+def _avg_levels(op, p, x):
+    """``[N, C, n, n]`` per level; one pass over x for the column bins of every level."""
+    a_h, a_w = [], []
+    for n in p.levels:
+        (bh, bw) = _bounds(op, p, x, n)
+        a_h.append(blocks.membership(op, *bh, dim(op, x, 2), normalise=True))
+        a_w.append(blocks.membership(op, *bw, dim(op, x, 3), normalise=True))
+    cols = op.MatMul(x, op.Transpose(op.Concat(*a_w, axis=0), perm=[1, 0]))  # [N, C, H, sum n]
+    out, offset = [], 0
+    for n, ah in zip(p.levels, a_h):
+        part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n]), const_i64(op, [3]))
+        out.append(op.MatMul(ah, part))
+        offset += n
+    return out
+
+
+def _nested_base(levels) -> int | None:
+    """The finest level all others can be pooled from, or None."""
+    finest = math.lcm(*levels)
+    return finest if finest <= 4 * max(levels) else None
+
+
+def _max_levels(op, p, x):
+    base = _nested_base(p.levels) if p.bins == "adaptive" else None
+    if base is None:
+        return [blocks.bin_max(op, x, *_bounds(op, p, x, n)) for n in p.levels]
+    fine = blocks.bin_max(op, x, *_bounds(op, p, x, base))  # [N, C, base, base]
+    out = []
+    for n in p.levels:
+        k = base // n
+        out.append(fine if k == 1 else op.MaxPool(fine, kernel_shape=[k, k], strides=[k, k], _outputs=1))
+    return out
+
+
+def onnx_spp(op, p: SPPParams, x, outputs=("y",)):
+    def pyramid(t):
+        levels = _max_levels(op, p, t) if p.mode == "max" else _avg_levels(op, p, t)
+        return op.Concat(*[_flatten(op, level) for level in levels], axis=1)
+
+    y = pyramid(x)
+    if p.mode == "max" and p.propagate_nan:
+        y = blocks.propagate_nan(op, x, y, pyramid)
+    return blocks.take_outputs(outputs, y=y)
+
+
+def onnx_spp_backward(op, p: SPPParams, x, grad_y):
+    """Split ``grad_y`` per level, route each level like adaptive pooling, sum."""
+    grads, offset = [], 0
+    c = dim(op, x, 1)
+    for n in p.levels:
+        size = n * n
+        start = op.Mul(c, const_i64(op, [offset]))
+        g = op.Slice(grad_y, start, op.Add(start, op.Mul(c, const_i64(op, [size]))), const_i64(op, [1]))
+        grads.append(op.Reshape(g, const_i64(op, [0, -1, n, n])))
+        offset += size
+    if p.mode == "avg":
+        total = None
+        for n, g in zip(p.levels, grads):
+            bh, bw = _bounds(op, p, x, n)
+            a_h = blocks.membership(op, *bh, dim(op, x, 2), normalise=True)
+            a_w = blocks.membership(op, *bw, dim(op, x, 3), normalise=True)
+            part = blocks.separable_matmul_t(op, g, a_h, a_w)
+            total = part if total is None else op.Add(total, part)
+        return total
+    indices = [
+        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, x, n))[1], const_i64(op, [0, 0, -1]))
+        for n in p.levels
+    ]
+    values = [op.Reshape(g, const_i64(op, [0, 0, -1])) for g in grads]
+    return blocks.scatter_add(op, x, op.Concat(*indices, axis=2), op.Concat(*values, axis=2))
+
+
+register(
+    OpSpec(
+        name="spp",
+        family="pyramid",
+        params=SPPParams,
+        torch_fn=torch_spp,
+        onnx_fn=onnx_spp,
+        onnx_backward=onnx_spp_backward,
+        output_shape=_shape,
+        module_name="SpatialPyramidPool",
+        doc=__doc__,
+    )
+)
