@@ -1,0 +1,330 @@
+"""Stochastic pooling (Zeiler & Fergus 2013), for non-negative input.
+
+Each window's elements, read in row-major order, become probabilities
+``p_i = x_i / S`` with ``S = sum(x)`` over the window.
+
+* ``mode="eval"`` outputs the expectation ``sum(p_i * x_i) = sum(x^2) / sum(x)``.
+  Backward: the exact derivative ``2 x_i / S - sum(x^2) / S^2``, accumulated over
+  the windows that contain ``x_i``.
+* ``mode="train"`` outputs one element ``x_k`` of each window, ``k`` drawn from ``p``.
+  Backward: the gradient goes to the sampled position only (accumulated where
+  windows overlap).
+
+Seed: the window ``(1, 2, 3, 4)`` (``[[1, 2], [3, 4]]`` with a 2x2 kernel) has
+probabilities ``(0.1, 0.2, 0.3, 0.4)``; ``eval`` gives ``(1 + 4 + 9 + 16) / 10 = 3.0``;
+``train`` gives 1, 2, 3 or 4 with those probabilities.
+
+An all-zero window gives 0 and passes no gradient (in ``train`` its "sample" is
+its first element, by convention). Negative input is an error (``ParamError``
+naming ``x``) unless ``negative="clamp"``, which treats negatives as 0 (a ReLU
+first). The ONNX graphs cannot raise: callers check the input first
+(``OpSpec.check``, as the service does); given negative input under
+``negative="error"`` the graph's result is unspecified.
+
+Random numbers: no torch or ONNX random generator is used (they differ between
+frameworks and devices, and ONNX Runtime's CUDA provider has no ``Multinomial``).
+Each output element ``(n, c, i, j)`` gets ``u`` in ``[0, 1)`` from a counter-based
+integer hash of ``seed`` and its flat output index ``((n*C + c)*oh + i)*ow + j``:
+``seed`` is expanded by SplitMix64 into two 32-bit keys ``k1``, ``k2``; the index
+is mixed as ``h = mix(mix(idx mod 2^32 + k1) + idx div 2^32 + k2)`` (sums mod 2^32)
+with ``mix`` a multiply/shift-add avalanche (``h = (h + h div 2^16) * 0x45D9F3B
+mod 2^32`` twice, then ``h + h div 2^16 mod 2^32``), and ``u = (h div 2^8) / 2^24``.
+Only int64 Add, Mul, Div and Mod are used (every product stays below 2^59), in
+torch and in ONNX alike, so both produce the same ``u`` on any device. The sample
+is the first window element (row-major) whose running sum ``c_t`` exceeds
+``u * S``, the running sums being added in the same order in torch and ONNX, so
+``train`` outputs are identical between the torch function and ONNX Runtime.
+The same ``seed`` gives the same samples on every call; use a new seed per step.
+
+The ``train`` graph unrolls the ``kh * kw`` window offsets (a few nodes each):
+keep kernels small (as is usual for this op).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from poolops.onnx import blocks
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
+from poolops.ops._window import check_window_fits, output_shape
+from poolops.params import OpParams, OptionalPositivePair, ParamError, PositivePair
+from poolops.registry import OpSpec, register
+
+NAME = "stochastic"
+
+
+class StochasticParams(OpParams):
+    kernel: PositivePair = (2, 2)
+    stride: OptionalPositivePair = None
+    mode: Literal["eval", "train"] = "eval"
+    """``eval``: the expectation ``sum(p x)``; ``train``: a sample ``x_k``, ``k ~ p``."""
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    """Seed of the ``train`` sampling (same seed, same samples)."""
+    negative: Literal["error", "clamp"] = "error"
+    """Negative input: ``error`` rejects it; ``clamp`` treats negatives as 0."""
+
+    @property
+    def strides(self) -> tuple[int, int]:
+        """The stride, which defaults to the kernel."""
+        return self.stride or self.kernel
+
+    @property
+    def padding(self) -> tuple[int, int]:
+        """No padding (for the shared window helpers)."""
+        return (0, 0)
+
+    @property
+    def ceil_mode(self) -> bool:
+        """Floor mode only (for the shared window helpers)."""
+        return False
+
+
+# ---------------------------------------------------------------- the hash RNG
+
+_M32 = 2**32
+_HALF = 2**16
+_MIX = 0x45D9F3B
+_U_SHIFT = 2**8
+_U_SCALE = 2.0**-24
+_MASK64 = 2**64 - 1
+
+
+def hash_keys(seed: int) -> tuple[int, int]:
+    """SplitMix64 of ``seed``: two 32-bit keys (plain Python, compile-time constants)."""
+    z = (seed + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z ^= z >> 31
+    return z & 0xFFFFFFFF, z >> 32
+
+
+def _torch_mix(h):
+    h = ((h + h // _HALF) * _MIX) % _M32
+    h = ((h + h // _HALF) * _MIX) % _M32
+    return (h + h // _HALF) % _M32
+
+
+def torch_uniform(seed: int, shape, device=None):
+    """``u`` in ``[0, 1)`` (float32) for each element of ``shape`` (the hash RNG)."""
+    import torch
+
+    k1, k2 = hash_keys(seed)
+    idx = torch.arange(int(torch.Size(shape).numel()), dtype=torch.int64, device=device).reshape(shape)
+    h = _torch_mix((idx % _M32 + k1) % _M32)
+    h = _torch_mix((h + idx // _M32 + k2) % _M32)
+    return (h // _U_SHIFT).to(torch.float32) * _U_SCALE
+
+
+def _onnx_mix(op, h):
+    m32, half, mix = const_scalar_i64(op, _M32), const_scalar_i64(op, _HALF), const_scalar_i64(op, _MIX)
+    for _ in range(2):
+        h = op.Mod(op.Mul(op.Add(h, op.Div(h, half)), mix), m32)
+    return op.Mod(op.Add(h, op.Div(h, half)), m32)
+
+
+def onnx_uniform(op, seed: int, dims):
+    """:func:`torch_uniform` in ONNX, for a tensor of shape ``dims`` (a list of
+    1-element int64 dims, dynamic)."""
+    k1, k2 = hash_keys(seed)
+    m32 = const_scalar_i64(op, _M32)
+    total = dims[0]
+    for d in dims[1:]:
+        total = op.Mul(total, d)
+    idx = op.Range(const_scalar_i64(op, 0), scalar(op, total), const_scalar_i64(op, 1))
+    idx = op.Reshape(idx, op.Concat(*dims, axis=0))
+    h = _onnx_mix(op, op.Mod(op.Add(op.Mod(idx, m32), const_scalar_i64(op, k1)), m32))
+    h = _onnx_mix(op, op.Mod(op.Add(op.Add(h, op.Div(idx, m32)), const_scalar_i64(op, k2)), m32))
+    return op.Mul(op.Cast(op.Div(h, const_scalar_i64(op, _U_SHIFT)), to=1), const_f32(op, _U_SCALE))
+
+
+# ---------------------------------------------------------------- torch
+
+
+def _check_negative(p: StochasticParams, x) -> None:
+    if p.negative == "error" and bool((x < 0).any()):
+        raise ParamError(
+            NAME,
+            "x",
+            "negative values are not allowed (stochastic pooling takes probabilities "
+            "proportional to the values, e.g. after a ReLU); pass negative='clamp' to "
+            "treat them as 0",
+        )
+
+
+def check_input(p: StochasticParams, x) -> None:
+    """Window fits the input; no negative values unless ``negative='clamp'``."""
+    check_window_fits(NAME, p, x.shape)
+    _check_negative(p, x)
+
+
+def _torch_prepare(p: StochasticParams, x):
+    import torch
+
+    check_window_fits(NAME, p, x.shape)
+    if p.negative == "clamp":
+        return torch.relu(x)
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        _check_negative(p, x)
+    return x
+
+
+def _torch_offsets(p: StochasticParams, x):
+    """The ``kh*kw`` strided views ``x_t`` ``[N, C, oh, ow]``, window offsets in row-major order."""
+    (kh, kw), (sh, sw) = p.kernel, p.strides
+    _, _, oh, ow = output_shape(p, x.shape)
+    return [
+        x[:, :, a : a + sh * (oh - 1) + 1 : sh, b : b + sw * (ow - 1) + 1 : sw]
+        for a in range(kh)
+        for b in range(kw)
+    ]
+
+
+def torch_sample(p: StochasticParams, x):
+    """``train`` sampling on a prepared (non-negative) ``x``.
+
+    Returns ``(y, t, s)``: the sampled values (differentiable; 0 with no gradient
+    for all-zero windows), the window offset ``t`` (row-major, int64) of each
+    sample, and the window sums.
+    """
+    import torch
+
+    xs = _torch_offsets(p, x)
+    cums = [xs[0]]
+    for xt in xs[1:]:
+        cums.append(cums[-1] + xt)
+    s = cums[-1]
+    thr = torch_uniform(p.seed, s.shape, s.device).to(s.dtype) * s
+    y, t = xs[0], torch.zeros(s.shape, dtype=torch.int64, device=s.device)
+    for k in range(len(xs) - 1, -1, -1):
+        take = cums[k] > thr
+        y = torch.where(take, xs[k], y)
+        t = torch.where(take, torch.full_like(t, k), t)
+    return torch.where(s > 0, y, torch.zeros_like(y)), t, s
+
+
+def torch_probabilities(p: StochasticParams, x):
+    """The sampling probabilities ``[N, C, oh, ow, kh*kw]`` (row-major window order;
+    all zero for an all-zero window)."""
+    import torch
+
+    xs = torch.stack(_torch_offsets(p, _torch_prepare(p, x)), dim=-1)
+    s = xs.sum(-1, keepdim=True)
+    return xs / torch.where(s > 0, s, torch.ones_like(s))
+
+
+def torch_stochastic(p: StochasticParams, x):
+    import torch
+    import torch.nn.functional as F
+
+    x = _torch_prepare(p, x)
+    if p.mode == "train":
+        return (torch_sample(p, x)[0],)
+    k = p.kernel[0] * p.kernel[1]
+    s = F.avg_pool2d(x, p.kernel, p.strides) * k
+    q = F.avg_pool2d(x * x, p.kernel, p.strides) * k
+    return (q / torch.where(s > 0, s, torch.ones_like(s)),)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def _onnx_prepare(op, p: StochasticParams, x):
+    return op.Relu(x) if p.negative == "clamp" else x
+
+
+def onnx_sample(op, p: StochasticParams, x):
+    """``train`` sampling in ONNX, step for step as :func:`torch_sample` (``x`` prepared).
+
+    Returns ``(y, indices, s)``: the sampled values, their flat ``H*W`` plane
+    indices (the window's first element for all-zero windows) and the window sums.
+    """
+    (kh, kw), (sh, sw) = p.kernel, p.strides
+    h, w = dim(op, x, 2), dim(op, x, 3)
+    oh = blocks.pool_out_dim(op, h, kh, sh, 0, 1, False)
+    ow = blocks.pool_out_dim(op, w, kw, sw, 0, 1, False)
+    one = const_i64(op, [1])
+    ends_base = op.Concat(
+        op.Add(op.Mul(op.Sub(oh, one), const_i64(op, [sh])), one),
+        op.Add(op.Mul(op.Sub(ow, one), const_i64(op, [sw])), one),
+        axis=0,
+    )
+    axes, steps = const_i64(op, [2, 3]), const_i64(op, [sh, sw])
+    xs = [
+        op.Slice(x, const_i64(op, [a, b]), op.Add(ends_base, const_i64(op, [a, b])), axes, steps)
+        for a in range(kh)
+        for b in range(kw)
+    ]
+    cums = [xs[0]]
+    for xt in xs[1:]:
+        cums.append(op.Add(cums[-1], xt))
+    s = cums[-1]
+    u = onnx_uniform(op, p.seed, [dim(op, x, 0), dim(op, x, 1), oh, ow])
+    thr = op.Mul(u, s)
+    y, t = xs[0], const_scalar_i64(op, 0)
+    for k in range(len(xs) - 1, -1, -1):
+        take = op.Greater(cums[k], thr)
+        y = op.Where(take, xs[k], y)
+        t = op.Where(take, const_scalar_i64(op, k), t)
+    # plane index of window offset t of output (i, j): (i*sh + t//kw) * W + j*sw + t%kw
+    rows = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, oh), const_scalar_i64(op, 1)), [1])
+    cols = op.Range(const_scalar_i64(op, 0), scalar(op, ow), const_scalar_i64(op, 1))
+    base = op.Add(op.Mul(op.Mul(rows, const_scalar_i64(op, sh)), w), op.Mul(cols, const_scalar_i64(op, sw)))
+    kw_c = const_scalar_i64(op, kw)
+    offset = op.Add(op.Mul(op.Div(t, kw_c), w), op.Mod(t, kw_c))
+    return y, op.Add(base, offset), s
+
+
+def onnx_stochastic(op, p: StochasticParams, x, outputs=("y",)):
+    x = _onnx_prepare(op, p, x)
+    if p.mode == "train":
+        y = onnx_sample(op, p, x)[0]
+    else:
+        s = blocks.window_sum(op, x, p.kernel, p.strides, (0, 0), False)
+        q = blocks.window_sum(op, op.Mul(x, x), p.kernel, p.strides, (0, 0), False)
+        y = op.Div(q, op.Where(op.Greater(s, const_f32(op, 0.0)), s, const_f32(op, 1.0)))
+    return blocks.take_outputs(outputs, y=y)
+
+
+def onnx_stochastic_backward(op, p: StochasticParams, x, grad_y):
+    """train: ``grad_y`` to the sampled positions; eval: ``2 x A^T(g/S) - A^T(g Q/S^2)``.
+
+    All-zero windows pass no gradient; with ``clamp`` negatives get none either.
+    """
+    xc = _onnx_prepare(op, p, x)
+    zero = const_f32(op, 0.0)
+    if p.mode == "train":
+        _, indices, s = onnx_sample(op, p, xc)
+        values = op.Where(op.Greater(s, zero), grad_y, zero)
+        return blocks.scatter_add(op, x, indices, values)
+    s = blocks.window_sum(op, xc, p.kernel, p.strides, (0, 0), False)
+    q = blocks.window_sum(op, op.Mul(xc, xc), p.kernel, p.strides, (0, 0), False)
+    pos = op.Greater(s, zero)
+    s_safe = op.Where(pos, s, const_f32(op, 1.0))
+    a = op.Div(grad_y, s_safe)
+    b = op.Where(pos, op.Div(op.Mul(grad_y, q), op.Mul(s_safe, s_safe)), zero)
+    a_h, a_w = blocks.window_membership(op, x, p.kernel, p.strides, (0, 0), False)
+    grad = op.Sub(
+        op.Mul(op.Mul(xc, const_f32(op, 2.0)), blocks.separable_matmul_t(op, a, a_h, a_w)),
+        blocks.separable_matmul_t(op, b, a_h, a_w),
+    )
+    if p.negative == "clamp":
+        grad = op.Mul(grad, op.Cast(op.Greater(x, zero), to=1))
+    return grad
+
+
+register(
+    OpSpec(
+        name=NAME,
+        family="window",
+        params=StochasticParams,
+        torch_fn=torch_stochastic,
+        onnx_fn=onnx_stochastic,
+        onnx_backward=onnx_stochastic_backward,
+        output_shape=lambda p, s: output_shape(p, s),
+        check_input=check_input,
+        module_name="StochasticPool",
+        doc=__doc__,
+    )
+)
