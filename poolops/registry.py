@@ -41,6 +41,8 @@ class OpSpec:
         check_input: ``(p, x) -> None`` raising :class:`ParamError` for inputs
             the op cannot take (shape, and values where the op needs it);
             ``x`` is a numpy array or a torch tensor.
+        family: a grouping for docs and the UI (window, global, adaptive, ...).
+        input_domain: ``real`` or ``nonnegative`` (stochastic pooling).
     """
 
     name: str
@@ -55,6 +57,7 @@ class OpSpec:
     outputs: tuple[str, ...] = ("y",)
     check_input: Callable[[Any, Any], None] | None = None
     family: str = field(default="")
+    input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
 
     def parse(self, params: dict[str, Any] | OpParams | None = None) -> OpParams:
         """Validated parameters; raises :class:`ParamError` naming the bad one."""
