@@ -24,17 +24,18 @@ first). The ONNX graphs cannot raise: callers check the input first
 Random numbers: no torch or ONNX random generator is used (they differ between
 frameworks and devices, and ONNX Runtime's CUDA provider has no ``Multinomial``).
 Each output element ``(n, c, i, j)`` gets ``u`` in ``[0, 1)`` from a counter-based
-integer hash of ``seed`` and its flat output index ``((n*C + c)*oh + i)*ow + j``:
-``seed`` is expanded by SplitMix64 into two 32-bit keys ``k1``, ``k2``; the index
-is mixed as ``h = mix(mix(idx mod 2^32 + k1) + idx div 2^32 + k2)`` (sums mod 2^32)
-with ``mix`` a multiply/shift-add avalanche (``h = (h + h div 2^16) * 0x45D9F3B
-mod 2^32`` twice, then ``h + h div 2^16 mod 2^32``), and ``u = (h div 2^8) / 2^24``.
-Only int64 Add, Mul, Div and Mod are used (every product stays below 2^59), in
-torch and in ONNX alike, so both produce the same ``u`` on any device. The sample
-is the first window element (row-major) whose running sum ``c_t`` exceeds
-``u * S``, the running sums being added in the same order in torch and ONNX, so
-``train`` outputs are identical between the torch function and ONNX Runtime.
-The same ``seed`` gives the same samples on every call; use a new seed per step.
+integer hash of its flat output index ``idx = ((n*C + c)*oh + i)*ow + j`` keyed by
+``seed``: SplitMix64 turns ``seed`` into four 31-bit keys ``k0..k3``; the state
+``x = idx mod 2^31`` goes through three rounds of ``x = (x + k_r)(2(x + k_r) + 1)
+mod 2^31`` (a nonlinear bijection, as in RC6) followed by a 16-bit rotation
+(``idx div 2^31`` is added before round 2), then one more keyed squaring, and
+``u = (x div 2^7) / 2^24``. Only int64 Add, Mul, Div and Mod are used (ONNX
+Runtime's CUDA provider has no bitwise kernels) and every intermediate stays
+below 2^63, so torch and ONNX produce the same ``u`` on any device. The sample is
+the first window element (row-major) whose running sum ``c_t`` exceeds ``u * S``,
+the running sums being added in the same order in torch and ONNX, so ``train``
+outputs are identical between the torch function and ONNX Runtime. The same
+``seed`` gives the same samples on every call; use a new seed per step.
 
 The ``train`` graph unrolls the ``kh * kw`` window offsets (a few nodes each):
 keep kernels small (as is usual for this op).
@@ -42,6 +43,7 @@ keep kernels small (as is usual for this op).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
@@ -83,60 +85,93 @@ class StochasticParams(OpParams):
 
 # ---------------------------------------------------------------- the hash RNG
 
-_M32 = 2**32
-_HALF = 2**16
-_MIX = 0x45D9F3B
-_U_SHIFT = 2**8
+_M31 = 2**31
+_ROT = 16  # rotation (right) within 31 bits
+_ROUNDS = 3
+_U_SHIFT = 2**7  # keep the top 24 of 31 bits
 _U_SCALE = 2.0**-24
 _MASK64 = 2**64 - 1
 
 
-def hash_keys(seed: int) -> tuple[int, int]:
-    """SplitMix64 of ``seed``: two 32-bit keys (plain Python, compile-time constants)."""
-    z = (seed + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    z ^= z >> 31
-    return z & 0xFFFFFFFF, z >> 32
+def hash_keys(seed: int) -> list[int]:
+    """The round keys of ``seed``: SplitMix64 outputs reduced to 31 bits
+    (plain Python; they become constants of the graphs)."""
+    keys, z = [], seed
+    for _ in range(_ROUNDS + 1):
+        z = (z + 0x9E3779B97F4A7C15) & _MASK64
+        y = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        y = ((y ^ (y >> 27)) * 0x94D049BB133111EB) & _MASK64
+        keys.append((y ^ (y >> 31)) % _M31)
+    return keys
 
 
-def _torch_mix(h):
-    h = ((h + h // _HALF) * _MIX) % _M32
-    h = ((h + h // _HALF) * _MIX) % _M32
-    return (h + h // _HALF) % _M32
+def _hash(ops, idx, keys):
+    """The hash on non-negative int64 ``idx``, written once for torch and ONNX.
+
+    ``ops`` supplies ``add``, ``mul``, ``div`` (floor; all operands are
+    non-negative) and ``mod`` taking a tensor and a tensor or Python int.
+    Every intermediate stays below 2^63: the state is below 2^31.
+    """
+    add, mul, div, mod = ops
+
+    def square(x, key):  # x -> (x + key)(2(x + key) + 1) mod 2^31: a nonlinear bijection
+        x = mod(add(x, key), _M31)
+        return mod(mul(x, add(add(x, x), 1)), _M31)
+
+    x = mod(idx, _M31)
+    for r, key in enumerate(keys[:-1]):
+        if r == 1:
+            x = add(x, div(idx, _M31))
+        x = square(x, key)
+        x = add(mul(mod(x, 2**_ROT), 2 ** (31 - _ROT)), div(x, 2**_ROT))  # rotate
+    return div(square(x, keys[-1]), _U_SHIFT)
 
 
 def torch_uniform(seed: int, shape, device=None):
     """``u`` in ``[0, 1)`` (float32) for each element of ``shape`` (the hash RNG)."""
     import torch
 
-    k1, k2 = hash_keys(seed)
-    idx = torch.arange(int(torch.Size(shape).numel()), dtype=torch.int64, device=device).reshape(shape)
-    h = _torch_mix((idx % _M32 + k1) % _M32)
-    h = _torch_mix((h + idx // _M32 + k2) % _M32)
-    return (h // _U_SHIFT).to(torch.float32) * _U_SCALE
+    idx = torch.arange(math.prod(shape), dtype=torch.int64, device=device)
+    return torch_hash_uniform(seed, idx.reshape(shape))
 
 
-def _onnx_mix(op, h):
-    m32, half, mix = const_scalar_i64(op, _M32), const_scalar_i64(op, _HALF), const_scalar_i64(op, _MIX)
-    for _ in range(2):
-        h = op.Mod(op.Mul(op.Add(h, op.Div(h, half)), mix), m32)
-    return op.Mod(op.Add(h, op.Div(h, half)), m32)
+def torch_hash_uniform(seed: int, idx):
+    """``u`` for the counters ``idx`` (non-negative int64 tensor)."""
+    import torch
+
+    ops = (lambda a, b: a + b, lambda a, b: a * b, lambda a, b: a // b, lambda a, b: a % b)
+    return _hash(ops, idx, hash_keys(seed)).to(torch.float32) * _U_SCALE
 
 
 def onnx_uniform(op, seed: int, dims):
     """:func:`torch_uniform` in ONNX, for a tensor of shape ``dims`` (a list of
     1-element int64 dims, dynamic)."""
-    k1, k2 = hash_keys(seed)
-    m32 = const_scalar_i64(op, _M32)
     total = dims[0]
     for d in dims[1:]:
         total = op.Mul(total, d)
     idx = op.Range(const_scalar_i64(op, 0), scalar(op, total), const_scalar_i64(op, 1))
-    idx = op.Reshape(idx, op.Concat(*dims, axis=0))
-    h = _onnx_mix(op, op.Mod(op.Add(op.Mod(idx, m32), const_scalar_i64(op, k1)), m32))
-    h = _onnx_mix(op, op.Mod(op.Add(op.Add(h, op.Div(idx, m32)), const_scalar_i64(op, k2)), m32))
-    return op.Mul(op.Cast(op.Div(h, const_scalar_i64(op, _U_SHIFT)), to=1), const_f32(op, _U_SCALE))
+    return onnx_hash_uniform(op, seed, op.Reshape(idx, op.Concat(*dims, axis=0)))
+
+
+def onnx_hash_uniform(op, seed: int, idx):
+    """:func:`torch_hash_uniform` in ONNX (``idx`` a non-negative int64 tensor)."""
+    consts: dict[int, object] = {}
+
+    def c(v):
+        if isinstance(v, int):
+            if v not in consts:
+                consts[v] = const_scalar_i64(op, v)
+            return consts[v]
+        return v
+
+    ops = (
+        lambda a, b: op.Add(a, c(b)),
+        lambda a, b: op.Mul(a, c(b)),
+        lambda a, b: op.Div(a, c(b)),
+        lambda a, b: op.Mod(a, c(b)),
+    )
+    h = _hash(ops, idx, hash_keys(seed))
+    return op.Mul(op.Cast(h, to=1), const_f32(op, _U_SCALE))
 
 
 # ---------------------------------------------------------------- torch

@@ -1,0 +1,286 @@
+"""Benchmarks: torch eager vs ONNX Runtime CPU for every registered op.
+
+``poolops bench ops`` (:func:`run_ops`) times, for each op with default
+parameters, the torch reference (``spec.torch_fn`` under ``inference_mode``) and
+the op's ONNX graph in one ``onnxruntime.InferenceSession`` (CPU), side by side
+in one run, and relates the ONNX Runtime time to a plain memory copy of the same
+number of bytes measured in the same run. Torch is imported inside
+:func:`run_ops` only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from poolops.registry import OpSpec, get_op, list_ops
+
+SIZES = ((1, 64, 256, 256), (1, 64, 512, 512))
+SPP_EXTRA = (1, 256, 60, 80)
+QUICK_SIZES = ((1, 8, 32, 32),)
+QUICK_SPP_EXTRA = (1, 16, 15, 20)
+DEFAULT_REPEAT = 10
+DEFAULT_REPEAT_LARGE = 5  # for inputs of 2**24 elements and more, when no repeat is given
+QUICK_REPEAT = 2
+SPP_TARGET = 0.8  # ORT time <= 0.8x torch's adaptive pooling
+
+COLUMNS = ("op", "shape", "torch ms", "ORT ms", "ORT/torch", "GB/s", "% of memcpy", "note")
+
+
+def _median_time(fn: Callable[[], Any], repeat: int, warmup: int = 2, warmup_s: float = 0.05) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs, after at least
+    ``warmup`` runs and ``warmup_s`` seconds of warm-up (at most 100 runs)."""
+    t0 = time.perf_counter()
+    for i in range(100):
+        if i >= warmup and time.perf_counter() - t0 >= warmup_s:
+            break
+        fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``, ``/proc/cpuinfo``, else ``platform.processor()``)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+        for line in out.splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def memcpy_gbps(nbytes: int, repeat: int) -> float:
+    """Bandwidth (GB/s, read + write) of ``np.copyto`` of a float32 buffer of ``nbytes``."""
+    n = max(1, nbytes // 4)
+    src = np.random.default_rng(1).standard_normal(n, dtype=np.float32)
+    dst = np.empty_like(src)
+    t = _median_time(lambda: np.copyto(dst, src), repeat)
+    return 2 * src.nbytes / t / 1e9
+
+
+def make_input(spec: OpSpec, shape: Sequence[int]) -> np.ndarray:
+    """Realistic float32 input: standard normal, or its abs() for non-negative ops."""
+    x = np.random.default_rng(0).standard_normal(tuple(shape), dtype=np.float32)
+    if getattr(spec, "input_domain", "real") == "nonnegative" or spec.name == "stochastic":
+        x = np.abs(x)
+    return x
+
+
+def variants(spec: OpSpec) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """``(label, params, outputs)`` rows for an op: ``y`` only, ``+indices``, ``propagate_nan=False``."""
+    out: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [(spec.name, {}, ("y",))]
+    if "indices" in spec.outputs:
+        out.append((f"{spec.name} (+indices)", {}, ("y", "indices")))
+    if "propagate_nan" in spec.params.model_fields:
+        out.append((f"{spec.name} (propagate_nan=False)", {"propagate_nan": False}, ("y",)))
+    return out
+
+
+def _session(name: str, params: dict[str, Any], outputs: tuple[str, ...], threads: int):
+    import onnxruntime as ort
+
+    from poolops.onnx import op_model
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    model = op_model(name, outputs=outputs, **params)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _short_error(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"error: {type(e).__name__}: {msg[:160]}"
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _row_cells(r: dict[str, Any]) -> list[str]:
+    shape = "x".join(map(str, r["shape"]))
+    if r.get("error"):
+        return [r["op"], shape, _fmt(r.get("torch_ms")), "", "", "", "", r["error"]]
+    return [
+        r["op"],
+        shape,
+        _fmt(r["torch_ms"]),
+        _fmt(r["ort_ms"]),
+        _fmt(r["ratio"], 2),
+        _fmt(r["gbps"], 1),
+        _fmt(r["pct_memcpy"], 0),
+        r.get("note", ""),
+    ]
+
+
+def run_ops(
+    ops: Sequence[str] | None = None,
+    quick: bool = False,
+    repeat: int | None = None,
+    markdown: bool = False,
+) -> list[dict[str, Any]]:
+    """Benchmark ops (default: all registered) and print a table; returns the rows.
+
+    Each row: ``op`` (label), ``name``, ``shape``, ``torch_ms``, ``ort_ms``, ``ratio``
+    (ORT/torch, <= 1 means ORT is faster), ``bytes`` (input read + outputs written),
+    ``gbps``, ``memcpy_gbps``, ``pct_memcpy``, ``note`` and ``error`` (None or a message).
+    """
+    import onnxruntime as ort
+    import torch
+
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
+    names = list(ops) if ops else list_ops()
+    specs = [get_op(n) for n in names]  # ValueError naming the known ops for a bad name
+    sizes = QUICK_SIZES if quick else SIZES
+    spp_extra = QUICK_SPP_EXTRA if quick else SPP_EXTRA
+    threads = os.cpu_count() or 1
+
+    def reps(shape) -> int:
+        if repeat is not None:
+            return repeat
+        if quick:
+            return QUICK_REPEAT
+        return DEFAULT_REPEAT_LARGE if int(np.prod(shape)) >= 2**24 else DEFAULT_REPEAT
+
+    notes: list[str] = []
+    runnable = []
+    for spec in specs:
+        if tuple(spec.inputs) != ("x",):
+            notes.append(f"skipped {spec.name}: needs inputs {list(spec.inputs)} (only x-only ops are benchmarked)")
+        else:
+            runnable.append(spec)
+
+    # every (op, shape) pair, in the order of the table: sizes, then the spp extra size
+    jobs: list[tuple[OpSpec, tuple[int, ...]]] = [(s, tuple(sz)) for sz in sizes for s in runnable]
+    jobs += [(s, tuple(spp_extra)) for s in runnable if s.name == "spp"]
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows: list[dict[str, Any]] = []
+    copy_bw: dict[tuple[int, ...], float] = {}
+    sessions: dict[str, Any] = {}
+    try:
+        for spec, shape in jobs:
+            n_rep = reps(shape)
+            if shape not in copy_bw:
+                copy_bw[shape] = memcpy_gbps(int(np.prod(shape)) * 4, n_rep)
+            rows.extend(_bench_op(spec, shape, n_rep, threads, copy_bw[shape], sessions, torch))
+    finally:
+        torch.set_num_threads(old_threads)
+
+    header = [
+        f"machine: {cpu_model()}, {threads} CPUs ({platform.system()} {platform.machine()}, "
+        f"1-min load average {load} before the run); "
+        f"torch {torch.__version__} ({threads} threads, eager, inference_mode); "
+        f"onnxruntime {ort.__version__} (CPUExecutionProvider, intra_op_num_threads={threads}); "
+        "both get the same cores",
+        "memcpy (np.copyto, read + write): "
+        + ", ".join(f"{'x'.join(map(str, s))}: {bw:.1f} GB/s" for s, bw in copy_bw.items()),
+        "repeats: " + ", ".join(f"{'x'.join(map(str, s))}: {reps(s)}" for s in copy_bw)
+        + " (median after >= 2 warm-up runs and 50 ms); default parameters; input standard normal "
+        "(abs() for non-negative ops)",
+        "ORT/torch <= 1 means ONNX Runtime is faster. GB/s = (input bytes + output bytes) / ORT time. "
+        "The torch reference of ops with indices always computes them.",
+    ]
+    _print(rows, header, notes, markdown)
+    return rows
+
+
+def _bench_op(spec, shape, n_rep, threads, copy_gbps, sessions, torch) -> list[dict[str, Any]]:
+    """Rows for one op at one shape: torch once, then each ONNX variant."""
+    base = {"name": spec.name, "shape": shape, "memcpy_gbps": copy_gbps}
+    try:
+        x = make_input(spec, shape)
+        p = spec.parse({})
+        xt = torch.from_numpy(x)
+
+        def run_torch():
+            with torch.inference_mode():
+                return spec.torch_fn(p, xt)
+
+        torch_s = _median_time(run_torch, n_rep)
+        ref = run_torch()[0].numpy()
+    except Exception as e:  # noqa: BLE001 - one op must not stop the benchmark
+        return [{**base, "op": spec.name, "torch_ms": None, "ort_ms": None, "ratio": None,
+                 "gbps": None, "pct_memcpy": None, "note": "", "error": _short_error(e)}]
+
+    rows = []
+    for label, params, outputs in variants(spec):
+        row = {**base, "op": label, "torch_ms": torch_s * 1e3, "ort_ms": None, "ratio": None,
+               "gbps": None, "pct_memcpy": None, "note": "", "error": None}
+        try:
+            if label not in sessions:
+                sessions[label] = _session(spec.name, params, outputs, threads)
+            sess = sessions[label]
+            feed = {"x": x}
+            ort_s = _median_time(lambda: sess.run(None, feed), n_rep)
+            res = sess.run(None, feed)
+            nbytes = x.nbytes + sum(r.nbytes for r in res)
+            gbps = nbytes / ort_s / 1e9
+            row.update(
+                ort_ms=ort_s * 1e3,
+                ratio=ort_s / torch_s,
+                bytes=nbytes,
+                gbps=gbps,
+                pct_memcpy=gbps / copy_gbps * 100,
+            )
+            notes = []
+            if res[0].shape != ref.shape or not np.allclose(res[0], ref, rtol=1e-4, atol=1e-5, equal_nan=True):
+                diff = np.abs(res[0] - ref).max() if res[0].shape == ref.shape else f"shape {res[0].shape}"
+                notes.append(f"MISMATCH vs torch ({diff})")
+            if spec.name == "spp":
+                ok = row["ratio"] <= SPP_TARGET
+                notes.append(f"SPP target ORT <= {SPP_TARGET}x torch: {'met' if ok else 'MISSED'}")
+            row["note"] = "; ".join(notes)
+        except Exception as e:  # noqa: BLE001
+            row["error"] = _short_error(e)
+        rows.append(row)
+    return rows
+
+
+def _print(rows, header, notes, markdown: bool) -> None:
+    if markdown:
+        for line in header:
+            print(f"{line}  ")
+        for n in notes:
+            print(f"{n}  ")
+        print()
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "|".join(["---"] * 2 + ["---:"] * 5 + ["---"]) + "|")
+        for r in rows:
+            print("| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r)) + " |")
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    for line in header + notes:
+        console.print(line, markup=False, highlight=False)
+    table = Table(title="poolops bench ops: torch eager vs ONNX Runtime (CPU)")
+    for i, col in enumerate(COLUMNS):
+        table.add_column(col, justify="right" if 2 <= i <= 6 else "left")
+    for r in rows:
+        table.add_row(*(escape(c) for c in _row_cells(r)), style="red" if r.get("error") else None)
+    console.print(table)

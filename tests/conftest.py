@@ -1,0 +1,46 @@
+"""Shared test helpers: run ONNX models in the real ONNX Runtime (CPU)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("POOLOPS_HYPOTHESIS_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=True,
+)
+settings.register_profile("dev", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def session(model) -> ort.InferenceSession:
+    """A CPU session of an ``onnx.ModelProto``."""
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def run(model, **feeds: np.ndarray) -> list[np.ndarray]:
+    return session(model).run(None, feeds)
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5, what: str = "") -> None:
+    """Equal to ``rel`` of the expected output's scale (its largest magnitude, at least 1e-3)."""
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN positions differ")
+    if not finite.any():
+        return
+    scale = max(float(np.abs(expected[finite]).max()), 1e-3)
+    err = float(np.abs(actual[finite] - expected[finite]).max())
+    assert err <= rel * scale, f"{what}: max error {err:g} > {rel:g} * scale {scale:g}"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

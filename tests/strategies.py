@@ -1,0 +1,66 @@
+"""Hypothesis strategies for each op's parameters, and shapes.
+
+Ops without an entry here are tested with their default parameters (so a new
+op is still covered by the parity tests, which enumerate the registry).
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+small = st.integers(1, 4)
+
+
+@st.composite
+def window(draw, dilation: bool = False, divisor: bool = False, nan: bool = False):
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    params = dict(
+        kernel=k,
+        stride=draw(st.none() | st.tuples(small, small)),
+        padding=(draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2))),
+        ceil_mode=draw(st.booleans()),
+    )
+    if dilation:
+        params["dilation"] = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if divisor:
+        params["count_include_pad"] = draw(st.booleans())
+        params["divisor_override"] = draw(st.none() | st.integers(1, 9))
+    if nan:
+        params["propagate_nan"] = draw(st.booleans())
+    return params
+
+
+output_size = st.tuples(st.integers(1, 8), st.integers(1, 8))
+
+PARAMS = {
+    "max": window(dilation=True, nan=True),
+    "avg": window(divisor=True),
+    "global_avg": st.just({}),
+    "global_max": st.fixed_dictionaries({"propagate_nan": st.booleans()}),
+    "adaptive_avg": st.fixed_dictionaries({"output_size": output_size}),
+    "adaptive_max": st.fixed_dictionaries({"output_size": output_size, "propagate_nan": st.booleans()}),
+    "spp": st.fixed_dictionaries(
+        {
+            "levels": st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple),
+            "mode": st.sampled_from(["max", "avg"]),
+            "bins": st.sampled_from(["adaptive", "sppnet"]),
+        }
+    ),
+    "stochastic": st.fixed_dictionaries(
+        {
+            "kernel": st.tuples(st.integers(1, 4), st.integers(1, 4)),
+            "stride": st.none() | st.tuples(small, small),
+            "mode": st.sampled_from(["eval", "train"]),
+            "seed": st.integers(0, 2**31 - 1),
+        }
+    ),
+}
+
+
+def params_for(name: str):
+    return PARAMS.get(name, st.just({}))
+
+
+# H and W from 1 to ~100; a few shapes per example so one graph is run at several sizes.
+spatial = st.integers(1, 100)
+shape = st.tuples(st.integers(1, 3), st.integers(1, 4), spatial, spatial)

@@ -1,0 +1,63 @@
+"""Smoke test of ``poolops bench ops``: every x-only op gets a row with sane numbers."""
+
+from __future__ import annotations
+
+import math
+
+from poolops import get_op, list_ops
+
+
+def test_run_ops_quick_has_a_row_per_op():
+    from poolops.bench import run_ops
+
+    rows = run_ops(quick=True)
+    x_only = [n for n in list_ops() if tuple(get_op(n).inputs) == ("x",)]
+    assert x_only
+    by_name = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    for name in x_only:
+        assert name in by_name, f"no row for {name}"
+        for r in by_name[name]:
+            assert r["error"] is None, f"{r['op']}: {r['error']}"
+            assert r["torch_ms"] > 0 and r["ort_ms"] > 0, r
+            assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r
+            assert r["gbps"] > 0 and math.isfinite(r["pct_memcpy"]), r
+        # the plain forward (y only) row is there, labelled with the op's name
+        assert any(r["op"] == name for r in by_name[name])
+    assert any(r["op"] == "max (+indices)" for r in rows)
+    assert any(r["op"] == "max (propagate_nan=False)" for r in rows)
+
+
+def test_cli_bench_ops_quick(capsys):
+    from poolops.cli import main
+
+    assert main(["bench", "ops", "--quick", "--op", "max"]) == 0
+    out = capsys.readouterr().out
+    assert "max" in out and "memcpy" in out
+
+
+def test_cli_bench_ops_markdown(capsys):
+    from poolops.cli import main
+
+    assert main(["bench", "ops", "--quick", "--op", "avg", "--markdown", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| op | shape |" in out and "| avg |" in out
+
+
+def test_spp_extra_size_and_error_rows():
+    import dataclasses
+
+    import torch
+
+    from poolops import bench
+
+    rows = bench.run_ops(ops=["spp"], quick=True, repeat=1, markdown=True)
+    assert any(r["shape"] == bench.QUICK_SPP_EXTRA for r in rows)
+
+    def broken(p, x):
+        raise RuntimeError("boom")
+
+    spec = dataclasses.replace(get_op("avg"), torch_fn=broken)
+    out = bench._bench_op(spec, (1, 2, 8, 8), 1, 1, 10.0, {}, torch)
+    assert len(out) == 1 and out[0]["error"].startswith("error: RuntimeError: boom")
