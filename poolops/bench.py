@@ -26,27 +26,39 @@ SPP_EXTRA = (1, 256, 60, 80)
 QUICK_SIZES = ((1, 8, 32, 32),)
 QUICK_SPP_EXTRA = (1, 16, 15, 20)
 DEFAULT_REPEAT = 10
-DEFAULT_REPEAT_LARGE = 5  # for inputs of 2**24 elements and more, when no repeat is given
 QUICK_REPEAT = 2
 SPP_TARGET = 0.8  # ORT time <= 0.8x torch's adaptive pooling
 
 COLUMNS = ("op", "shape", "torch ms", "ORT ms", "ORT/torch", "GB/s", "% of memcpy", "note")
 
 
-def _median_time(fn: Callable[[], Any], repeat: int, warmup: int = 2, warmup_s: float = 0.05) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeat`` runs, after at least
-    ``warmup`` runs and ``warmup_s`` seconds of warm-up (at most 100 runs)."""
+def _warm_up(fn: Callable[[], Any], warmup: int = 2, warmup_s: float = 0.05) -> None:
+    """At least ``warmup`` runs and ``warmup_s`` seconds of runs (at most 100)."""
     t0 = time.perf_counter()
     for i in range(100):
         if i >= warmup and time.perf_counter() - t0 >= warmup_s:
             break
         fn()
-    times = []
+
+
+def _median_times(fns: Sequence[Callable[[], Any] | None], repeat: int) -> list[float]:
+    """Median seconds of each ``fn`` (None: NaN) over ``repeat`` rounds that run each once,
+    after warm-up."""
+    live = [(i, f) for i, f in enumerate(fns) if f is not None]
+    for _, f in live:
+        _warm_up(f)
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for i, f in live:
+            t0 = time.perf_counter()
+            f()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) if t else float("nan") for t in times]
+
+
+def _median_time(fn: Callable[[], Any], repeat: int) -> float:
+    """Median seconds of ``fn()`` over ``repeat`` runs after warm-up."""
+    return _median_times([fn], repeat)[0]
 
 
 def cpu_model() -> str:
@@ -154,12 +166,7 @@ def run_ops(
     spp_extra = QUICK_SPP_EXTRA if quick else SPP_EXTRA
     threads = os.cpu_count() or 1
 
-    def reps(shape) -> int:
-        if repeat is not None:
-            return repeat
-        if quick:
-            return QUICK_REPEAT
-        return DEFAULT_REPEAT_LARGE if int(np.prod(shape)) >= 2**24 else DEFAULT_REPEAT
+    n_rep = repeat if repeat is not None else (QUICK_REPEAT if quick else DEFAULT_REPEAT)
 
     notes: list[str] = []
     runnable = []
@@ -180,7 +187,6 @@ def run_ops(
     sessions: dict[str, Any] = {}
     try:
         for spec, shape in jobs:
-            n_rep = reps(shape)
             if shape not in copy_bw:
                 copy_bw[shape] = memcpy_gbps(int(np.prod(shape)) * 4, n_rep)
             rows.extend(_bench_op(spec, shape, n_rep, threads, copy_bw[shape], sessions, torch))
@@ -195,9 +201,9 @@ def run_ops(
         "both get the same cores",
         "memcpy (np.copyto, read + write): "
         + ", ".join(f"{'x'.join(map(str, s))}: {bw:.1f} GB/s" for s, bw in copy_bw.items()),
-        "repeats: " + ", ".join(f"{'x'.join(map(str, s))}: {reps(s)}" for s in copy_bw)
-        + " (median after >= 2 warm-up runs and 50 ms); default parameters; input standard normal "
-        "(abs() for non-negative ops)",
+        f"median of {n_rep} timed runs, torch and the ORT variants of an op timed round-robin "
+        "after >= 2 warm-up runs and 50 ms each; default parameters; "
+        "input standard normal (abs() for non-negative ops)",
         "ORT/torch <= 1 means ONNX Runtime is faster. GB/s = (input bytes + output bytes) / ORT time. "
         "The torch reference of ops with indices always computes them.",
     ]
@@ -206,7 +212,8 @@ def run_ops(
 
 
 def _bench_op(spec, shape, n_rep, threads, copy_gbps, sessions, torch) -> list[dict[str, Any]]:
-    """Rows for one op at one shape: torch once, then each ONNX variant."""
+    """Rows for one op at one shape: the torch reference and each ONNX variant, timed
+    round-robin (one run of each per round), so that both see the same machine load."""
     base = {"name": spec.name, "shape": shape, "memcpy_gbps": copy_gbps}
     try:
         x = make_input(spec, shape)
@@ -217,43 +224,50 @@ def _bench_op(spec, shape, n_rep, threads, copy_gbps, sessions, torch) -> list[d
             with torch.inference_mode():
                 return spec.torch_fn(p, xt)
 
-        torch_s = _median_time(run_torch, n_rep)
         ref = run_torch()[0].numpy()
     except Exception as e:  # noqa: BLE001 - one op must not stop the benchmark
         return [{**base, "op": spec.name, "torch_ms": None, "ort_ms": None, "ratio": None,
                  "gbps": None, "pct_memcpy": None, "note": "", "error": _short_error(e)}]
 
-    rows = []
+    feed = {"x": x}
+    rows, fns = [], [run_torch]
     for label, params, outputs in variants(spec):
-        row = {**base, "op": label, "torch_ms": torch_s * 1e3, "ort_ms": None, "ratio": None,
+        row = {**base, "op": label, "torch_ms": None, "ort_ms": None, "ratio": None,
                "gbps": None, "pct_memcpy": None, "note": "", "error": None}
+        rows.append(row)
         try:
             if label not in sessions:
                 sessions[label] = _session(spec.name, params, outputs, threads)
             sess = sessions[label]
-            feed = {"x": x}
-            ort_s = _median_time(lambda: sess.run(None, feed), n_rep)
             res = sess.run(None, feed)
-            nbytes = x.nbytes + sum(r.nbytes for r in res)
-            gbps = nbytes / ort_s / 1e9
-            row.update(
-                ort_ms=ort_s * 1e3,
-                ratio=ort_s / torch_s,
-                bytes=nbytes,
-                gbps=gbps,
-                pct_memcpy=gbps / copy_gbps * 100,
-            )
+            row["bytes"] = x.nbytes + sum(r.nbytes for r in res)
             notes = []
             if res[0].shape != ref.shape or not np.allclose(res[0], ref, rtol=1e-4, atol=1e-5, equal_nan=True):
                 diff = np.abs(res[0] - ref).max() if res[0].shape == ref.shape else f"shape {res[0].shape}"
                 notes.append(f"MISMATCH vs torch ({diff})")
-            if spec.name == "spp":
-                ok = row["ratio"] <= SPP_TARGET
-                notes.append(f"SPP target ORT <= {SPP_TARGET}x torch: {'met' if ok else 'MISSED'}")
             row["note"] = "; ".join(notes)
+            fns.append(lambda sess=sess: sess.run(None, feed))
         except Exception as e:  # noqa: BLE001
             row["error"] = _short_error(e)
-        rows.append(row)
+            fns.append(None)
+
+    try:
+        times = _median_times(fns, n_rep)
+    except Exception as e:  # noqa: BLE001
+        for row in rows:
+            row["error"] = row["error"] or _short_error(e)
+        return rows
+    torch_s = times[0]
+    for row, ort_s in zip(rows, times[1:]):
+        row["torch_ms"] = torch_s * 1e3
+        if row["error"]:
+            continue
+        gbps = row["bytes"] / ort_s / 1e9
+        row.update(ort_ms=ort_s * 1e3, ratio=ort_s / torch_s, gbps=gbps, pct_memcpy=gbps / copy_gbps * 100)
+        if spec.name == "spp":
+            ok = row["ratio"] <= SPP_TARGET
+            target = f"SPP target ORT <= {SPP_TARGET}x torch: {'met' if ok else 'MISSED'}"
+            row["note"] = "; ".join(n for n in (row["note"], target) if n)
     return rows
 
 
