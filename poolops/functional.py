@@ -23,16 +23,16 @@ def apply(spec: OpSpec, p: OpParams, inputs: tuple, return_indices: bool = False
     """Run ``spec`` with parsed params ``p`` on ``inputs``: ``y`` or ``(y, indices)``."""
     if return_indices and "indices" not in spec.outputs:
         raise ParamError(spec.name, "return_indices", f"op {spec.name!r} has no indices output")
+    wanted = ("y", "indices") if return_indices else ("y",)
     if torch.compiler.is_exporting():
         from poolops import torch_ops
 
-        outs = torch_ops.call(spec, inputs, p.model_dump_json())
+        everything = dict(zip(spec.outputs, torch_ops.call(spec, inputs, p.model_dump_json())))
+        outs = tuple(everything[name] for name in wanted)
     else:
         spec.check(p, inputs[0])
-        outs = spec.torch_fn(p, *inputs)
-    if return_indices:
-        return outs[0], outs[spec.outputs.index("indices")]
-    return outs[0]
+        outs = spec.torch_fn(p, *inputs, outputs=wanted)
+    return outs if return_indices else outs[0]
 
 
 def call(name: str, *inputs: torch.Tensor, return_indices: bool = False, **params: Any):

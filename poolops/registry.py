@@ -26,8 +26,8 @@ class OpSpec:
     Attributes:
         name: registry name (``max``, ``spp``, ...); also the ONNX function name.
         params: the pydantic parameter model.
-        torch_fn: ``(p, *inputs) -> tuple[Tensor, ...]``, one tensor per name in
-            ``outputs``; differentiable in its first output.
+        torch_fn: ``(p, *inputs, outputs=...) -> tuple[Tensor, ...]``, one tensor per
+            requested output name (default all of ``outputs``); differentiable in ``y``.
         onnx_fn: ``(op, p, *inputs, outputs=...) -> tuple[Value, ...]``: emits the
             forward graph with ``op`` (an onnxscript op builder), returning one value
             per requested output name.

@@ -29,14 +29,18 @@ def run(model, **feeds: np.ndarray) -> list[np.ndarray]:
     return session(model).run(None, feeds)
 
 
-def assert_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5, what: str = "") -> None:
-    """Equal to ``rel`` of the expected output's scale (its largest magnitude, at least 1e-3)."""
+def assert_close(
+    actual: np.ndarray, expected: np.ndarray, rel: float = 1e-5, what: str = "", floor: float = 1e-3
+) -> None:
+    """Equal to ``rel`` of the expected output's scale: its largest finite magnitude, at
+    least ``floor`` (pass 1% of the input's scale for reductions whose outputs can
+    cancel to near zero, like the mean of zero-mean data)."""
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN positions differ")
     if not finite.any():
         return
-    scale = max(float(np.abs(expected[finite]).max()), 1e-3)
+    scale = max(float(np.abs(expected[finite]).max()), floor)
     err = float(np.abs(actual[finite] - expected[finite]).max())
     assert err <= rel * scale, f"{what}: max error {err:g} > {rel:g} * scale {scale:g}"
 

@@ -55,7 +55,7 @@ def test_spp_extra_size_and_error_rows():
     rows = bench.run_ops(ops=["spp"], quick=True, repeat=1, markdown=True)
     assert any(r["shape"] == bench.QUICK_SPP_EXTRA for r in rows)
 
-    def broken(p, x):
+    def broken(p, x, outputs=("y",)):
         raise RuntimeError("boom")
 
     spec = dataclasses.replace(get_op("avg"), torch_fn=broken)

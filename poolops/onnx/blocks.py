@@ -104,26 +104,33 @@ def _bin_index(op, starts, ends):
     return op.Min(idx, unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
 
 
-def bin_max(op, x, bounds_h, bounds_w):
+def bin_max(op, x, bounds_h, bounds_w, with_sumsq: bool = False):
     """Max over bins ``[N, C, H, W] -> [N, C, oh, ow]`` (bins from ``*_bounds``).
 
     Rows first: the H gather copies whole contiguous rows, then the W reduction
-    works on the ``oh`` reduced rows only.
+    works on the ``oh`` reduced rows only. With ``with_sumsq`` also returns each
+    bin's sum of squares, which is NaN exactly when the bin holds a NaN (see
+    :func:`nan_where`).
     """
+    axis3, axis4 = const_i64(op, [3]), const_i64(op, [4])
     idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
     g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
-    t = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, W]
+    t = op.ReduceMax(g, axis3, keepdims=0)  # [N, C, oh, W]
     idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
-    g = op.Gather(t, idx_w, axis=3)  # [N, C, oh, ow, Kw]
-    return op.ReduceMax(g, const_i64(op, [4]), keepdims=0)
+    y = op.ReduceMax(op.Gather(t, idx_w, axis=3), axis4, keepdims=0)  # [N, C, oh, ow]
+    if not with_sumsq:
+        return y
+    ss = op.ReduceSumSquare(g, axis3, keepdims=0)
+    return y, op.ReduceSum(op.Gather(ss, idx_w, axis=3), axis4, keepdims=0)
 
 
-def bin_argmax(op, x, bounds_h, bounds_w):
+def bin_argmax(op, x, bounds_h, bounds_w, with_sumsq: bool = False):
     """Max over bins and the flat ``H*W`` index of the first maximum in row-major order.
 
     Columns are reduced first (first max within each row of a bin), then rows
     (first row holding the bin's max): that is PyTorch's row-major tie rule.
-    Returns ``(y, indices)``, both ``[N, C, oh, ow]``.
+    Returns ``(y, indices)``, both ``[N, C, oh, ow]`` (and the bins' sums of
+    squares with ``with_sumsq``).
     """
     starts_w, ends_w = bounds_w
     idx_w = _bin_index(op, starts_w, ends_w)  # [ow, Kw]
@@ -136,9 +143,9 @@ def bin_argmax(op, x, bounds_h, bounds_w):
 
     idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
     kh = op.Shape(idx_h, start=1, end=2)
-    g = op.Gather(v, idx_h, axis=2)  # [N, C, oh, Kh, ow]
-    y = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, ow]
-    a = op.ArgMax(g, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
+    g_h = op.Gather(v, idx_h, axis=2)  # [N, C, oh, Kh, ow]
+    y = op.ReduceMax(g_h, const_i64(op, [3]), keepdims=0)  # [N, C, oh, ow]
+    a = op.ArgMax(g_h, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
     oh_i = unsqueeze(
         op,
         op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_h, start=0, end=1)), const_scalar_i64(op, 1)),
@@ -146,7 +153,23 @@ def bin_argmax(op, x, bounds_h, bounds_w):
     )
     row = op.Gather(op.Reshape(idx_h, const_i64(op, [-1])), op.Add(op.Mul(oh_i, kh), a))  # [N, C, oh, ow]
     col = op.GatherElements(col, row, axis=2)
-    return y, op.Add(op.Mul(row, dim(op, x, 3)), col)
+    indices = op.Add(op.Mul(row, dim(op, x, 3)), col)
+    if not with_sumsq:
+        return y, indices
+    ss = op.ReduceSumSquare(g, const_i64(op, [4]), keepdims=0)  # [N, C, H, ow]
+    ss = op.ReduceSum(op.Gather(ss, idx_h, axis=2), const_i64(op, [3]), keepdims=0)
+    return y, indices, ss
+
+
+def nan_where(op, y, sumsq):
+    """``y`` with NaN where ``sumsq`` (the window's sum of squares) is NaN.
+
+    A sum of squares is NaN exactly when a NaN was summed: squares are never
+    negative, so no ``inf - inf`` can arise, and overflow gives ``inf``.
+    ONNX Runtime's MaxPool and ReduceMax skip NaN; this restores PyTorch's
+    propagation for one extra read instead of pooling a NaN map.
+    """
+    return op.Where(op.IsNaN(sumsq), const_f32(op, float("nan")), y)
 
 
 # ---------------------------------------------------------------- fixed-window pooling

@@ -44,16 +44,17 @@ def adaptive_matrices(op, x, output_size):
     ]
 
 
-def torch_adaptive_avg(p, x):
+def torch_adaptive_avg(p, x, outputs=("y",)):
     import torch.nn.functional as F
 
     return (F.adaptive_avg_pool2d(x, p.output_size),)
 
 
-def torch_adaptive_max(p, x):
+def torch_adaptive_max(p, x, outputs=("y", "indices")):
     import torch.nn.functional as F
 
-    return F.adaptive_max_pool2d(x, p.output_size, return_indices=True)
+    y, indices = F.adaptive_max_pool2d(x, p.output_size, return_indices=True)
+    return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
 def onnx_adaptive_avg(op, p, x, outputs=("y",)):
@@ -66,12 +67,14 @@ def onnx_adaptive_avg_backward(op, p, x, grad_y):
 
 def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
     bounds = adaptive_bounds(op, x, p.output_size)
+    nan = p.propagate_nan
     if "indices" in outputs:
-        y, indices = blocks.bin_argmax(op, x, *bounds)
+        y, indices, *sumsq = blocks.bin_argmax(op, x, *bounds, with_sumsq=nan)
     else:
-        y, indices = blocks.bin_max(op, x, *bounds), None
-    if p.propagate_nan:
-        y = blocks.propagate_nan(op, x, y, lambda m: blocks.bin_max(op, m, *bounds))
+        out = blocks.bin_max(op, x, *bounds, with_sumsq=nan)
+        (y, *sumsq), indices = (out if nan else (out,)), None
+    if nan:
+        y = blocks.nan_where(op, y, sumsq[0])
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 

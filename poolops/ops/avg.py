@@ -22,7 +22,7 @@ class AvgParams(WindowParams):
     divisor_override: int | None = Field(default=None, gt=0)
 
 
-def torch_avg(p: AvgParams, x):
+def torch_avg(p: AvgParams, x, outputs=("y",)):
     import torch.nn.functional as F
 
     y = F.avg_pool2d(x, p.kernel, p.strides, p.padding, p.ceil_mode, p.count_include_pad, p.divisor_override)

@@ -26,15 +26,16 @@ def _shape(p, s):
     return (s[0], s[1], 1, 1)
 
 
-def torch_global_avg(p, x):
+def torch_global_avg(p, x, outputs=("y",)):
     return (x.mean(dim=(2, 3), keepdim=True),)
 
 
-def torch_global_max(p, x):
+def torch_global_max(p, x, outputs=("y", "indices")):
     import torch.nn.functional as F
 
     # adaptive_max_pool2d (not amax): its gradient goes to one argmax, amax splits ties.
-    return F.adaptive_max_pool2d(x, 1, return_indices=True)
+    y, indices = F.adaptive_max_pool2d(x, 1, return_indices=True)
+    return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
 def onnx_global_avg(op, p, x, outputs=("y",)):
@@ -58,7 +59,7 @@ def _first_argmax(op, x):
 def onnx_global_max(op, p, x, outputs=("y", "indices")):
     y = op.GlobalMaxPool(x)
     if p.propagate_nan:
-        y = blocks.propagate_nan(op, x, y, op.GlobalMaxPool)
+        y = blocks.nan_where(op, y, op.ReduceSumSquare(x, const_i64(op, [2, 3]), keepdims=1))
     indices = _first_argmax(op, x) if "indices" in outputs else None
     return blocks.take_outputs(outputs, y=y, indices=indices)
 

@@ -19,10 +19,13 @@ class MaxParams(WindowParams):
     ONNX Runtime then ignores NaN); the torch function always propagates."""
 
 
-def torch_max(p: MaxParams, x):
+def torch_max(p: MaxParams, x, outputs=("y", "indices")):
     import torch.nn.functional as F
 
-    return F.max_pool2d(x, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, return_indices=True)
+    if "indices" not in outputs:
+        return (F.max_pool2d(x, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode),)
+    y, indices = F.max_pool2d(x, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, return_indices=True)
+    return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
 def onnx_max(op, p: MaxParams, x, outputs=("y", "indices")):

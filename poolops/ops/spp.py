@@ -69,7 +69,7 @@ def _torch_bin_pool(x, n: int, mode: str):
     return torch.stack(out, dim=2).reshape(x.shape[0], x.shape[1], n, n)
 
 
-def torch_spp(p: SPPParams, x):
+def torch_spp(p: SPPParams, x, outputs=("y",)):
     import torch
     import torch.nn.functional as F
 
@@ -120,25 +120,35 @@ def _nested_base(levels) -> int | None:
 
 
 def _max_levels(op, p, x):
+    """``[N, C, n, n]`` per level, NaN propagated if ``p.propagate_nan``."""
+    nan = p.propagate_nan
     base = _nested_base(p.levels) if p.bins == "adaptive" else None
     if base is None:
-        return [blocks.bin_max(op, x, *_bounds(op, p, x, n)) for n in p.levels]
-    fine = blocks.bin_max(op, x, *_bounds(op, p, x, base))  # [N, C, base, base]
-    out = []
-    for n in p.levels:
-        k = base // n
-        out.append(fine if k == 1 else op.MaxPool(fine, kernel_shape=[k, k], strides=[k, k], _outputs=1))
-    return out
+        levels = [blocks.bin_max(op, x, *_bounds(op, p, x, n), with_sumsq=nan) for n in p.levels]
+    else:
+        fine = blocks.bin_max(op, x, *_bounds(op, p, x, base), with_sumsq=nan)  # [N, C, base, base]
+        levels = [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
+    if not nan:
+        return levels
+    return [blocks.nan_where(op, y, sumsq) for y, sumsq in levels]
+
+
+def _coarsen(op, fine, n: int, k: int):
+    """Level ``n`` from the nested finer level: reduce ``k x k`` blocks (max; sum of squares)."""
+    blocks_shape = const_i64(op, [0, 0, n, k, n, k])
+    axes = const_i64(op, [3, 5])
+
+    def reduce(t, reducer):
+        return reducer(op.Reshape(t, blocks_shape), axes, keepdims=0)
+
+    if isinstance(fine, tuple):
+        return reduce(fine[0], op.ReduceMax), reduce(fine[1], op.ReduceSum)
+    return reduce(fine, op.ReduceMax)
 
 
 def onnx_spp(op, p: SPPParams, x, outputs=("y",)):
-    def pyramid(t):
-        levels = _max_levels(op, p, t) if p.mode == "max" else _avg_levels(op, p, t)
-        return op.Concat(*[_flatten(op, level) for level in levels], axis=1)
-
-    y = pyramid(x)
-    if p.mode == "max" and p.propagate_nan:
-        y = blocks.propagate_nan(op, x, y, pyramid)
+    levels = _max_levels(op, p, x) if p.mode == "max" else _avg_levels(op, p, x)
+    y = op.Concat(*[_flatten(op, level) for level in levels], axis=1)
     return blocks.take_outputs(outputs, y=y)
 
 

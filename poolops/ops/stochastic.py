@@ -249,17 +249,19 @@ def torch_probabilities(p: StochasticParams, x):
     return xs / torch.where(s > 0, s, torch.ones_like(s))
 
 
-def torch_stochastic(p: StochasticParams, x):
+def torch_stochastic(p: StochasticParams, x, outputs=("y",)):
     import torch
     import torch.nn.functional as F
 
     x = _torch_prepare(p, x)
     if p.mode == "train":
-        return (torch_sample(p, x)[0],)
-    k = p.kernel[0] * p.kernel[1]
-    s = F.avg_pool2d(x, p.kernel, p.strides) * k
-    q = F.avg_pool2d(x * x, p.kernel, p.strides) * k
-    return (q / torch.where(s > 0, s, torch.ones_like(s)),)
+        y = torch_sample(p, x)[0]
+    else:
+        k = p.kernel[0] * p.kernel[1]
+        s = F.avg_pool2d(x, p.kernel, p.strides) * k
+        q = F.avg_pool2d(x * x, p.kernel, p.strides) * k
+        y = q / torch.where(s > 0, s, torch.ones_like(s))
+    return blocks.take_outputs(outputs, y=y)
 
 
 # ---------------------------------------------------------------- ONNX
@@ -360,6 +362,7 @@ register(
         output_shape=lambda p, s: output_shape(p, s),
         check_input=check_input,
         module_name="StochasticPool",
+        input_domain="nonnegative",
         doc=__doc__,
     )
 )
