@@ -95,3 +95,10 @@ def test_return_indices_only_where_there_are_indices():
 def test_unknown_outputs():
     with pytest.raises(ValueError, match="unknown outputs"):
         op_model("avg", outputs=("indices",))
+
+
+def test_window_of_only_padding_is_refused():
+    # H=2, padding 1, dilation 3: the first window reads rows -1 and 2, both padding
+    with pytest.raises(ParamError, match="'dilation'.*only padding"):
+        PF.max(torch.ones(1, 1, 2, 1), kernel=(2, 1), padding=(1, 0), dilation=(3, 1))
+    PF.max(torch.ones(1, 1, 3, 1), kernel=(2, 1), padding=(1, 0), dilation=(3, 1))  # row 2 is inside

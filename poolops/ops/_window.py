@@ -40,6 +40,20 @@ def check_window_fits(op_name: str, p: WindowParams, shape, dilation=(1, 1)) -> 
                 f"window {d * (k - 1) + 1} is larger than the padded input "
                 f"({size} + 2*{pad}) on axis {'HW'[axis]}; use a smaller kernel or more padding",
             )
+        # With dilation a window near the start can hold only padding (PyTorch then
+        # returns -inf and an out-of-range index whose backward aborts): refuse it.
+        stride = p.strides[axis]
+        w = 0
+        while w * stride - pad < 0:
+            start = w * stride - pad
+            if not any(0 <= start + j * d < size for j in range(k)):
+                raise ParamError(
+                    op_name,
+                    "dilation",
+                    f"window {w} on axis {'HW'[axis]} covers only padding (input {size}, padding {pad}, "
+                    f"dilation {d}); use less padding or dilation, or a larger input",
+                )
+            w += 1
 
 
 def output_shape(p: WindowParams, shape, dilation=(1, 1)) -> tuple:
