@@ -104,72 +104,58 @@ def _bin_index(op, starts, ends):
     return op.Min(idx, unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
 
 
-def bin_max(op, x, bounds_h, bounds_w, with_sumsq: bool = False):
-    """Max over bins ``[N, C, H, W] -> [N, C, oh, ow]`` (bins from ``*_bounds``).
+def bin_max(op, x, bounds_h, bounds_w):
+    """Max over bins ``[N, C, H, W] -> [N, C, oh, ow]`` (bins from ``*_bounds``); skips NaN.
 
     Rows first: the H gather copies whole contiguous rows, then the W reduction
-    works on the ``oh`` reduced rows only. With ``with_sumsq`` also returns each
-    bin's sum of squares, which is NaN exactly when the bin holds a NaN (see
-    :func:`nan_where`).
+    works on the ``oh`` reduced rows only.
     """
-    axis3, axis4 = const_i64(op, [3]), const_i64(op, [4])
     idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
     g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
-    t = op.ReduceMax(g, axis3, keepdims=0)  # [N, C, oh, W]
+    t = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, W]
     idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
-    y = op.ReduceMax(op.Gather(t, idx_w, axis=3), axis4, keepdims=0)  # [N, C, oh, ow]
-    if not with_sumsq:
-        return y
-    ss = op.ReduceSumSquare(g, axis3, keepdims=0)
-    return y, op.ReduceSum(op.Gather(ss, idx_w, axis=3), axis4, keepdims=0)
+    return op.ReduceMax(op.Gather(t, idx_w, axis=3), const_i64(op, [4]), keepdims=0)  # [N, C, oh, ow]
 
 
-def bin_argmax(op, x, bounds_h, bounds_w, with_sumsq: bool = False):
+def bin_argmax(op, x, bounds_h, bounds_w):
     """Max over bins and the flat ``H*W`` index of the first maximum in row-major order.
 
-    Columns are reduced first (first max within each row of a bin), then rows
-    (first row holding the bin's max): that is PyTorch's row-major tie rule.
-    Returns ``(y, indices)``, both ``[N, C, oh, ow]`` (and the bins' sums of
-    squares with ``with_sumsq``).
+    Rows first, as :func:`bin_max`, keeping for each column of a row bin the first
+    row that holds the column's max; then, in each bin, the smallest flat index
+    ``row * W + col`` among the columns that reach the bin's max. That is PyTorch's
+    rule (first maximum in row-major order). In a bin holding NaN the index points
+    at some element of the bin. Returns ``(y, indices)``, both ``[N, C, oh, ow]``.
     """
-    starts_w, ends_w = bounds_w
-    idx_w = _bin_index(op, starts_w, ends_w)  # [ow, Kw]
-    kw = op.Shape(idx_w, start=1, end=2)
-    g = op.Gather(x, idx_w, axis=3)  # [N, C, H, ow, Kw]
-    v = op.ReduceMax(g, const_i64(op, [4]), keepdims=0)  # [N, C, H, ow]
-    a = op.ArgMax(g, axis=4, keepdims=0, select_last_index=0)  # [N, C, H, ow]
-    ow_i = op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_w, start=0, end=1)), const_scalar_i64(op, 1))
-    col = op.Gather(op.Reshape(idx_w, const_i64(op, [-1])), op.Add(op.Mul(ow_i, kw), a))  # [N, C, H, ow]
-
     idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
     kh = op.Shape(idx_h, start=1, end=2)
-    g_h = op.Gather(v, idx_h, axis=2)  # [N, C, oh, Kh, ow]
-    y = op.ReduceMax(g_h, const_i64(op, [3]), keepdims=0)  # [N, C, oh, ow]
-    a = op.ArgMax(g_h, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
-    oh_i = unsqueeze(
-        op,
-        op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_h, start=0, end=1)), const_scalar_i64(op, 1)),
-        [1],
-    )
-    row = op.Gather(op.Reshape(idx_h, const_i64(op, [-1])), op.Add(op.Mul(oh_i, kh), a))  # [N, C, oh, ow]
-    col = op.GatherElements(col, row, axis=2)
-    indices = op.Add(op.Mul(row, dim(op, x, 3)), col)
-    if not with_sumsq:
-        return y, indices
-    ss = op.ReduceSumSquare(g, const_i64(op, [4]), keepdims=0)  # [N, C, H, ow]
-    ss = op.ReduceSum(op.Gather(ss, idx_h, axis=2), const_i64(op, [3]), keepdims=0)
-    return y, indices, ss
+    g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
+    first = op.ArgMax(g, axis=3, keepdims=1, select_last_index=0)  # [N, C, oh, 1, W]
+    t = op.Squeeze(op.GatherElements(g, first, axis=3), const_i64(op, [3]))  # [N, C, oh, W]
+    oh_i = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_h, start=0, end=1)), const_scalar_i64(op, 1)), [1])
+    rows = op.Gather(op.Reshape(idx_h, const_i64(op, [-1])), op.Add(op.Mul(oh_i, kh), op.Squeeze(first, const_i64(op, [3]))))
+    width = dim(op, x, 3)
+    cols = op.Range(const_scalar_i64(op, 0), scalar(op, width), const_scalar_i64(op, 1))
+    flat = op.Add(op.Mul(rows, width), cols)  # [N, C, oh, W]: where each column's max is
+
+    idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
+    tg = op.Gather(t, idx_w, axis=3)  # [N, C, oh, ow, Kw]
+    y = op.ReduceMax(tg, const_i64(op, [4]), keepdims=1)  # [N, C, oh, ow, 1]
+    hit = op.Or(op.Equal(tg, y), op.IsNaN(tg))
+    never = op.Constant(value_int=2**62)
+    key = op.Where(hit, op.Gather(flat, idx_w, axis=3), never)
+    indices = op.ReduceMin(key, const_i64(op, [4]), keepdims=0)
+    return op.Squeeze(y, const_i64(op, [4])), indices
 
 
-def nan_where(op, y, sumsq):
-    """``y`` with NaN where ``sumsq`` (the window's sum of squares) is NaN.
+def nan_indicator(op, x):
+    """1.0 where ``x`` is NaN, else 0.0: pooled by sums, it counts the NaN of each window."""
+    return op.Cast(op.IsNaN(x), to=1)
 
-    A sum of squares is NaN exactly when a NaN was summed: squares are never
-    negative, so no ``inf - inf`` can arise, and overflow gives ``inf``.
-    ONNX Runtime's MaxPool and ReduceMax skip NaN; this restores PyTorch's
-    propagation for one extra read instead of pooling a NaN map.
-    """
-    return op.Where(op.IsNaN(sumsq), const_f32(op, float("nan")), y)
+
+def nan_where(op, y, nan_count):
+    """``y`` with NaN where ``nan_count`` (NaN per window, see :func:`nan_indicator`) is
+    positive. ONNX Runtime's MaxPool and ReduceMax skip NaN; PyTorch's max propagates it."""
+    return op.Where(op.Greater(nan_count, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
 
 
 # ---------------------------------------------------------------- fixed-window pooling

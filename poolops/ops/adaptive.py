@@ -38,10 +38,11 @@ def adaptive_bounds(op, x, output_size):
 
 def adaptive_matrices(op, x, output_size):
     """Bin-averaging matrices ``A_h [oh, H]`` and ``A_w [ow, W]``."""
-    return [
-        blocks.membership(op, *bounds, dim(op, x, 2 + a), normalise=True)
-        for a, bounds in enumerate(adaptive_bounds(op, x, output_size))
-    ]
+    return _bin_matrices(op, x, adaptive_bounds(op, x, output_size), True)
+
+
+def _bin_matrices(op, x, bounds, normalise: bool):
+    return [blocks.membership(op, *b, dim(op, x, 2 + a), normalise=normalise) for a, b in enumerate(bounds)]
 
 
 def torch_adaptive_avg(p, x, outputs=("y",)):
@@ -67,14 +68,13 @@ def onnx_adaptive_avg_backward(op, p, x, grad_y):
 
 def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
     bounds = adaptive_bounds(op, x, p.output_size)
-    nan = p.propagate_nan
     if "indices" in outputs:
-        y, indices, *sumsq = blocks.bin_argmax(op, x, *bounds, with_sumsq=nan)
+        y, indices = blocks.bin_argmax(op, x, *bounds)
     else:
-        out = blocks.bin_max(op, x, *bounds, with_sumsq=nan)
-        (y, *sumsq), indices = (out if nan else (out,)), None
-    if nan:
-        y = blocks.nan_where(op, y, sumsq[0])
+        y, indices = blocks.bin_max(op, x, *bounds), None
+    if p.propagate_nan:
+        counts = blocks.separable_matmul(op, blocks.nan_indicator(op, x), *_bin_matrices(op, x, bounds, False))
+        y = blocks.nan_where(op, y, counts)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 

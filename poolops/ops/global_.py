@@ -1,8 +1,9 @@
 """Global pooling (Network in Network): one value per channel, any H and W.
 
-``global_avg``: mean over H*W; backward broadcasts ``g / (H*W)``.
+``global_avg``: mean over H*W; backward broadcasts ``g / (H*W)``. ONNX: ReduceMean.
 ``global_max``: max over H*W (NaN propagates); backward sends ``g`` to the first
-maximum in row-major order. Both give ``[N, C, 1, 1]``.
+maximum in row-major order. ONNX: GlobalMaxPool, with the NaN check of ``max``.
+Both give ``[N, C, 1, 1]``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def torch_global_max(p, x, outputs=("y", "indices")):
 
 
 def onnx_global_avg(op, p, x, outputs=("y",)):
-    return blocks.take_outputs(outputs, y=op.GlobalAveragePool(x))
+    # ReduceMean, not GlobalAveragePool: same result, and measurably faster in ONNX
+    # Runtime on CPU (poolops bench ops), where GlobalAveragePool trails torch's mean.
+    return blocks.take_outputs(outputs, y=op.ReduceMean(x, const_i64(op, [2, 3]), keepdims=1))
 
 
 def onnx_global_avg_backward(op, p, x, grad_y):
@@ -59,7 +62,10 @@ def _first_argmax(op, x):
 def onnx_global_max(op, p, x, outputs=("y", "indices")):
     y = op.GlobalMaxPool(x)
     if p.propagate_nan:
-        y = blocks.nan_where(op, y, op.ReduceSumSquare(x, const_i64(op, [2, 3]), keepdims=1))
+        # a sum of squares is NaN exactly when it summed a NaN (no inf - inf can arise):
+        # one read of x, where pooling a NaN map would take three passes
+        sumsq = op.ReduceSumSquare(x, const_i64(op, [2, 3]), keepdims=1)
+        y = op.Where(op.IsNaN(sumsq), const_f32(op, float("nan")), y)
     indices = _first_argmax(op, x) if "indices" in outputs else None
     return blocks.take_outputs(outputs, y=y, indices=indices)
 

@@ -97,13 +97,14 @@ def _flatten(op, t):
     return op.Reshape(t, const_i64(op, [0, -1]))
 
 
-def _avg_levels(op, p, x):
-    """``[N, C, n, n]`` per level; one pass over x for the column bins of every level."""
+def _bin_sums(op, p, x, normalise: bool):
+    """``[N, C, n, n]`` bin sums (means if ``normalise``) per level, all levels' column
+    bins in one pass over ``x`` (``x @ [A_w1; A_w2; ...]^T``), then each level's rows."""
     a_h, a_w = [], []
     for n in p.levels:
         (bh, bw) = _bounds(op, p, x, n)
-        a_h.append(blocks.membership(op, *bh, dim(op, x, 2), normalise=True))
-        a_w.append(blocks.membership(op, *bw, dim(op, x, 3), normalise=True))
+        a_h.append(blocks.membership(op, *bh, dim(op, x, 2), normalise=normalise))
+        a_w.append(blocks.membership(op, *bw, dim(op, x, 3), normalise=normalise))
     cols = op.MatMul(x, op.Transpose(op.Concat(*a_w, axis=0), perm=[1, 0]))  # [N, C, H, sum n]
     out, offset = [], 0
     for n, ah in zip(p.levels, a_h):
@@ -121,33 +122,26 @@ def _nested_base(levels) -> int | None:
 
 def _max_levels(op, p, x):
     """``[N, C, n, n]`` per level, NaN propagated if ``p.propagate_nan``."""
-    nan = p.propagate_nan
     base = _nested_base(p.levels) if p.bins == "adaptive" else None
     if base is None:
-        levels = [blocks.bin_max(op, x, *_bounds(op, p, x, n), with_sumsq=nan) for n in p.levels]
+        levels = [blocks.bin_max(op, x, *_bounds(op, p, x, n)) for n in p.levels]
     else:
-        fine = blocks.bin_max(op, x, *_bounds(op, p, x, base), with_sumsq=nan)  # [N, C, base, base]
+        fine = blocks.bin_max(op, x, *_bounds(op, p, x, base))  # [N, C, base, base]
         levels = [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
-    if not nan:
+    if not p.propagate_nan:
         return levels
-    return [blocks.nan_where(op, y, sumsq) for y, sumsq in levels]
+    counts = _bin_sums(op, p, blocks.nan_indicator(op, x), normalise=False)
+    return [blocks.nan_where(op, y, c) for y, c in zip(levels, counts)]
 
 
 def _coarsen(op, fine, n: int, k: int):
-    """Level ``n`` from the nested finer level: reduce ``k x k`` blocks (max; sum of squares)."""
+    """Level ``n`` from the nested finer level: the max of each ``k x k`` block."""
     blocks_shape = const_i64(op, [0, 0, n, k, n, k])
-    axes = const_i64(op, [3, 5])
-
-    def reduce(t, reducer):
-        return reducer(op.Reshape(t, blocks_shape), axes, keepdims=0)
-
-    if isinstance(fine, tuple):
-        return reduce(fine[0], op.ReduceMax), reduce(fine[1], op.ReduceSum)
-    return reduce(fine, op.ReduceMax)
+    return op.ReduceMax(op.Reshape(fine, blocks_shape), const_i64(op, [3, 5]), keepdims=0)
 
 
 def onnx_spp(op, p: SPPParams, x, outputs=("y",)):
-    levels = _max_levels(op, p, x) if p.mode == "max" else _avg_levels(op, p, x)
+    levels = _max_levels(op, p, x) if p.mode == "max" else _bin_sums(op, p, x, normalise=True)
     y = op.Concat(*[_flatten(op, level) for level in levels], axis=1)
     return blocks.take_outputs(outputs, y=y)
 
