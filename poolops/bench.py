@@ -278,8 +278,45 @@ def _bench_op(spec, shape, n_rep, threads, copy_gbps, sessions, torch) -> list[d
     return rows
 
 
+BANDWIDTH_TARGET = 60.0  # % of memcpy for max, avg and the global ops at the large size
+BANDWIDTH_OPS = ("max", "avg", "global_avg", "global_max")
+
+
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, judged on this run's rows (default variants)."""
+    plain = [r for r in rows if r["op"] == r["name"] and not r.get("error")]
+    slower = [f"{r['name']} {'x'.join(map(str, r['shape']))} ({r['ratio']:.2f})" for r in plain if r["ratio"] > 1]
+    lines = [
+        "ORT at or below torch eager for every op: "
+        + ("met" if not slower else "missed for " + ", ".join(slower))
+    ]
+    large = max((r["shape"] for r in plain), key=lambda s: s[2] * s[3] * s[1], default=None)
+    bw = [r for r in plain if r["name"] in BANDWIDTH_OPS and r["shape"] == large]
+    if bw:
+        lines.append(
+            f">= {BANDWIDTH_TARGET:.0f}% of memcpy bandwidth at {'x'.join(map(str, large))}: "
+            + ", ".join(
+                f"{r['name']} {r['pct_memcpy']:.0f}% ({'met' if r['pct_memcpy'] >= BANDWIDTH_TARGET else 'missed'})"
+                for r in bw
+            )
+        )
+    spp = [r for r in plain if r["name"] == "spp"]
+    if spp:
+        lines.append(
+            f"SPP at <= {SPP_TARGET}x torch's adaptive pooling: "
+            + ", ".join(
+                f"{'x'.join(map(str, r['shape']))} {r['ratio']:.2f} ({'met' if r['ratio'] <= SPP_TARGET else 'missed'})"
+                for r in spp
+            )
+        )
+    return lines
+
+
 def _print(rows, header, notes, markdown: bool) -> None:
+    targets = target_lines(rows)
     if markdown:
+        print("# poolops bench ops\n")
+        print("Made by `poolops bench ops --markdown > docs/benchmarks.md`.\n")
         for line in header:
             print(f"{line}  ")
         for n in notes:
@@ -289,6 +326,9 @@ def _print(rows, header, notes, markdown: bool) -> None:
         print("|" + "|".join(["---"] * 2 + ["---:"] * 5 + ["---"]) + "|")
         for r in rows:
             print("| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r)) + " |")
+        print("\nTargets, judged on this run:\n")
+        for line in targets:
+            print(f"- {line}")
         return
     from rich.console import Console
     from rich.markup import escape
@@ -305,3 +345,5 @@ def _print(rows, header, notes, markdown: bool) -> None:
     for r in rows:
         table.add_row(*(escape(c) for c in _row_cells(r)), style="red" if r.get("error") else None)
     console.print(table)
+    for line in targets:
+        console.print(f"target: {line}", markup=False, highlight=False)
