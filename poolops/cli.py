@@ -1,9 +1,10 @@
-"""The ``poolops`` command: ``poolops bench ops``, ``poolops ops``."""
+"""The ``poolops`` command: ``ops``, ``bench ops``, ``export``, ``models list``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _cmd_ops(args: argparse.Namespace) -> int:
@@ -30,6 +31,33 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from models.zoo import main_export
+
+    main_export(args.name or None, args.root, progress=not args.quiet)
+    return 0
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.registry import load_registry
+    from models.zoo import zoo_dir
+
+    root = args.root or zoo_dir()
+    table = Table(title=f"models in {root}")
+    for col in ("model", "status", "task", "head", "metrics"):
+        table.add_column(col)
+    for name, entry in load_registry(root).items():
+        card = entry.card
+        metrics = ", ".join(f"{m.name}={m.value:g}" for m in card.metrics) if card else ""
+        status = "ready" if entry.available else f"unavailable: {entry.reason}"
+        table.add_row(name, status, card.task if card else "", str(card.head.get("type")) if card else "", metrics)
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poolops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ops.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
     bench_ops.add_argument("--markdown", action="store_true", help="print a Markdown table")
     bench_ops.set_defaults(func=_cmd_bench_ops)
+    export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
+    export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
+    export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=_cmd_export)
+
+    models = sub.add_parser("models", help="the model registry")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_list = models_sub.add_parser("list", help="registered models, their status and metrics")
+    models_list.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
+    models_list.set_defaults(func=_cmd_models_list)
     return parser
 
 

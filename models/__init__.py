@@ -1,0 +1,1 @@
+"""Classifiers that take images of any size: backbones, pooling heads, training, export and the model registry."""

@@ -1,0 +1,1 @@
+"""CNN backbones: ``features(x) -> Tensor[N, C, h, w]``."""

@@ -1,0 +1,47 @@
+"""A small CNN for single-channel images of any size (the digits and layout tasks).
+
+Three conv blocks (conv3x3, BatchNorm, ReLU); the first two end in a downsampling
+pooling layer taken from the poolops registry (``max`` by default; ``avg``,
+``stochastic``, ... for the downsampling experiment). ``features(x)``:
+``Tensor[N, 1, H, W] -> Tensor[N, width*4, ~H/4, ~W/4]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import poolops.nn as PN
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """``SmallCNN(in_channels=1, width=16, pool={"op": "max", "kernel": 2})``."""
+
+    def __init__(self, in_channels: int = 1, width: int = 16, pool: dict[str, Any] | None = None):
+        super().__init__()
+        pool = dict(pool or {"op": "max", "kernel": 2})
+        op = pool.pop("op")
+
+        def downsample() -> nn.Module:
+            return PN.module_class(op)(**pool)
+
+        self.out_channels = width * 4
+        self.body = nn.Sequential(
+            *_block(in_channels, width),
+            downsample(),
+            *_block(width, width * 2),
+            downsample(),
+            *_block(width * 2, width * 4),
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
