@@ -58,6 +58,23 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from models.folder import train_folder
+    from models.zoo import zoo_dir
+
+    head = {"type": args.head}
+    if args.head == "spp":
+        head.update(levels=args.levels, mode=args.mode)
+    entry, plot = train_folder(
+        args.data, args.name, args.root or zoo_dir(), head=head, pretrained=args.pretrained,
+        freeze=args.freeze, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+    )
+    for m in entry.card.metrics:
+        print(f"{m.name}: {m.value:.4f} ({m.data})")
+    print(f"registered {entry.name} in {entry.path}; curves: {plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poolops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=_cmd_export)
+
+    train = sub.add_parser("train", help="train an SPP classifier on an image folder, export and register it")
+    train.add_argument("--data", type=Path, required=True, help="DIR/<class>/*.png|jpg...: images of any size")
+    train.add_argument("--name", required=True, help="model name in the registry")
+    train.add_argument("--head", choices=["spp", "gap"], default="spp")
+    train.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4], help="SPP pyramid levels")
+    train.add_argument("--mode", choices=["max", "avg"], default="max", help="SPP pooling")
+    train.add_argument("--pretrained", action="store_true", help="the ImageNet EfficientNet-Lite0 backbone")
+    train.add_argument("--freeze", action="store_true", help="with --pretrained: train only the head")
+    train.add_argument("--steps", type=int, default=300)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
+    train.set_defaults(func=_cmd_train)
 
     models = sub.add_parser("models", help="the model registry")
     models_sub = models.add_subparsers(dest="models_command", required=True)

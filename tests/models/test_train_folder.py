@@ -1,0 +1,48 @@
+"""``poolops train --data DIR`` trains, plots, exports and registers a model from an image folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from models.folder import scan
+from models.registry import load_registry
+from poolops.cli import main
+
+
+def make_folder(root, n=12, seed=0):
+    """Two classes of any-size images: a bright blob on the left half or on the right half."""
+    rng = np.random.default_rng(seed)
+    for cls in ("left", "right"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            h, w = int(rng.integers(20, 60)), int(rng.integers(30, 80))
+            a = np.zeros((h, w), np.uint8)
+            c0 = 0 if cls == "left" else w // 2
+            y, x = int(rng.integers(0, h - 6)), int(rng.integers(c0, c0 + w // 2 - 6))
+            a[y : y + 6, x : x + 6] = 255
+            Image.fromarray(a).save(root / cls / f"{i}.png")
+
+
+def test_train_command_registers_a_working_model(tmp_path, capsys):
+    data, zoo = tmp_path / "data", tmp_path / "zoo"
+    make_folder(data)
+    assert main(["train", "--data", str(data), "--name", "blobs", "--steps", "40", "--batch-size", "8", "--root", str(zoo)]) == 0
+    entry = load_registry(zoo)["blobs"]
+    assert entry.available, entry.reason
+    assert entry.card.labels == ["left", "right"]
+    assert (zoo / "blobs" / "training.png").stat().st_size > 1000
+    assert "registered blobs" in capsys.readouterr().out
+    sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
+    logits, emb = sess.run(None, {"x": np.zeros((1, 1, 45, 91), np.float32)})
+    assert logits.shape == (1, 2) and emb.shape == (1, 64 * 21)
+
+
+def test_bad_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "only").mkdir()
+    with pytest.raises(ValueError, match="at least 2 class subfolders"):
+        scan(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        scan(tmp_path / "nope")
