@@ -75,6 +75,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiments(args: argparse.Namespace) -> int:
+    from models.experiments import main as run_experiments
+
+    return run_experiments(progress=not args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poolops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
     train.set_defaults(func=_cmd_train)
+
+    exp = sub.add_parser("experiments", help="the README's ablation tables (trains the extra variants; minutes)")
+    exp.add_argument("--quiet", action="store_true", help="no progress bar")
+    exp.set_defaults(func=_cmd_experiments)
 
     models = sub.add_parser("models", help="the model registry")
     models_sub = models.add_subparsers(dest="models_command", required=True)

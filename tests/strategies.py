@@ -46,6 +46,11 @@ PARAMS = {
             "bins": st.sampled_from(["adaptive", "sppnet"]),
         }
     ),
+    "mixed": window(nan=True).flatmap(
+        lambda w: st.fixed_dictionaries(
+            {"mode": st.sampled_from(["blend", "concat"]), "alpha": st.floats(0, 1)}
+        ).map(lambda extra: {**w, **extra})
+    ),
     "stochastic": st.fixed_dictionaries(
         {
             "kernel": st.tuples(st.integers(1, 4), st.integers(1, 4)),

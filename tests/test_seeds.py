@@ -80,3 +80,10 @@ def test_adaptive_bins_when_input_smaller_than_output():
     x = np.array([[[[1, 2], [3, 4]]]], np.float32)
     for y in both("adaptive_max", x, output_size=(3, 3)):
         np.testing.assert_array_equal(y, [[[[1, 2, 2], [3, 4, 4], [3, 4, 4]]]])
+
+
+def test_mixed_seed_blends_max_and_avg():
+    for y in both("mixed", SEED_2X2, kernel=2, alpha=0.5):
+        assert y.item() == 2.5
+    for y in both("mixed", MATRIX_4X4, kernel=2, mode="concat"):
+        np.testing.assert_array_equal(y, [[[[6, 8], [3, 4]], [[3.25, 5.25], [2, 2]]]])

@@ -16,6 +16,24 @@ from torch import nn
 import poolops.nn as PN
 
 
+class StochasticDownsample(nn.Module):
+    """Stochastic pooling as a training layer: ``train`` mode with a fresh seed each
+    step while training, the expectation (``eval`` mode) at inference."""
+
+    def __init__(self, seed: int = 0, **params: Any):
+        super().__init__()
+        self.params = {k: v for k, v in params.items() if k not in ("mode", "seed")}
+        self.register_buffer("step", torch.tensor(seed, dtype=torch.int64), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import poolops.functional as PF
+
+        if self.training:
+            self.step += 1
+            return PF.stochastic(x, mode="train", seed=int(self.step), **self.params)
+        return PF.stochastic(x, mode="eval", **self.params)
+
+
 def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -29,6 +47,8 @@ class SmallCNN(nn.Module):
         op = pool.pop("op")
 
         def downsample() -> nn.Module:
+            if op == "stochastic":
+                return StochasticDownsample(**pool)
             return PN.module_class(op)(**pool)
 
         self.out_channels = width * 4
