@@ -24,13 +24,16 @@ def apply(spec: OpSpec, p: OpParams, inputs: tuple, return_indices: bool = False
     if return_indices and "indices" not in spec.outputs:
         raise ParamError(spec.name, "return_indices", f"op {spec.name!r} has no indices output")
     wanted = ("y", "indices") if return_indices else ("y",)
+    if len(inputs) > len(spec.all_inputs):
+        raise ParamError(spec.name, "inputs", f"takes at most {len(spec.all_inputs)} tensors {list(spec.all_inputs)}")
+    inputs = tuple(inputs) + (None,) * (len(spec.all_inputs) - len(inputs))
     if torch.compiler.is_exporting():
         from poolops import torch_ops
 
         everything = dict(zip(spec.outputs, torch_ops.call(spec, inputs, p.model_dump_json())))
         outs = tuple(everything[name] for name in wanted)
     else:
-        spec.check(p, inputs[0])
+        spec.check(p, *inputs)
         outs = spec.torch_fn(p, *inputs, outputs=wanted)
     return outs if return_indices else outs[0]
 
@@ -48,6 +51,7 @@ def _make(spec: OpSpec):
     fn.__name__ = fn.__qualname__ = spec.name
     fn.__doc__ = spec.doc
     tensor_params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY) for n in spec.inputs]
+    tensor_params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY, default=None) for n in spec.optional_inputs]
     op_params = [
         inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=f.default)
         for n, f in spec.params.model_fields.items()

@@ -36,7 +36,10 @@ class OpSpec:
             ints and on torch SymInts; ``indices`` has the same shape).
         module_name: class name of the ``poolops.nn`` module.
         doc: a short description with the seed's example.
-        inputs: names of the tensor inputs (ONNX graph inputs, in order).
+        inputs: names of the required tensor inputs (ONNX graph inputs, in order);
+            each a kind of :mod:`poolops.inputs`.
+        optional_inputs: names of optional tensor inputs, after the required ones
+            (``None`` when not given; ``op_model(..., inputs=...)`` adds them).
         outputs: names of the outputs (``y`` first).
         check_input: ``(p, x) -> None`` raising :class:`ParamError` for inputs
             the op cannot take (shape, and values where the op needs it);
@@ -55,6 +58,7 @@ class OpSpec:
     doc: str
     inputs: tuple[str, ...] = ("x",)
     outputs: tuple[str, ...] = ("y",)
+    optional_inputs: tuple[str, ...] = ()
     check_input: Callable[[Any, Any], None] | None = None
     family: str = field(default="")
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
@@ -65,8 +69,12 @@ class OpSpec:
             return params
         return parse_params(self.name, self.params, dict(params or {}))
 
-    def check(self, p: OpParams, x: Any) -> None:
-        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op."""
+    @property
+    def all_inputs(self) -> tuple[str, ...]:
+        return self.inputs + self.optional_inputs
+
+    def check(self, p: OpParams, x: Any, *extra: Any) -> None:
+        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op (and ``valid``)."""
         shape = tuple(x.shape)
         if len(shape) != 4:
             raise ParamError(
@@ -76,6 +84,11 @@ class OpSpec:
             raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
         if self.check_input is not None:
             self.check_input(p, x)
+        for name, value in zip(self.all_inputs[1:], extra):
+            if name == "valid" and value is not None:
+                from poolops.inputs import check_valid
+
+                check_valid(self.name, x, value)
 
 
 _REGISTRY: dict[str, OpSpec] = {}

@@ -21,7 +21,7 @@ _DEFINED: dict[str, object] = {}
 
 def schema(spec: OpSpec) -> str:
     """``(Tensor x, str params) -> (Tensor, Tensor)`` for an op with two outputs."""
-    ins = ", ".join(f"Tensor {n}" for n in spec.inputs)
+    ins = ", ".join([f"Tensor {n}" for n in spec.inputs] + [f"Tensor? {n}" for n in spec.optional_inputs])
     if len(spec.outputs) == 1:
         return f"({ins}, str params) -> Tensor"
     outs = ", ".join("Tensor" for _ in spec.outputs)

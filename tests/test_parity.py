@@ -94,3 +94,33 @@ def test_nan_propagates(name):
     assert np.isnan(expected).any()
     (actual,) = session(op_model(name, outputs=("y",))).run(None, {"x": x})
     assert_close(actual, expected, what=f"{name} NaN")
+
+
+VALID_OPS = [n for n in OPS if "valid" in poolops.get_op(n).optional_inputs]
+
+
+@pytest.mark.parametrize("name", VALID_OPS)
+@given(data=st.data())
+def test_valid_regions_match_torch_and_ignore_padding(name, data):
+    """With ``valid``, each sample is pooled over its own region; padding (here huge
+    values, inf and NaN) changes nothing: a padded batch equals one-by-one pooling."""
+    from poolops.inputs import kind
+
+    spec = poolops.get_op(name)
+    p = spec.parse(data.draw(params_for(name), label="params"))
+    shp = data.draw(shape, label="shape")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = _input(data, spec, shp)
+    valid = kind("valid").example(shp, rng)
+    for n, (h, w) in enumerate(valid):
+        x[n, :, h:, :] = data.draw(st.sampled_from([1e30, np.inf, np.nan, -5.0]), label="pad")
+        x[n, :, :, w:] = np.nan
+    sess = session(op_model(name, outputs=("y",), inputs=("x", "valid"), **p.model_dump()))
+    (actual,) = sess.run(None, {"x": x, "valid": valid})
+    expected = spec.torch_fn(p, torch.from_numpy(x), torch.from_numpy(valid), outputs=("y",))[0].numpy()
+    inside = np.concatenate([x[n, :, :h, :w].ravel() for n, (h, w) in enumerate(valid)])
+    assert_close(actual, expected, what=f"{name} {p} valid={valid.tolist()}", floor=_floor(inside))
+    one_by_one = [
+        spec.torch_fn(p, torch.from_numpy(x[n : n + 1, :, :h, :w]), outputs=("y",))[0].numpy() for n, (h, w) in enumerate(valid)
+    ]
+    assert_close(actual, np.concatenate(one_by_one), what=f"{name} one by one", floor=_floor(inside))

@@ -76,13 +76,44 @@ def membership(op, starts, ends, size, normalise: bool):
     return a
 
 
-def separable_matmul(op, x, a_h, a_w):
-    """``A_h @ x @ A_w^T`` over the last two axes: ``[N, C, H, W] -> [N, C, oh, ow]``.
+def membership_per_sample(op, starts, ends, size, normalise: bool):
+    """``A[N, 1, o, L]`` from per-sample bounds ``[N, o]`` (``size``: the padded L), ready
+    to broadcast over channels in :func:`separable_matmul`."""
+    r = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, size), const_scalar_i64(op, 1)), [0, 1])
+    s, e = unsqueeze(op, starts, [-1]), unsqueeze(op, ends, [-1])
+    a = op.Cast(op.And(op.GreaterOrEqual(r, s), op.Less(r, e)), to=1)
+    if normalise:
+        a = op.Div(a, op.Cast(op.Sub(e, s), to=1))
+    return unsqueeze(op, a, [1])
+
+
+def separable_matmul(op, x, a_h, a_w, per_sample: bool = False):
+    """``A_h @ x @ A_w^T`` over the last two axes: ``[N, C, H, W] -> [N, C, oh, ow]``
+    (matrices ``[o, L]``, or ``[N, 1, o, L]`` with ``per_sample``).
 
     The W contraction goes first: it reads the big input once, contiguously.
     """
-    t = op.MatMul(x, op.Transpose(a_w, perm=[1, 0]))
+    t = op.MatMul(x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]))
     return op.MatMul(a_h, t)
+
+
+def bin_max_per_sample(op, x, bounds_h, bounds_w):
+    """:func:`bin_max` with per-sample bins (bounds ``[N, o]``): ``[N, C, oh, ow]``.
+
+    Rows of all samples are gathered from ``x`` viewed as ``[N*H, C, W]`` (sample n's
+    row r is row ``n*H + r``), then columns from the reduced ``[N*W, oh, C]``.
+    """
+    n_i = op.Range(const_scalar_i64(op, 0), scalar(op, dim(op, x, 0)), const_scalar_i64(op, 1))
+    offsets = unsqueeze(op, n_i, [1, 2])  # [N, 1, 1]
+    c, w = dim(op, x, 1), dim(op, x, 3)
+    idx_h = op.Add(_bin_index(op, *bounds_h), op.Mul(offsets, dim(op, x, 2)))  # [N, oh, Kh]
+    rows = op.Reshape(op.Transpose(x, perm=[0, 2, 1, 3]), op.Concat(const_i64(op, [-1]), c, w, axis=0))
+    t = op.ReduceMax(op.Gather(rows, idx_h, axis=0), const_i64(op, [2]), keepdims=0)  # [N, oh, C, W]
+    oh = op.Shape(t, start=1, end=2)
+    idx_w = op.Add(_bin_index(op, *bounds_w), op.Mul(offsets, w))  # [N, ow, Kw]
+    cols = op.Reshape(op.Transpose(t, perm=[0, 3, 1, 2]), op.Concat(const_i64(op, [-1]), oh, c, axis=0))
+    y = op.ReduceMax(op.Gather(cols, idx_w, axis=0), const_i64(op, [2]), keepdims=0)  # [N, ow, oh, C]
+    return op.Transpose(y, perm=[0, 3, 2, 1])
 
 
 def separable_matmul_t(op, g, a_h, a_w):
@@ -94,14 +125,15 @@ def separable_matmul_t(op, g, a_h, a_w):
 
 
 def _bin_index(op, starts, ends):
-    """``idx[o, K]``, K the longest bin: ``min(start + k, end - 1)``.
+    """``idx[..., o, K]``, K the longest bin: ``min(start + k, end - 1)`` (bounds ``[o]``
+    or per sample ``[N, o]``).
 
     Repeating a bin's last element does not change its max (or its first argmax).
     """
     k = op.ReduceMax(op.Sub(ends, starts), keepdims=0)
     ks = unsqueeze(op, op.Range(const_scalar_i64(op, 0), k, const_scalar_i64(op, 1)), [0])
-    idx = op.Add(unsqueeze(op, starts, [1]), ks)
-    return op.Min(idx, unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
+    idx = op.Add(unsqueeze(op, starts, [-1]), ks)
+    return op.Min(idx, unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [-1]))
 
 
 def bin_max(op, x, bounds_h, bounds_w):

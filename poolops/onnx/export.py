@@ -32,7 +32,7 @@ def _translation(spec: OpSpec):
         return outs[0] if len(outs) == 1 else outs
 
     # The exporter reads the signature to tell tensor inputs from attributes.
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in spec.inputs]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in spec.all_inputs]
     params.append(inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str))
     translate.__signature__ = inspect.Signature(params)
     translate.__annotations__ = {"params": str}

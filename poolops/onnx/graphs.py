@@ -15,6 +15,7 @@ import onnx_ir as ir
 import onnxscript
 
 from poolops.onnx.builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
+from poolops.inputs import kind
 from poolops.registry import OpSpec, get_op
 
 _NCHW = ("N", "C", "H", "W")
@@ -47,10 +48,14 @@ def _model(fn: ir.Function, inputs: list[ir.Value], outputs: list[ir.Value], doc
 
 
 def _input(name: str) -> ir.Value:
-    return ir.val(name, ir.DataType.FLOAT, ir.Shape(list(_NCHW)))
+    k = kind(name)
+    dtype = ir.DataType.INT64 if k.dtype == "int64" else ir.DataType.FLOAT
+    return ir.val(name, dtype, ir.Shape(list(k.dims)))
 
 
-def op_model(name: str, outputs: Sequence[str] | None = None, **params: Any) -> onnx.ModelProto:
+def op_model(
+    name: str, outputs: Sequence[str] | None = None, inputs: Sequence[str] | None = None, **params: Any
+) -> onnx.ModelProto:
     """A forward graph for op ``name``: input ``x`` ``[N, C, H, W]`` (plus the op's
     extra inputs), outputs ``y`` (and ``indices``, int64, for ops that have them).
 
@@ -58,6 +63,8 @@ def op_model(name: str, outputs: Sequence[str] | None = None, **params: Any) -> 
         name: a registered op.
         outputs: the outputs to compute, default all of the op's (``("y",)`` skips
             the indices).
+        inputs: the graph inputs, default the op's required ones; add optional ones
+            by name (``inputs=("x", "valid")``; see :mod:`poolops.inputs`).
         **params: the op's parameters (validated; ``ParamError`` names a bad one).
     """
     spec = get_op(name)
@@ -66,12 +73,18 @@ def op_model(name: str, outputs: Sequence[str] | None = None, **params: Any) -> 
     unknown = [o for o in outs if o not in spec.outputs]
     if unknown:
         raise ValueError(f"{name}: unknown outputs {unknown}; the op has {list(spec.outputs)}")
+    ins = tuple(inputs or spec.inputs)
+    if ins[: len(spec.inputs)] != spec.inputs or any(i not in spec.optional_inputs for i in ins[len(spec.inputs) :]):
+        raise ValueError(
+            f"{name}: inputs must be {list(spec.inputs)} followed by any of {list(spec.optional_inputs)}, got {list(ins)}"
+        )
     pj = p.model_dump_json()
-    fn = _function(spec, name, lambda op, *xs: spec.onnx_fn(op, p, *xs, outputs=outs), spec.inputs, pj)
+    by_name = lambda xs: [dict(zip(ins, xs)).get(n) for n in spec.all_inputs]  # noqa: E731 - None for absent ones
+    fn = _function(spec, name, lambda op, *xs: spec.onnx_fn(op, p, *by_name(xs), outputs=outs), ins, pj)
     out_vals = [
         ir.val(o, ir.DataType.INT64 if o == "indices" else ir.DataType.FLOAT, None) for o in outs
     ]
-    return _model(fn, [_input(n) for n in spec.inputs], out_vals, json.dumps({"op": name, "params": json.loads(pj)}))
+    return _model(fn, [_input(n) for n in ins], out_vals, json.dumps({"op": name, "params": json.loads(pj)}))
 
 
 def op_backward_model(name: str, **params: Any) -> onnx.ModelProto:

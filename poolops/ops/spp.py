@@ -4,6 +4,10 @@ Each level ``n`` pools the map into ``n x n`` bins; output ``[N, C * sum(n^2)]``
 each level's ``[N, C, n, n]`` flattened C-major, levels concatenated in order.
 Seed: levels (1, 2, 4) give ``C + 4C + 16C = 21C`` features whatever H and W.
 
+With the optional input ``valid`` (``[N, 2]`` int64, see :mod:`poolops.inputs`) sample
+n is pooled over ``x[n, :, :h_n, :w_n]`` only: a padded batch of different-size maps
+gives the same vectors as pooling each map alone (what exact batching needs).
+
 ``bins='adaptive'`` (default): PyTorch's adaptive bins, exact for any ``H, W >= 1``.
 ``bins='sppnet'``: the paper's rule, window ``ceil(a/n)``, stride ``floor(a/n)``:
 bins may leave trailing rows uncovered (a=7, n=4: window 2, stride 1, rows 5-6
@@ -22,7 +26,7 @@ from typing import Literal
 from pydantic import Field
 
 from poolops.onnx import blocks
-from poolops.onnx.builder import const_i64, dim
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar
 from poolops.params import OpParams
 from poolops.registry import OpSpec, register
 from poolops.shapes import sppnet_bins
@@ -69,9 +73,13 @@ def _torch_bin_pool(x, n: int, mode: str):
     return torch.stack(out, dim=2).reshape(x.shape[0], x.shape[1], n, n)
 
 
-def torch_spp(p: SPPParams, x, outputs=("y",)):
+def torch_spp(p: SPPParams, x, valid=None, outputs=("y",)):
     import torch
     import torch.nn.functional as F
+
+    if valid is not None:  # each sample on its own valid region (the reference: a loop)
+        rows = [torch_spp(p, x[i : i + 1, :, : int(h), : int(w)])[0] for i, (h, w) in enumerate(valid.tolist())]
+        return (torch.cat(rows, dim=0),)
 
     feats = []
     for n in p.levels:
@@ -88,24 +96,44 @@ def torch_spp(p: SPPParams, x, outputs=("y",)):
 # ---------------------------------------------------------------- ONNX
 
 
-def _bounds(op, p, x, n):
+def _sizes(op, x, valid):
+    """(height, width): dims ``[1]`` of x, or per sample ``[N, 1]`` from ``valid``."""
+    if valid is None:
+        return dim(op, x, 2), dim(op, x, 3)
+    return tuple(op.Slice(valid, const_i64(op, [a]), const_i64(op, [a + 1]), const_i64(op, [1])) for a in range(2))
+
+
+def _valid_mask(op, x, sizes):
+    """``[N, 1, H, W]`` bool: inside each sample's valid region."""
+    def inside(axis, size):
+        r = op.Range(const_scalar_i64(op, 0), scalar(op, dim(op, x, axis)), const_scalar_i64(op, 1))
+        shape = [1, 1, -1, 1] if axis == 2 else [1, 1, 1, -1]
+        return op.Less(op.Reshape(r, const_i64(op, shape)), op.Reshape(size, const_i64(op, [-1, 1, 1, 1])))
+
+    return op.And(inside(2, sizes[0]), inside(3, sizes[1]))
+
+
+def _bounds(op, p, sizes, n):
     make = blocks.adaptive_bounds if p.bins == "adaptive" else blocks.sppnet_bounds
-    return tuple(make(op, dim(op, x, 2 + a), n) for a in range(2))
+    return tuple(make(op, size, n) for size in sizes)
 
 
 def _flatten(op, t):
     return op.Reshape(t, const_i64(op, [0, -1]))
 
 
-def _bin_sums(op, p, x, normalise: bool):
+def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool):
     """``[N, C, n, n]`` bin sums (means if ``normalise``) per level, all levels' column
-    bins in one pass over ``x`` (``x @ [A_w1; A_w2; ...]^T``), then each level's rows."""
+    bins in one pass over ``x`` (``x @ [A_w1; A_w2; ...]^T``), then each level's rows.
+    With ``per_sample`` the matrices are ``[N, 1, n, L]`` (bins of each valid region)."""
+    member = blocks.membership_per_sample if per_sample else blocks.membership
     a_h, a_w = [], []
     for n in p.levels:
-        (bh, bw) = _bounds(op, p, x, n)
-        a_h.append(blocks.membership(op, *bh, dim(op, x, 2), normalise=normalise))
-        a_w.append(blocks.membership(op, *bw, dim(op, x, 3), normalise=normalise))
-    cols = op.MatMul(x, op.Transpose(op.Concat(*a_w, axis=0), perm=[1, 0]))  # [N, C, H, sum n]
+        (bh, bw) = _bounds(op, p, sizes, n)
+        a_h.append(member(op, *bh, dim(op, x, 2), normalise=normalise))
+        a_w.append(member(op, *bw, dim(op, x, 3), normalise=normalise))
+    a_w = op.Concat(*a_w, axis=2 if per_sample else 0)
+    cols = op.MatMul(x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]))  # [N, C, H, sum n]
     out, offset = [], 0
     for n, ah in zip(p.levels, a_h):
         part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n]), const_i64(op, [3]))
@@ -120,17 +148,18 @@ def _nested_base(levels) -> int | None:
     return finest if finest <= 4 * max(levels) else None
 
 
-def _max_levels(op, p, x):
+def _max_levels(op, p, x, sizes, per_sample: bool):
     """``[N, C, n, n]`` per level, NaN propagated if ``p.propagate_nan``."""
+    bin_max = blocks.bin_max_per_sample if per_sample else blocks.bin_max
     base = _nested_base(p.levels) if p.bins == "adaptive" else None
     if base is None:
-        levels = [blocks.bin_max(op, x, *_bounds(op, p, x, n)) for n in p.levels]
+        levels = [bin_max(op, x, *_bounds(op, p, sizes, n)) for n in p.levels]
     else:
-        fine = blocks.bin_max(op, x, *_bounds(op, p, x, base))  # [N, C, base, base]
+        fine = bin_max(op, x, *_bounds(op, p, sizes, base))  # [N, C, base, base]
         levels = [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
     if not p.propagate_nan:
         return levels
-    counts = _bin_sums(op, p, blocks.nan_indicator(op, x), normalise=False)
+    counts = _bin_sums(op, p, blocks.nan_indicator(op, x), sizes, normalise=False, per_sample=per_sample)
     return [blocks.nan_where(op, y, c) for y, c in zip(levels, counts)]
 
 
@@ -140,14 +169,21 @@ def _coarsen(op, fine, n: int, k: int):
     return op.ReduceMax(op.Reshape(fine, blocks_shape), const_i64(op, [3, 5]), keepdims=0)
 
 
-def onnx_spp(op, p: SPPParams, x, outputs=("y",)):
-    levels = _max_levels(op, p, x) if p.mode == "max" else _bin_sums(op, p, x, normalise=True)
+def onnx_spp(op, p: SPPParams, x, valid=None, outputs=("y",)):
+    sizes, per_sample = _sizes(op, x, valid), valid is not None
+    if p.mode == "max":
+        levels = _max_levels(op, p, x, sizes, per_sample)
+    else:
+        if per_sample:  # padding may hold anything (inf, NaN): zero it, as 0 * NaN is NaN
+            x = op.Where(_valid_mask(op, x, sizes), x, const_f32(op, 0.0))
+        levels = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample)
     y = op.Concat(*[_flatten(op, level) for level in levels], axis=1)
     return blocks.take_outputs(outputs, y=y)
 
 
 def onnx_spp_backward(op, p: SPPParams, x, grad_y):
     """Split ``grad_y`` per level, route each level like adaptive pooling, sum."""
+    sizes = _sizes(op, x, None)
     grads, offset = [], 0
     c = dim(op, x, 1)
     for n in p.levels:
@@ -159,14 +195,14 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
     if p.mode == "avg":
         total = None
         for n, g in zip(p.levels, grads):
-            bh, bw = _bounds(op, p, x, n)
+            bh, bw = _bounds(op, p, sizes, n)
             a_h = blocks.membership(op, *bh, dim(op, x, 2), normalise=True)
             a_w = blocks.membership(op, *bw, dim(op, x, 3), normalise=True)
             part = blocks.separable_matmul_t(op, g, a_h, a_w)
             total = part if total is None else op.Add(total, part)
         return total
     indices = [
-        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, x, n))[1], const_i64(op, [0, 0, -1]))
+        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], const_i64(op, [0, 0, -1]))
         for n in p.levels
     ]
     values = [op.Reshape(g, const_i64(op, [0, 0, -1])) for g in grads]
@@ -183,6 +219,7 @@ register(
         onnx_backward=onnx_spp_backward,
         output_shape=_shape,
         module_name="SpatialPyramidPool",
+        optional_inputs=("valid",),
         doc=__doc__,
     )
 )
