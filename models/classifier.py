@@ -23,16 +23,25 @@ class Classifier(nn.Module):
         self.head = head
         self.resize = tuple(resize) if resize else None
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor, valid: torch.Tensor | None = None):
+        """``(f, valid sizes of f or None)``; with ``valid`` the padding-invariant path."""
+        if valid is not None:
+            if self.resize is not None or not hasattr(self.backbone, "features_valid"):
+                raise ValueError("this model is not padding-invariant: call it without valid")
+            return self.backbone.features_valid(x, valid)
         if self.resize is not None:
             x = F.interpolate(x, size=self.resize, mode="bilinear", align_corners=False, antialias=False)
-        return self.backbone.features(x)
+        return self.backbone.features(x), None
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head.embed(self._features(x))
+    def embed(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head.embed(*self._features(x, valid))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self._features(x))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(*self._features(x, valid))
+
+    @property
+    def padding_invariant(self) -> bool:
+        return self.resize is None and hasattr(self.backbone, "features_valid")
 
 
 class WithEmbedding(nn.Module):
@@ -42,9 +51,9 @@ class WithEmbedding(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor):
-        f = self.model._features(x)
-        return self.model.head(f), self.model.head.embed(f)
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None):
+        f, fv = self.model._features(x, valid)
+        return self.model.head(f, fv), self.model.head.embed(f, fv)
 
 
 def make_backbone(config: dict[str, Any]) -> nn.Module:

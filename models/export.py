@@ -16,9 +16,14 @@ from poolops.onnx import export as poolops_export
 OUTPUTS = ["logits", "embedding"]
 
 
-def export_classifier(model: Classifier, channels: int, example_size=(64, 64)) -> onnx.ModelProto:
+def export_classifier(model: Classifier, channels: int, example_size=(64, 64), valid: bool = False) -> onnx.ModelProto:
+    """Inputs ``x`` (and ``valid [N, 2]`` int64 for a padding-invariant export)."""
     model = model.eval()
-    return poolops_export(WithEmbedding(model), torch.randn(2, channels, *example_size), output_names=OUTPUTS)
+    x = torch.randn(2, channels, *example_size)
+    if not valid:
+        return poolops_export(WithEmbedding(model), x, output_names=OUTPUTS)
+    sizes = torch.tensor([list(example_size), [example_size[0] - 3, example_size[1] - 5]])
+    return poolops_export(WithEmbedding(model), (x, sizes), input_name=["x", "valid"], output_names=OUTPUTS)
 
 
 def max_parity_error(model: Classifier, proto: onnx.ModelProto, channels: int, sizes: Iterable[tuple[int, int]]) -> float:
@@ -27,10 +32,14 @@ def max_parity_error(model: Classifier, proto: onnx.ModelProto, channels: int, s
     rng = np.random.default_rng(0)
     worst = 0.0
     model = model.eval()
+    with_valid = [i.name for i in sess.get_inputs()] == ["x", "valid"]
     for h, w in sizes:
         x = rng.random((2, channels, h, w), dtype=np.float32)
         with torch.inference_mode():
             expected = model(torch.from_numpy(x)).numpy()
-        logits = sess.run(["logits"], {"x": x})[0]
+        feeds = {"x": x}
+        if with_valid:
+            feeds["valid"] = np.array([[h, w]] * 2, np.int64)
+        logits = sess.run(["logits"], feeds)[0]
         worst = max(worst, float(np.abs(logits - expected).max() / max(np.abs(expected).max(), 1e-6)))
     return worst

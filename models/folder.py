@@ -144,7 +144,7 @@ def train_folder(
         params=params,
     )
     seconds = time.time() - t0
-    proto = export_classifier(model, channels)
+    proto = export_classifier(model, channels, valid=model.padding_invariant)
     parity = max_parity_error(model, proto, channels, [(32, 32), (57, 83)])
     val_acc = hist.eval_acc[-1]
     card = {
@@ -160,6 +160,7 @@ def train_folder(
         "backbone": {**backbone, "pretrained": pretrained, "frozen": freeze},
         "head": head,
         "input": {"name": "x", "channels": channels, "min_size": [16, 16], "max_size": [1024, 1024]},
+        "padding_invariant": model.padding_invariant,
         "metrics": [
             {"name": "accuracy_validation", "value": round(val_acc, 4),
              "data": f"{len(val)} held-out images of {data} at their own sizes"}

@@ -27,11 +27,11 @@ class SPPHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.pool.out_features(in_channels), num_classes)
 
-    def embed(self, f: torch.Tensor) -> torch.Tensor:
-        return self.pool(f)
+    def embed(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pool(f, valid)
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.embed(f)))
+    def forward(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(self.embed(f, valid)))
 
 
 class GAPHead(nn.Module):
@@ -41,11 +41,14 @@ class GAPHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def embed(self, f: torch.Tensor) -> torch.Tensor:
-        return self.pool(f).flatten(1)
+    def embed(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if valid is None:
+            return self.pool(f).flatten(1)
+        # the mean over each sample's own region (f is zero outside it: models.valid.mask)
+        return f.sum(dim=(2, 3)) / (valid[:, 0:1] * valid[:, 1:2]).to(f.dtype)
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.embed(f)))
+    def forward(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(self.embed(f, valid)))
 
 
 class FixedHead(nn.Module):
@@ -57,11 +60,13 @@ class FixedHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels * self.feature_size[0] * self.feature_size[1], num_classes)
 
-    def embed(self, f: torch.Tensor) -> torch.Tensor:
+    def embed(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if valid is not None:
+            raise ValueError("the fixed head resizes every image: it cannot be padding-invariant")
         return f.flatten(1)
 
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.embed(f)))
+    def forward(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(self.embed(f, valid)))
 
 
 HEADS = {"spp": SPPHead, "gap": GAPHead, "fixed": FixedHead}

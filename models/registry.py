@@ -54,7 +54,11 @@ class ModelCard(BaseModel):
     head: dict[str, Any]
     input: InputSpec
     outputs: list[str] = ["logits", "embedding"]
-    padding_invariant: bool = False
+    padding_invariant: bool = Field(
+        default=False,
+        description="the graph takes valid [N, 2] int64 (each image's height, width in a zero-padded "
+        "batch) and a padded batch gives exactly the one-by-one results",
+    )
     metrics: list[Metric] = []
     sha256: str = Field(description="sha256 of model.onnx")
     produced_by: str = Field(description="the command that produced this model")
@@ -111,8 +115,9 @@ def validate(folder: Path) -> RegisteredModel:
         return broken(f"{MODEL} fails the ONNX checker: {e}")
     inputs = [i.name for i in graph.input]
     outputs = [o.name for o in graph.output]
-    if inputs[:1] != [card.input.name]:
-        return broken(f"graph inputs {inputs} do not start with the card's input {card.input.name!r}")
+    expected_inputs = [card.input.name] + (["valid"] if card.padding_invariant else [])
+    if inputs != expected_inputs:
+        return broken(f"graph inputs {inputs} differ from {expected_inputs} (padding_invariant={card.padding_invariant})")
     if outputs != card.outputs:
         return broken(f"graph outputs {outputs} differ from the card's {card.outputs}")
     labels_path = folder / LABELS

@@ -124,7 +124,8 @@ def build(name: str, root: Path | None = None, progress: bool = True):
     t0 = time.time()
     model, ds, metrics, hist = train_recipe(recipe, progress)
     train_s = time.time() - t0
-    proto = export_classifier(model, ds.CHANNELS)
+    invariant = model.padding_invariant
+    proto = export_classifier(model, ds.CHANNELS, valid=invariant)
     sizes = [(24, 24), (37, 61), (64, 64), (128, 96)]
     parity = max_parity_error(model, proto, ds.CHANNELS, sizes)
     if parity > 1e-4:
@@ -144,6 +145,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
         "backbone": recipe.config["backbone"],
         "head": {**head, "resize": recipe.config.get("resize")},
         "input": {"name": "x", "channels": ds.CHANNELS, "min_size": [8, 8], "max_size": [1024, 1024]},
+        "padding_invariant": invariant,
         "metrics": metrics,
         "produced_by": f"poolops export {name}",
         "extra": {

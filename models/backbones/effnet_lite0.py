@@ -285,8 +285,9 @@ def sample_images() -> dict[str, np.ndarray]:
 
 def imagenet_labels(path: str | os.PathLike | None = None) -> list[str]:
     """The 1000 ImageNet class names in index order: ``path``, else ``$POOLOPS_IMAGENET_LABELS``,
-    else ``../shared/data/imagenet_classes.txt`` next to the repository."""
+    else the copy in ``models/data/imagenet_classes.txt``."""
     candidates = [path, os.environ.get("POOLOPS_IMAGENET_LABELS")]
+    candidates.append(pathlib.Path(__file__).resolve().parents[1] / "data" / "imagenet_classes.txt")
     candidates.append(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet_classes.txt")
     for c in candidates:
         if c and pathlib.Path(c).is_file():

@@ -34,6 +34,21 @@ class StochasticDownsample(nn.Module):
         return PF.stochastic(x, mode="eval", **self.params)
 
 
+def _window(layer: nn.Module) -> tuple:
+    """(kernel, stride, padding, dilation) of a downsampling layer (floor mode only)."""
+    p = layer.params
+    get = p.get if isinstance(p, dict) else lambda k, default=None: getattr(p, k, default)
+    if get("ceil_mode", False):
+        raise ValueError("padding-invariant features need floor-mode pooling (ceil_mode=False)")
+
+    def pair(v, default):
+        v = default if v is None else v
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    kernel = pair(get("kernel", 2), 2)
+    return kernel, pair(get("stride", None), kernel), pair(get("padding", 0), 0), pair(get("dilation", 1), 1)
+
+
 def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
@@ -62,6 +77,19 @@ class SmallCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def features_valid(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padding-invariant features of a padded batch (see :mod:`models.valid`):
+        ``(f [N, C', h, w], valid sizes of f [N, 2])``."""
+        from models.valid import mask, pooled
+
+        for layer in self.body:
+            if isinstance(layer, nn.Conv2d):
+                x = mask(x, valid)  # padding acts as the conv's own zero padding
+            x = layer(x)
+            if isinstance(layer, (PN.PoolOp, StochasticDownsample)):
+                valid = pooled(valid, *_window(layer))
+        return mask(x, valid), valid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

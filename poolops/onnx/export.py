@@ -65,10 +65,10 @@ def drop_unused_outputs(model: ir.Model) -> None:
 
 def export(
     module: torch.nn.Module,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...],
     path: str | os.PathLike | None = None,
     *,
-    input_name: str = "x",
+    input_name: str | Sequence[str] = "x",
     output_names: Sequence[str] | None = None,
     dynamic: bool = True,
 ) -> onnx.ModelProto:
@@ -76,25 +76,33 @@ def export(
 
     Args:
         module: any module; poolops layers and functions export exactly.
-        example_input: ``Tensor[N, C, H, W]`` used for tracing.
+        example_input: ``Tensor[N, C, H, W]`` used for tracing, or a tuple of inputs
+            whose first is that (e.g. ``(x, valid)`` with ``valid: Tensor[N, 2]``).
         path: where to save (optional).
-        input_name: the graph input's name.
+        input_name: the graph input's name (a sequence of names for several inputs).
         output_names: names for the graph outputs.
-        dynamic: make N, H and W dynamic (named ``N``, ``H``, ``W``).
+        dynamic: make N, H and W dynamic (named ``N``, ``H``, ``W``; every other
+            input's first axis is N too).
 
     Returns:
         The checked ``onnx.ModelProto`` (opset 18, IR version 10).
     """
     module = module.eval()
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    names = [input_name] if isinstance(input_name, str) else list(input_name)
     dims = {0: "N", 2: "H", 3: "W"}
-    dynamic_shapes = ({i: torch.export.Dim.DYNAMIC for i in dims},) if dynamic else None
+    dynamic_shapes = None
+    if dynamic:
+        dynamic_shapes = tuple(
+            {i: torch.export.Dim.DYNAMIC for i in (dims if k == 0 else (0,))} for k in range(len(args))
+        )
     with torch.no_grad():
         program = torch.onnx.export(
             module,
-            (example_input,),
+            args,
             dynamo=True,
             opset_version=OPSET,
-            input_names=[input_name],
+            input_names=names,
             output_names=list(output_names) if output_names else None,
             dynamic_shapes=dynamic_shapes,
             custom_translation_table=translation_table(),
