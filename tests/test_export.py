@@ -82,3 +82,11 @@ def test_export_keeps_indices_when_used():
     ty, ti = torch.nn.functional.max_pool2d(x, 2, return_indices=True)
     np.testing.assert_array_equal(i, ti.numpy())
     np.testing.assert_array_equal(y, ty.numpy())
+
+
+def test_export_stays_a_function_after_use():
+    """``poolops.onnx.export`` is the function, also after the exporter module loaded."""
+    import poolops.onnx
+
+    export(nn.Sequential(PN.GlobalAvgPool()), torch.randn(1, 2, 4, 4))
+    assert callable(poolops.onnx.export) and poolops.onnx.export.__module__ == "poolops.onnx"

@@ -4,8 +4,8 @@ from poolops.onnx.graphs import op_backward_model, op_model
 
 
 def export(module, example_input, path=None, **kwargs):
-    """Export an ``nn.Module`` containing poolops layers; see :func:`poolops.onnx.export.export`."""
-    from poolops.onnx.export import export as _export
+    """Export an ``nn.Module`` containing poolops layers; see :func:`poolops.onnx.exporter.export`."""
+    from poolops.onnx.exporter import export as _export
 
     return _export(module, example_input, path, **kwargs)
 

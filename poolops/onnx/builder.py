@@ -31,7 +31,7 @@ class ExporterOps:
     The exporter's recorder always creates every output an op schema declares;
     ``_outputs`` only decides how many of them the builder gets back.
     Unused optional outputs are dropped after export
-    (:func:`poolops.onnx.export.drop_unused_outputs`).
+    (:func:`poolops.onnx.exporter.drop_unused_outputs`).
     """
 
     def __getattr__(self, op_type: str):
