@@ -16,11 +16,15 @@ Diagonal ``j`` has ``min(j + 1, H + W - 1 - j, H, W)`` cells. Example, one plane
 ``antidiag -> [[1, 3, 4, 6]]`` (r+c = 0: {1}; 1: {2, 4}; 2: {3, 5}; 3: {6}).
 Backward (autograd): each output's gradient divided evenly over its cells.
 
-ONNX (dynamic H, W): ``h``/``v`` are ReduceMean. ``diag``/``antidiag`` compute each
-cell's diagonal number from Range index arithmetic and sum with one ScatterND
-(``reduction='add'``) of the ``[H*W, N, C]`` transposed input into ``[H+W-1, N, C]``:
-memory linear in the input (no ``H*W x (H+W-1)`` matrix). The backward is a Gather of
-the scaled output gradient at each cell's diagonal.
+ONNX (dynamic H, W): ``h``/``v`` are ReduceMean. ``diag``/``antidiag``: a Gather of
+each diagonal's cells from the flattened plane with indices ``[H+W-1, min(H, W)]``
+built by Range arithmetic (slots past a diagonal's end masked by ``Where``, so NaN and
+inf stay on their own diagonal), a ReduceSum and a division by the cell counts. That
+touches at most ``2*H*W`` values per plane: memory linear in the input (no
+``H*W x (H+W-1)`` matrix) and deterministic. (Not a scatter-add: ONNX Runtime's CPU
+ScatterND with ``reduction='add'`` races on repeated indices, up to 1.32 at least, and
+gives wrong sums on large inputs.) The backward is a Gather of the scaled output
+gradient at each cell's diagonal.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from __future__ import annotations
 from typing import Literal
 
 from poolops.onnx import blocks
-from poolops.onnx.builder import const_i64, const_scalar_i64, dim, scalar, unsqueeze
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
 from poolops.params import OpParams
 from poolops.registry import OpSpec, register
 
@@ -92,6 +96,34 @@ def _diagonal_index(op, p: StripParams, x):
     return op.Add(r, unsqueeze(op, _arange(op, dim(op, x, 3)), [0]))
 
 
+def _diagonal_cells(op, p: StripParams, x):
+    """``(flat, inside, counts)``: the flat ``H*W`` index ``[L, K]`` of cell ``k`` of
+    diagonal ``j`` (``L = H+W-1``, ``K = min(H, W)``), whether that slot is a cell, and
+    the cells per diagonal ``[L]`` (float): ``min(j + 1, L - j, H, W)``.
+
+    ``diag`` ``j`` starts at ``(max(H-1-j, 0), max(j-H+1, 0))`` and steps ``(+1, +1)``;
+    ``antidiag`` ``j`` starts at ``(max(j-W+1, 0), j - row)`` and steps ``(+1, -1)``.
+    """
+    h, w = dim(op, x, 2), dim(op, x, 3)
+    one, zero = const_i64(op, [1]), const_i64(op, [0])
+    length = op.Sub(op.Add(h, w), one)
+    shortest = op.Min(h, w)
+    j = unsqueeze(op, _arange(op, length), [1])  # [L, 1]
+    k = unsqueeze(op, _arange(op, shortest), [0])  # [1, K]
+    counts = op.Min(op.Min(op.Add(j, one), op.Sub(length, j)), shortest)  # [L, 1]
+    inside = op.Less(k, counts)
+    if p.direction == "diag":
+        h1 = op.Sub(h, one)
+        r = op.Add(op.Max(op.Sub(h1, j), zero), k)
+        c = op.Add(op.Max(op.Sub(j, h1), zero), k)
+    else:
+        r0 = op.Max(op.Sub(j, op.Sub(w, one)), zero)
+        r = op.Add(r0, k)
+        c = op.Sub(op.Sub(j, r0), k)
+    flat = op.Where(inside, op.Add(op.Mul(r, w), c), const_i64(op, [0]))
+    return flat, inside, op.Cast(op.Squeeze(counts, const_i64(op, [1])), to=1)
+
+
 def _diagonal_lengths(op, x):
     """Cells per diagonal ``[H+W-1]`` (float): ``min(j + 1, L - j, H, W)``."""
     h, w = dim(op, x, 2), dim(op, x, 3)
@@ -105,13 +137,10 @@ def onnx_strip(op, p: StripParams, x, outputs=("y",)):
     if p.direction in ("h", "v"):
         axis = 3 if p.direction == "h" else 2
         return blocks.take_outputs(outputs, y=op.ReduceMean(x, const_i64(op, [axis]), keepdims=1))
-    idx = op.Reshape(_diagonal_index(op, p, x), const_i64(op, [-1, 1]))  # [H*W, 1]
-    cells = op.Transpose(op.Reshape(x, const_i64(op, [0, 0, -1])), perm=[2, 0, 1])  # [H*W, N, C]
-    length = op.Sub(op.Add(dim(op, x, 2), dim(op, x, 3)), const_i64(op, [1]))
-    zeros = op.ConstantOfShape(op.Concat(length, dim(op, x, 0), dim(op, x, 1), axis=0))
-    sums = op.ScatterND(zeros, idx, cells, reduction="add")  # [H+W-1, N, C]
-    y = op.Div(op.Transpose(sums, perm=[1, 2, 0]), _diagonal_lengths(op, x))
-    return blocks.take_outputs(outputs, y=unsqueeze(op, y, [2]))
+    flat, inside, counts = _diagonal_cells(op, p, x)
+    cells = op.Gather(op.Reshape(x, const_i64(op, [0, 0, -1])), flat, axis=2)  # [N, C, L, K]
+    sums = op.ReduceSum(op.Where(inside, cells, const_f32(op, 0.0)), const_i64(op, [3]), keepdims=0)
+    return blocks.take_outputs(outputs, y=unsqueeze(op, op.Div(sums, counts), [2]))
 
 
 def onnx_strip_backward(op, p: StripParams, x, grad_y):
