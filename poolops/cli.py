@@ -49,7 +49,13 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     table = Table(title=f"models in {root}")
     for col in ("model", "status", "task", "head", "metrics"):
         table.add_column(col)
-    for name, entry in load_registry(root).items():
+    from models.zoo import BUILTIN
+
+    registry = load_registry(root)
+    for name in BUILTIN:
+        if name not in registry:
+            table.add_row(name, f"not built: run `poolops export {name}`", "", "", "")
+    for name, entry in registry.items():
         card = entry.card
         metrics = ", ".join(f"{m.name}={m.value:g}" for m in card.metrics) if card else ""
         status = "ready" if entry.available else f"unavailable: {entry.reason}"

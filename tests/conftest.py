@@ -38,6 +38,8 @@ def assert_close(
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN positions differ")
+    np.testing.assert_array_equal(np.isposinf(actual), np.isposinf(expected), err_msg=f"{what}: +inf positions differ")
+    np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(expected), err_msg=f"{what}: -inf positions differ")
     if not finite.any():
         return
     scale = max(float(np.abs(expected[finite]).max()), floor)

@@ -273,11 +273,6 @@ def test_multiscale_nan_and_inf_stay_in_their_bins():
     assert_close(actual, expected)
 
 
-@pytest.mark.xfail(
-    reason="ONNX Runtime's CPU MaxPool (no Indices output, kernel >= 3) and GlobalMaxPool return -FLT_MAX, not -inf, for a window of only -inf; "
-    "the max op (whose builder multiscale uses) inherits it",
-    strict=False,
-)
 def test_multiscale_window_of_only_minus_inf():
     x = np.random.default_rng(2).standard_normal((1, 1, 16, 16)).astype(np.float32)
     x[0, 0, 4:8, 4:8] = -np.inf

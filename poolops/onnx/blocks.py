@@ -309,14 +309,18 @@ def scatter_add(op, x, indices, values):
     return op.Reshape(out, shape)
 
 
-def propagate_nan(op, x, y, pool: Callable):
-    """Make ``y = pool(x)`` NaN wherever its window holds a NaN, as PyTorch's max does.
+FLOAT_LOWEST = -3.4028234663852886e38
 
-    ONNX Runtime's MaxPool and ReduceMax skip NaN; the NaN map is pooled the same way.
+
+def propagate_nan(op, x, y, pool: Callable):
+    """Make ``y = pool(x)`` (a MaxPool) follow PyTorch: NaN wherever its window holds a
+    NaN (ONNX Runtime's MaxPool skips NaN; the NaN map is pooled the same way), and
+    -inf for a window of only -inf (ONNX Runtime's MaxPool then gives -FLT_MAX; a
+    window whose true max is exactly -FLT_MAX is taken for one of -inf).
     """
     mask = pool(op.Cast(op.IsNaN(x), to=1))
-    nan = const_f32(op, float("nan"))
-    return op.Where(op.Greater(mask, const_f32(op, 0.0)), nan, y)
+    y = op.Where(op.Equal(y, const_f32(op, FLOAT_LOWEST)), const_f32(op, -FLOAT_INF), y)
+    return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
 
 
 def take_outputs(outputs: Sequence[str], **values):

@@ -2,7 +2,7 @@
 
 ``global_avg``: mean over H*W; backward broadcasts ``g / (H*W)``. ONNX: ReduceMean.
 ``global_max``: max over H*W (NaN propagates); backward sends ``g`` to the first
-maximum in row-major order. ONNX: GlobalMaxPool, with the NaN check of ``max``.
+maximum in row-major order. ONNX: ReduceMax, with a NaN check.
 Both give ``[N, C, 1, 1]``.
 """
 
@@ -60,7 +60,9 @@ def _first_argmax(op, x):
 
 
 def onnx_global_max(op, p, x, outputs=("y", "indices")):
-    y = op.GlobalMaxPool(x)
+    # ReduceMax, not GlobalMaxPool: ONNX Runtime's GlobalMaxPool gives -FLT_MAX for a
+    # plane of only -inf, ReduceMax gives -inf (as PyTorch does)
+    y = op.ReduceMax(x, const_i64(op, [2, 3]), keepdims=1)
     if p.propagate_nan:
         # a sum of squares is NaN exactly when it summed a NaN (no inf - inf can arise):
         # one read of x, where pooling a NaN map would take three passes

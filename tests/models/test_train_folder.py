@@ -46,3 +46,18 @@ def test_bad_folder_is_a_clear_error(tmp_path):
         scan(tmp_path)
     with pytest.raises(ValueError, match="not a directory"):
         scan(tmp_path / "nope")
+
+
+def test_train_on_the_frozen_pretrained_backbone(tmp_path):
+    data, zoo = tmp_path / "data", tmp_path / "zoo"
+    make_folder(data, n=4)
+    args = ["train", "--data", str(data), "--name", "blobs-effnet", "--pretrained", "--freeze", "--steps", "3",
+            "--batch-size", "4", "--root", str(zoo)]
+    assert main(args) == 0
+    entry = load_registry(zoo)["blobs-effnet"]
+    assert entry.available, entry.reason
+    assert entry.card.backbone == {"type": "effnet_lite0", "pretrained": True, "frozen": True}
+    assert entry.card.preprocessing["scale"] == "[-1, 1]"
+    sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
+    logits, emb = sess.run(None, {"x": np.zeros((1, 3, 45, 91), np.float32)})
+    assert logits.shape == (1, 2) and emb.shape == (1, 1280 * 21)
