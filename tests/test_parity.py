@@ -44,13 +44,20 @@ def _valid(spec, p, shp) -> bool:
         return False
 
 
+def _draw_case(data, name: str, max_shapes: int):
+    """(spec, parsed params, input shapes the op accepts): one graph, several sizes."""
+    spec = poolops.get_op(name)
+    p = spec.parse(data.draw(params_for(name), label="params"))
+    drawn = data.draw(st.lists(shape, min_size=1, max_size=max_shapes), label="shapes")
+    shapes = [s for s in drawn if _valid(spec, p, s)]
+    assume(shapes)
+    return spec, p, shapes
+
+
 @pytest.mark.parametrize("name", OPS)
 @given(data=st.data())
 def test_forward_matches_torch(name, data):
-    spec = poolops.get_op(name)
-    p = spec.parse(data.draw(params_for(name), label="params"))
-    shapes = [s for s in data.draw(st.lists(shape, min_size=1, max_size=3), label="shapes") if _valid(spec, p, s)]
-    assume(shapes)
+    spec, p, shapes = _draw_case(data, name, max_shapes=3)
     sess = session(op_model(name, **p.model_dump()))
     for shp in shapes:
         x = _input(data, spec, shp)
@@ -66,10 +73,7 @@ def test_forward_matches_torch(name, data):
 @pytest.mark.parametrize("name", [n for n in OPS if poolops.get_op(n).onnx_backward is not None])
 @given(data=st.data())
 def test_backward_matches_autograd(name, data):
-    spec = poolops.get_op(name)
-    p = spec.parse(data.draw(params_for(name), label="params"))
-    shapes = [s for s in data.draw(st.lists(shape, min_size=1, max_size=2), label="shapes") if _valid(spec, p, s)]
-    assume(shapes)
+    spec, p, shapes = _draw_case(data, name, max_shapes=2)
     sess = session(op_backward_model(name, **p.model_dump()))
     for shp in shapes:
         x = _input(data, spec, shp)

@@ -35,8 +35,10 @@ def test_train_command_registers_a_working_model(tmp_path, capsys):
     assert entry.card.labels == ["left", "right"]
     assert (zoo / "blobs" / "training.png").stat().st_size > 1000
     assert "registered blobs" in capsys.readouterr().out
+    assert entry.card.padding_invariant  # small CNN + SPP: takes valid sizes too
     sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
-    logits, emb = sess.run(None, {"x": np.zeros((1, 1, 45, 91), np.float32)})
+    feeds = {"x": np.zeros((1, 1, 45, 91), np.float32), "valid": np.array([[45, 91]], np.int64)}
+    logits, emb = sess.run(None, feeds)
     assert logits.shape == (1, 2) and emb.shape == (1, 64 * 21)
 
 
