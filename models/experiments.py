@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.zoo import RECIPES, SMALL, Recipe, train_recipe, zoo_dir
+from models.zoo import RECIPES, SMALL, Recipe, ensure_built, train_recipe, zoo_dir
 
 SINGLE_SIZE = (44, 44)  # the middle of the 24..64 training range
 
@@ -66,10 +66,8 @@ def run(progress: bool = True) -> str:
     from models.registry import load_registry
     from models.train import accuracy
 
+    ensure_built(list(RECIPES), progress=progress)  # a fresh clone builds what is missing
     reg = load_registry(zoo_dir())
-    missing = [n for n in RECIPES if n not in reg or not reg[n].available]
-    if missing:
-        raise RuntimeError(f"build the built-in models first: poolops export {' '.join(missing)}")
 
     def card_metrics(name):
         return {m.name: m.value for m in reg[name].card.metrics}

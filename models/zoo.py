@@ -161,6 +161,17 @@ def build(name: str, root: Path | None = None, progress: bool = True):
     return save_model(root or zoo_dir(), proto, card)
 
 
+def ensure_built(names: list[str] | None = None, root: Path | None = None, progress: bool = False) -> list:
+    """Build the named built-in models (default: all) that are missing or broken; what
+    uses a built-in model calls this first, so a fresh clone builds what is not committed."""
+    from models.registry import load_registry
+
+    root = Path(root or zoo_dir())
+    current = load_registry(root)
+    missing = [n for n in (names or BUILTIN) if not (n in current and current[n].available)]
+    return [build(n, root, progress) for n in missing]
+
+
 def main_export(names: list[str] | None = None, root: Path | None = None, progress: bool = True) -> list:
     """``poolops export``: build the named (default: all missing or broken) built-in models."""
     from models.registry import load_registry

@@ -54,3 +54,13 @@ def test_digits_spp_classifies_held_out_digits():
     sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
     logits = sess.run(["logits"], {"x": x, "valid": np.array([[40, 40]] * len(x), np.int64)})[0]
     assert (logits.argmax(1) == y).mean() > 0.8
+
+
+def test_missing_builtin_is_built_before_use(tmp_path):
+    """What a fresh clone lacks is built by its recipe (here into an empty registry)."""
+    from models.zoo import ensure_built
+
+    built = ensure_built(["digits-gap"], root=tmp_path)
+    assert [e.name for e in built] == ["digits-gap"] and built[0].available
+    assert ensure_built(["digits-gap"], root=tmp_path) == []  # nothing left to build
+    assert built[0].card.metrics[0].value > 0.5
