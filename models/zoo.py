@@ -161,27 +161,25 @@ def build(name: str, root: Path | None = None, progress: bool = True):
     return save_model(root or zoo_dir(), proto, card)
 
 
+def missing_builtins(root: Path | None = None, names: list[str] | None = None) -> list[str]:
+    """The named built-in models (default: all) that are missing or broken in the registry."""
+    from models.registry import load_registry
+
+    current = load_registry(Path(root or zoo_dir()))
+    return [n for n in (names or BUILTIN) if not (n in current and current[n].available)]
+
+
 def ensure_built(names: list[str] | None = None, root: Path | None = None, progress: bool = False) -> list:
     """Build the named built-in models (default: all) that are missing or broken; what
     uses a built-in model calls this first, so a fresh clone builds what is not committed."""
-    from models.registry import load_registry
-
-    root = Path(root or zoo_dir())
-    current = load_registry(root)
-    missing = [n for n in (names or BUILTIN) if not (n in current and current[n].available)]
-    return [build(n, root, progress) for n in missing]
+    return [build(n, root or zoo_dir(), progress) for n in missing_builtins(root, names)]
 
 
 def main_export(names: list[str] | None = None, root: Path | None = None, progress: bool = True) -> list:
     """``poolops export``: build the named (default: all missing or broken) built-in models."""
-    from models.registry import load_registry
-
-    root = Path(root or zoo_dir())
-    current = load_registry(root)
-    todo = names or [n for n in BUILTIN if not (n in current and current[n].available)]
     out = []
-    for n in todo:
-        entry = build(n, root, progress)
+    for n in names or missing_builtins(root):
+        entry = build(n, root or zoo_dir(), progress)
         print(json.dumps({"model": n, "available": entry.available, "metrics": [m.model_dump() for m in entry.card.metrics]}))
         out.append(entry)
     return out
