@@ -1,0 +1,81 @@
+"""Image bytes -> float pixels [H, W, C] in [0, 1], safely.
+
+The pixel count is checked from the header before any decoding (decompression bombs
+are refused without allocating them). Every mode Pillow reads is handled: EXIF
+orientation applied; palette and alpha flattened onto black (the models' background);
+16- and 32-bit grayscale scaled by their range rather than clipped; CMYK, YCbCr, LAB
+and HSV converted to RGB. Multi-frame files (GIF, TIFF) use their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.engine.errors import BadInput, TooLarge, Unsupported
+
+# Pillow's own guard stays on, above ours, for any path that reaches it
+Image.MAX_IMAGE_PIXELS = None
+
+
+def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
+    """A lazily opened image whose size is within ``max_pixels`` (not yet decoded)."""
+    if not data:
+        raise BadInput(f"{what} is empty: send the image file's bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise Unsupported(
+            f"{what} is not an image format Pillow can read (PNG, JPEG, GIF, BMP, TIFF, WebP, ...)"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise TooLarge(f"{what} is too large to decode: {e}") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise TooLarge(
+            f"{what} is {w}x{h} = {w * h} pixels, more than the limit {max_pixels} (POOLOPS_MAX_IMAGE_PIXELS): "
+            "send a smaller image"
+        )
+    if w < 1 or h < 1:
+        raise BadInput(f"{what} has no pixels ({w}x{h})")
+    return im
+
+
+def _flatten_alpha(im: Image.Image) -> Image.Image:
+    # transparent pixels become black: the built-in models' background is 0
+    rgba = im.convert("RGBA")
+    bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    return Image.alpha_composite(bg, rgba).convert("RGB")
+
+
+def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray:
+    """Decode to float32 [H, W, channels] in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB)."""
+    try:
+        im.seek(0)
+        im = ImageOps.exif_transpose(im)
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            a = np.asarray(im, dtype=np.float32)
+            top = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max(initial=0) > 255) else 255.0
+            if mode == "F":
+                top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+            gray = np.clip(a / top, 0.0, 1.0)[..., None]
+            return gray if channels == 1 else np.repeat(gray, 3, axis=2)
+        if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+            im = _flatten_alpha(im)
+        target = "L" if channels == 1 else "RGB"
+        im = im.convert(target)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
+        raise BadInput(f"{what} could not be decoded ({e}): send a complete, valid image file") from None
+    return a[..., None] if a.ndim == 2 else a
+
+
+def decode(data: bytes, channels: int, max_pixels: int, what: str = "image") -> np.ndarray:
+    """Bytes -> float32 [H, W, channels] in [0, 1] (see :func:`to_pixels`)."""
+    return to_pixels(open_image(data, max_pixels, what), channels, what)

@@ -1,0 +1,235 @@
+"""The engine: op runner + model runners + batchers, loaded once, with readiness.
+
+Start-up (``load``, run in a background thread so ``/healthz`` answers meanwhile):
+build missing built-in models in a child process (torch stays out of this one), load
+and validate the registry, open one session per model, warm up every op graph and every
+model at the configured sizes. ``ready`` turns true only after all of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from models.registry import RegisteredModel, load_registry
+from service.config import Settings
+from service.engine.batcher import Batcher
+from service.engine.errors import EngineError, NotFound, Unavailable
+from service.engine.models import ModelRunner, Output
+from service.engine.ops import OpResult, OpRunner
+from service.engine.sessions import CUDA, available_providers, choose_providers, cpu_quota
+
+log = logging.getLogger("poolops.engine")
+
+__all__ = ["Engine", "EngineError"]
+
+
+class Observer(Protocol):
+    """What the engine reports (the metrics layer implements it)."""
+
+    def inference(self, kind: str, name: str, provider: str, seconds: float) -> None: ...
+    def batch(self, model: str, size: int, seconds: float) -> None: ...
+
+
+class _Null:
+    def inference(self, *a: Any) -> None: ...
+    def batch(self, *a: Any) -> None: ...
+
+
+class Engine:
+    def __init__(self, settings: Settings, observer: Observer | None = None):
+        self.settings = settings
+        self.observer = observer or _Null()
+        # raises when settings require CUDA and it is missing: the server refuses to start
+        self.providers = choose_providers(settings.device)
+        self.threads = settings.threads or cpu_quota()
+        self.ops = OpRunner(self.providers, self.threads, settings.op_cache_size, settings.max_tensor_elements)
+        self.registry: dict[str, RegisteredModel] = {}
+        self.runners: dict[str, ModelRunner] = {}
+        self.load_errors: dict[str, str] = {}
+        self._batchers: dict[str, Batcher] = {}
+        self.phase = "starting"
+        self.failure: str | None = None
+        self.ops_ready = False
+        self.warmup_s: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # ---- start-up -----------------------------------------------------------------
+    def load(self) -> None:
+        """Everything ``/readyz`` waits for. Never raises: failures become reasons."""
+        try:
+            if self.settings.build_missing:
+                self.phase = "building missing built-in models"
+                self._build_missing()
+            self.phase = "loading models"
+            self.registry = load_registry(self.settings.models_dir)
+            for name, entry in self.registry.items():
+                if not entry.available:
+                    continue
+                try:
+                    self.runners[name] = ModelRunner(entry, self.providers, self.threads)
+                except Exception as e:  # noqa: BLE001 - one bad model must not stop the others
+                    self.load_errors[name] = f"ONNX Runtime cannot load it: {e}"
+            self.phase = "warming up op graphs"
+            t0 = time.perf_counter()
+            self.ops.warm_up()
+            self.warmup_s["ops"] = time.perf_counter() - t0
+            self.ops_ready = True
+            for name, runner in self.runners.items():
+                self.phase = f"warming up {name}"
+                self.warmup_s[name] = runner.warm_up(self.settings.warmup_sizes)
+            self.phase = "ready"
+        except Exception as e:  # noqa: BLE001 - reported by /readyz
+            log.exception("start-up failed")
+            self.failure = f"start-up failed: {e}"
+            self.phase = "failed"
+
+    def _build_missing(self) -> None:
+        from models.zoo import missing_builtins
+
+        missing = missing_builtins(self.settings.models_dir)
+        if not missing:
+            return
+        if importlib.util.find_spec("torch") is None:
+            log.warning("built-in models %s are not built and torch is not installed here", missing)
+            return
+        log.info("building %s (poolops export, in a child process)", missing)
+        env = {**os.environ, "POOLOPS_MODELS_DIR": str(self.settings.models_dir)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "poolops.cli", "export", *missing],
+            env=env, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            log.error("poolops export failed: %s", proc.stderr[-2000:])
+
+    # ---- state ----------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.phase == "ready" and not self.reasons()
+
+    def reasons(self) -> list[str]:
+        """Why the service is not ready (empty when it is)."""
+        if self.failure:
+            return [self.failure]
+        if self.phase != "ready":
+            return [f"starting: {self.phase}"]
+        out = []
+        for name, entry in self.registry.items():
+            if not entry.available:
+                out.append(f"model {name}: {entry.reason}")
+            elif name in self.load_errors:
+                out.append(f"model {name}: {self.load_errors[name]}")
+        return out
+
+    def model_status(self, name: str) -> dict[str, Any]:
+        entry = self.registry.get(name)
+        if entry is None:
+            return {"available": False, "reason": "not registered"}
+        if not entry.available:
+            return {"available": False, "reason": entry.reason}
+        if name in self.load_errors:
+            return {"available": False, "reason": self.load_errors[name]}
+        if name not in self.runners:
+            return {"available": False, "reason": f"loading ({self.phase})"}
+        r = self.runners[name]
+        return {"available": True, "ready": name in self.warmup_s, "provider": r.provider}
+
+    def info(self) -> dict[str, Any]:
+        providers_in_use = sorted({r.provider for r in self.runners.values()} | {
+            s.provider for s in list(self.ops.cache._items.values())
+        })
+        return {
+            "providers_available": available_providers(),
+            "providers_requested": self.providers,
+            "providers_in_use": providers_in_use,
+            "device": "cuda" if CUDA in providers_in_use else "cpu",
+            "onnxruntime": ort.__version__,
+            "threads_per_session": self.threads,
+            "cpu_quota": cpu_quota(),
+            "op_graphs_cached": len(self.ops.cache),
+            "warmup_seconds": {k: round(v, 3) for k, v in self.warmup_s.items()},
+            "phase": self.phase,
+        }
+
+    # ---- inference ------------------------------------------------------------------
+    def runner(self, name: str) -> ModelRunner:
+        if name not in self.registry and self.phase == "ready":
+            raise NotFound(f"unknown model {name!r}; registered: {', '.join(self.registry) or 'none'}", model=name)
+        status = self.model_status(name)
+        if not status["available"]:
+            if name in self.registry and not self.registry[name].available:
+                raise Unavailable(f"model {name!r} is unavailable: {status['reason']}", retry_after=60, model=name)
+            raise Unavailable(f"model {name!r} is not loaded yet ({self.phase}): retry shortly", retry_after=5, model=name)
+        return self.runners[name]
+
+    def batcher(self, name: str) -> Batcher:
+        with self._lock:
+            if name not in self._batchers:
+                r = self.runners[name]
+                s = self.settings
+                self._batchers[name] = Batcher(
+                    name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
+                    on_batch=lambda size, sec, n=name: self.observer.batch(n, size, sec),
+                )
+            return self._batchers[name]
+
+    def _timed_batch(self, r: ModelRunner):
+        def run(items: list[np.ndarray]) -> list[Output]:
+            t0 = time.perf_counter()
+            out = r.run_batch(items)
+            self.observer.inference("model", r.name, r.provider, time.perf_counter() - t0)
+            return out
+
+        return run
+
+    def queue_depths(self) -> dict[str, int]:
+        return {n: b.depth for n, b in self._batchers.items()}
+
+    async def infer_images(self, name: str, tensors: list[np.ndarray]) -> list[Output]:
+        """Preprocessed images [C, H_i, W_i] of model ``name`` -> outputs, through the batcher."""
+        try:
+            return await asyncio.wait_for(self.batcher(name).submit_many(tensors), self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise Unavailable(
+                f"inference took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
+                "retry, or send fewer or smaller images",
+                retry_after=2,
+                model=name,
+            ) from None
+
+    async def run_op(self, name: str, **kw: Any) -> OpResult:
+        """:meth:`OpRunner.run` in a worker thread, with the request timeout."""
+        t0 = time.perf_counter()
+        try:
+            res = await asyncio.wait_for(asyncio.to_thread(self.ops.run, name, **kw), self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise Unavailable(
+                f"op {name} took longer than {self.settings.request_timeout_s} s: send a smaller input", retry_after=2
+            ) from None
+        self.observer.inference("op", name, res.provider, time.perf_counter() - t0)
+        return res
+
+    async def run_model_tensor(self, name: str, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """A ready input batch straight to the model's session (Open Inference Protocol)."""
+        r = self.runner(name)
+        t0 = time.perf_counter()
+        try:
+            out = await asyncio.wait_for(asyncio.to_thread(r.run_tensor, x, valid), self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise Unavailable(f"inference took longer than {self.settings.request_timeout_s} s", retry_after=2) from None
+        self.observer.inference("model", name, r.provider, time.perf_counter() - t0)
+        return out
+
+    def close(self) -> None:
+        for b in self._batchers.values():
+            b.close()

@@ -1,0 +1,134 @@
+"""Model runner: one registered model's session, its preprocessing and batched inference.
+
+Images of one size are stacked; images of different sizes are zero-padded to the batch's
+largest H and W with each one's ``valid`` (height, width) when the model's card declares
+``padding_invariant`` (its graph then gives exactly the one-by-one results), and run in
+groups of equal size otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.registry import ModelCard, RegisteredModel
+from service.engine.errors import BadInput
+from service.engine.sessions import Session, make_session
+
+
+@dataclass
+class Output:
+    """One image's result: ``logits`` [L] and ``embedding`` [D]."""
+
+    logits: np.ndarray
+    embedding: np.ndarray
+
+
+def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per channel applied to [0, 1] pixels; identity when the card has none."""
+    c = card.input.channels
+    mean = np.asarray(card.preprocessing.get("mean", [0.0] * c), np.float32).reshape(c, 1, 1)
+    std = np.asarray(card.preprocessing.get("std", [1.0] * c), np.float32).reshape(c, 1, 1)
+    return mean, std
+
+
+class ModelRunner:
+    """Runs one model: ``preprocess`` (HWC [0, 1] -> CHW) and ``run_batch`` (no web code)."""
+
+    def __init__(self, entry: RegisteredModel, providers: list[str], threads: int):
+        self.entry = entry
+        self.card: ModelCard = entry.card
+        self.session: Session = make_session(entry.onnx_path, providers, threads)
+        self.mean, self.std = normalisation(self.card)
+        self.padding_invariant = self.card.padding_invariant
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    def check_size(self, h: int, w: int) -> None:
+        lo, hi = self.card.input.min_size, self.card.input.max_size
+        if h < lo[0] or w < lo[1] or h > hi[0] or w > hi[1]:
+            raise BadInput(
+                f"image is {h}x{w} (HxW); model {self.name!r} takes {lo[0]}x{lo[1]} up to {hi[0]}x{hi[1]}: "
+                "resize the image into that range",
+                model=self.name,
+            )
+
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` [H, W, channels] float32 in [0, 1] -> the model's input [channels, H, W]."""
+        self.check_size(*pixels.shape[:2])
+        chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
+        return (chw - self.mean) / self.std
+
+    def check_tensor(self, x: np.ndarray, valid: np.ndarray | None) -> None:
+        """``BadInput`` unless ``x`` is [N, channels, H, W] within the card's sizes (and
+        ``valid`` [N, 2] within H and W, for padding-invariant models)."""
+        c = self.card.input.channels
+        if x.ndim != 4 or x.shape[1] != c or x.shape[0] < 1:
+            raise BadInput(f"model {self.name!r} takes x as [N, {c}, H, W] with N >= 1, got {list(x.shape)}")
+        self.check_size(*x.shape[2:])
+        if valid is not None:
+            if not self.padding_invariant:
+                raise BadInput(f"model {self.name!r} is not padding-invariant: it takes no 'valid' input")
+            n, _, h, w = x.shape
+            if valid.shape != (n, 2) or (valid < 1).any() or (valid[:, 0] > h).any() or (valid[:, 1] > w).any():
+                raise BadInput(f"valid must be [N, 2] = [{n}, 2] of (height, width) within 1..{h} and 1..{w}")
+
+    def run_tensor(self, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on a ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2])."""
+        feeds = {"x": np.ascontiguousarray(x, np.float32)}
+        if self.padding_invariant:
+            n, _, h, w = x.shape
+            feeds["valid"] = np.tile(np.array([[h, w]], np.int64), (n, 1)) if valid is None else valid.astype(np.int64)
+        return dict(zip(self.session.output_names, self.session.run(feeds)))
+
+    def run_batch(self, items: list[np.ndarray]) -> list[Output]:
+        """Items [C, H_i, W_i] -> one :class:`Output` each, as if run one by one."""
+        if self.padding_invariant or len({a.shape for a in items}) == 1:
+            groups = {0: list(range(len(items)))}
+        else:
+            groups = defaultdict(list)
+            for i, a in enumerate(items):
+                groups[a.shape].append(i)
+        out: list[Output | None] = [None] * len(items)
+        for idx in groups.values():
+            hs = [items[i].shape[1] for i in idx]
+            ws = [items[i].shape[2] for i in idx]
+            h, w = max(hs), max(ws)
+            x = np.zeros((len(idx), items[idx[0]].shape[0], h, w), np.float32)
+            for j, i in enumerate(idx):
+                x[j, :, : hs[j], : ws[j]] = items[i]
+            valid = np.array([hs, ws], np.int64).T
+            r = self.run_tensor(x, valid)
+            for j, i in enumerate(idx):
+                out[i] = Output(r["logits"][j], r["embedding"][j])
+        return out
+
+    def warm_up(self, sizes: list[tuple[int, int]]) -> float:
+        """Run each size once (batch of 1); returns seconds taken."""
+        t0 = time.perf_counter()
+        lo, hi = self.card.input.min_size, self.card.input.max_size
+        for h, w in sizes:
+            h, w = min(max(h, lo[0]), hi[0]), min(max(w, lo[1]), hi[1])
+            self.run_batch([np.zeros((self.card.input.channels, h, w), np.float32)])
+        return time.perf_counter() - t0
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+def top_k(card: ModelCard, logits: np.ndarray, k: int) -> list[dict]:
+    p = softmax(logits)
+    order = np.argsort(-p, kind="stable")[: max(1, min(k, len(p)))]
+    return [{"index": int(i), "label": card.labels[i], "probability": float(p[i])} for i in order]
