@@ -1,0 +1,1 @@
+"""HTTP layer: dependencies, schemas, errors, middleware and one router per resource."""

@@ -1,0 +1,91 @@
+"""Request bodies that come as JSON or as multipart uploads on the same path.
+
+FastAPI declares one body type per route; these routes read the body themselves by
+Content-Type and document both in OpenAPI (``openapi_extra``)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from service.engine.errors import BadInput, Unsupported
+
+M = TypeVar("M", bound=BaseModel)
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+NPY = "application/x-npy"
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    body = await request.body()
+    if not body:
+        raise BadInput(f"the request body is empty: send a JSON object ({model.__name__})")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None
+
+
+async def form_body(request: Request, max_files: int) -> FormData:
+    try:
+        return await request.form(max_files=max_files, max_fields=64)
+    except Exception as e:  # noqa: BLE001 - python-multipart's parse errors (a 400 from Starlette too)
+        if getattr(e, "status_code", None) == 413:
+            raise
+        raise BadInput(f"the multipart body could not be parsed: {getattr(e, 'detail', e)}") from None
+
+
+def kind_of(request: Request, allowed: tuple[str, ...]) -> str:
+    mt = media_type(request)
+    if mt not in allowed:
+        raise Unsupported(f"Content-Type must be one of {list(allowed)}, got {mt or 'none'!r}")
+    return mt
+
+
+async def files(form: FormData, field: str) -> list[tuple[str | None, bytes]]:
+    out = []
+    for v in form.getlist(field):
+        if isinstance(v, UploadFile):
+            out.append((v.filename, await v.read()))
+        else:
+            raise BadInput(f"form field {field!r} must be a file upload, got text")
+    return out
+
+
+def flag(form: FormData, field: str, default: bool = False) -> bool:
+    v = form.get(field)
+    if v is None:
+        return default
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise BadInput(f"form field {field!r} must be true or false, got {s!r}")
+
+
+def multipart_schema(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def body_doc(json_model: type[BaseModel], form: dict, description: str) -> dict:
+    """``openapi_extra`` for a route taking ``json_model`` as JSON or ``form`` as multipart."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                JSON: {"schema": {"$ref": f"#/components/schemas/{json_model.__name__}"}},
+                MULTIPART: {"schema": form},
+            },
+        }
+    }

@@ -1,0 +1,77 @@
+"""One JSON error body for every failure: ``{"error": {"code", "message", ...}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.engine.errors import EngineError, Unavailable
+
+log = logging.getLogger("poolops.api")
+
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+         413: "too_large", 415: "unsupported_media", 422: "invalid_input", 429: "too_many_requests",
+         503: "unavailable"}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **details) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _loc(err: dict) -> str:
+    return ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(EngineError)
+    async def engine_error(_: Request, e: EngineError):
+        headers = {"Retry-After": str(max(1, round(e.retry_after)))} if isinstance(e, Unavailable) else None
+        return error_response(e.status, e.code, e.message, headers, **e.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, e: RequestValidationError):
+        errs = e.errors()
+        first = errs[0] if errs else {"msg": "invalid request"}
+        msg = f"{_loc(first)}: {first['msg']}" + (f" (and {len(errs) - 1} more)" if len(errs) > 1 else "")
+        problems = [{"at": _loc(x), "problem": x["msg"]} for x in errs]
+        return error_response(422, "invalid_input", msg, problems=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException):
+        code = CODES.get(e.status_code, "error")
+        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, e: Exception):  # a bug: logged, reported without internals
+        log.exception("unhandled error")
+        return error_response(500, "internal", f"internal error ({type(e).__name__}); it has been logged")
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def responses(*statuses: int) -> dict:
+    """OpenAPI ``responses`` entries for the error statuses a route can answer."""
+    out = {}
+    for s in statuses:
+        out[s] = {"description": CODES.get(s, "error"), "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+    return out

@@ -1,0 +1,155 @@
+"""The model registry: list, card, predict and embed (one or many images of any sizes)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from service.api import bodies
+from service.api.deps import EngineDep, SettingsDep
+from service.api.errors import responses
+from service.api.schemas import (
+    EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
+)
+from service.codecs import images
+from service.engine import Engine
+from service.engine.errors import BadInput, NotFound
+from service.engine.models import top_k
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def model_info(engine: Engine, name: str) -> ModelInfo:
+    entry = engine.registry.get(name)
+    if entry is None:
+        raise NotFound(f"unknown model {name!r}; registered: {', '.join(engine.registry) or 'none'}", model=name)
+    status = engine.model_status(name)
+    return ModelInfo(
+        name=name, available=status["available"], reason=status.get("reason"), provider=status.get("provider"),
+        card=entry.card.model_dump() if entry.card else None,
+    )
+
+
+@router.get("", response_model=ModelList, summary="The registry: every model with its card and status")
+async def list_models(engine: EngineDep) -> ModelList:
+    return ModelList(models=[model_info(engine, n) for n in engine.registry])
+
+
+@router.get("/{name}", response_model=ModelInfo, responses=responses(404), summary="One model's card and status")
+async def get_model(name: str, engine: EngineDep) -> ModelInfo:
+    return model_info(engine, name)
+
+
+_FORM = bodies.multipart_schema(
+    {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "one or more image files, any sizes"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
+    },
+    ["files"],
+)
+_EMBED_FORM = bodies.multipart_schema(
+    {"files": _FORM["properties"]["files"]}, ["files"]
+)
+
+
+async def _images(request: Request, engine: Engine, name: str, settings, model_cls) -> tuple[list, dict]:
+    """(list of (name, bytes), the request's other fields) from JSON or multipart."""
+    engine.runner(name)  # 404 / 503 before reading images
+    mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
+    if mt == bodies.JSON:
+        req = await bodies.json_body(request, model_cls)
+        out = []
+        for i, im in enumerate(req.images):
+            try:
+                out.append((im.name, base64.b64decode(im.b64, validate=True)))
+            except (binascii.Error, ValueError):
+                raise BadInput(f"images.{i}.b64 is not valid base64") from None
+        return out, req.model_dump(exclude={"images"})
+    form = await bodies.form_body(request, max_files=settings.max_batch_images + 1)
+    out = await bodies.files(form, "files")
+    extra = {}
+    if "top_k" in form:
+        try:
+            extra["top_k"] = int(str(form["top_k"]))
+        except ValueError:
+            raise BadInput(f"top_k must be an integer, got {form['top_k']!r}") from None
+        if not 1 <= extra["top_k"] <= 1000:
+            raise BadInput("top_k must be within 1..1000")
+    return out, extra
+
+
+async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.ndarray]:
+    if not files:
+        raise BadInput("send at least one image (form field 'files', or 'images' in JSON)")
+    if len(files) > settings.max_batch_images:
+        raise BadInput(
+            f"{len(files)} images in one request, more than the limit {settings.max_batch_images} "
+            "(POOLOPS_MAX_BATCH_IMAGES): split the request"
+        )
+    runner = engine.runner(name)
+    c = runner.card.input.channels
+
+    def decode_all() -> list[np.ndarray]:
+        return [
+            runner.preprocess(images.decode(data, c, settings.max_image_pixels, f"image {i} ({fname or 'unnamed'})"))
+            for i, (fname, data) in enumerate(files)
+        ]
+
+    return await asyncio.to_thread(decode_all)
+
+
+_DOC = "One or many images of any sizes, as multipart files or JSON base64; sizes within the card's input limits."
+
+
+@router.post(
+    "/{name}/predict",
+    response_model=PredictResponse,
+    summary="Classify images (top-k labels and probabilities per image)",
+    description=_DOC,
+    openapi_extra=bodies.body_doc(PredictRequest, _FORM, "JSON (PredictRequest) or multipart files"),
+    responses=responses(400, 404, 413, 415, 422, 503),
+)
+async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> PredictResponse:
+    t0 = time.perf_counter()
+    files, extra = await _images(request, engine, name, settings, PredictRequest)
+    k = extra.get("top_k", 5)
+    xs = await _tensors(engine, name, files, settings)
+    outs = await engine.infer_images(name, xs)
+    card = engine.runner(name).card
+    results = [
+        Prediction(name=f[0], input_size=list(x.shape[1:]), top=top_k(card, o.logits, k))
+        for f, x, o in zip(files, xs, outs)
+    ]
+    return PredictResponse(
+        model=name, provider=engine.runner(name).provider, results=results,
+        timing_ms=round((time.perf_counter() - t0) * 1e3, 3),
+    )
+
+
+@router.post(
+    "/{name}/embed",
+    response_model=EmbedResponse,
+    summary="The fixed-length pooled feature vector of each image",
+    description=_DOC,
+    openapi_extra=bodies.body_doc(EmbedRequest, _EMBED_FORM, "JSON (EmbedRequest) or multipart files"),
+    responses=responses(400, 404, 413, 415, 422, 503),
+)
+async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
+    t0 = time.perf_counter()
+    files, _ = await _images(request, engine, name, settings, EmbedRequest)
+    xs = await _tensors(engine, name, files, settings)
+    outs = await engine.infer_images(name, xs)
+    results = [
+        Embedding(name=f[0], input_size=list(x.shape[1:]), embedding=o.embedding.astype(float).tolist())
+        for f, x, o in zip(files, xs, outs)
+    ]
+    return EmbedResponse(
+        model=name, provider=engine.runner(name).provider, dim=int(outs[0].embedding.shape[0]), results=results,
+        timing_ms=round((time.perf_counter() - t0) * 1e3, 3),
+    )

@@ -1,0 +1,131 @@
+"""The ops: list, describe, run (JSON, base64 raw tensors or image uploads in; JSON or .npy out)."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from poolops.registry import OpSpec, get_op, list_ops
+from service.api import bodies
+from service.api.deps import EngineDep, SettingsDep
+from service.api.errors import responses
+from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor, TensorIn
+from service.codecs import images, tensors
+from service.engine.errors import BadInput
+from service.engine.ops import spec_or_404
+
+router = APIRouter(prefix="/v1/ops", tags=["ops"])
+
+
+def describe(spec: OpSpec) -> OpInfo:
+    return OpInfo(
+        name=spec.name, family=spec.family, doc=spec.doc, module=spec.module_name,
+        inputs=list(spec.inputs), optional_inputs=list(spec.optional_inputs), outputs=list(spec.outputs),
+        backward=spec.onnx_backward is not None, input_domain=spec.input_domain,
+        params_schema=spec.params.model_json_schema(),
+    )
+
+
+@router.get("", response_model=OpList, summary="Every registered op with its parameter JSON schema")
+async def ops() -> OpList:
+    return OpList(ops=[describe(get_op(n)) for n in list_ops()])
+
+
+@router.get("/{name}", response_model=OpInfo, responses=responses(404), summary="One op")
+async def op(name: str) -> OpInfo:
+    return describe(spec_or_404(name))
+
+
+def _tensor(t: TensorIn, what: str, limit: int) -> np.ndarray:
+    if isinstance(t, RawTensor):
+        return tensors.from_base64(t.b64, t.shape, t.dtype, what, limit)
+    return tensors.from_nested(t, what, limit)
+
+
+_FORM = bodies.multipart_schema(
+    {
+        "image": {"type": "string", "format": "binary", "description": "an image file; becomes [1, C, H, W] in [0, 1]"},
+        "color": {"type": "string", "enum": ["auto", "gray", "rgb"], "default": "auto",
+                  "description": "auto: 1 channel for grayscale images, else 3"},
+        "params": {"type": "string", "description": "the op's parameters as a JSON object", "default": "{}"},
+        "return_indices": {"type": "boolean", "default": False},
+        "backward": {"type": "boolean", "default": False},
+    },
+    ["image"],
+)
+
+
+@router.post(
+    "/{name}",
+    response_model=OpResponse,
+    summary="Run an op",
+    description=(
+        "Input as a JSON nested list (2-D = one plane, 3-D = CHW, 4-D = NCHW), as a base64 raw tensor "
+        "with shape and dtype, or as an uploaded image (multipart). `Accept: application/x-npy` returns "
+        "the tensor named by `tensor` as a .npy file."
+    ),
+    openapi_extra=bodies.body_doc(OpRequest, _FORM, "JSON (OpRequest) or multipart with an image"),
+    responses={200: {"content": {bodies.NPY: {"schema": {"type": "string", "format": "binary"}}}},
+               **responses(400, 404, 413, 415, 422, 503)},
+)
+async def run_op(
+    name: str,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    tensor: Literal["output", "indices", "grad_input"] = Query(
+        "output", description="which tensor a .npy response carries"
+    ),
+):
+    spec = spec_or_404(name)
+    limit = settings.max_tensor_elements
+    mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
+    extra: dict[str, np.ndarray] = {}
+    grad = None
+    if mt == bodies.JSON:
+        req = await bodies.json_body(request, OpRequest)
+        x = tensors.as_nchw(_tensor(req.input, "input", limit))
+        extra = {k: _tensor(v, f"inputs.{k}", limit) for k, v in req.inputs.items()}
+        grad = None if req.grad_output is None else _tensor(req.grad_output, "grad_output", limit)
+        params, want_indices, backward = req.params, req.return_indices, req.backward
+    else:
+        form = await bodies.form_body(request, max_files=1)
+        upload = await bodies.files(form, "image")
+        if len(upload) != 1:
+            raise BadInput("send exactly one file in the form field 'image'")
+        fname, data = upload[0]
+        color = str(form.get("color", "auto"))
+        if color not in ("auto", "gray", "rgb"):
+            raise BadInput(f"color must be auto, gray or rgb, got {color!r}")
+        im = images.open_image(data, settings.max_image_pixels, f"image {fname or ''}".strip())
+        channels = 3 if color == "rgb" or (color == "auto" and im.mode not in ("L", "1", "I", "I;16", "F", "LA")) else 1
+        x = images.to_pixels(im, channels).transpose(2, 0, 1)[None]
+        try:
+            params = json.loads(str(form.get("params") or "{}"))
+        except json.JSONDecodeError as e:
+            raise BadInput(f"form field 'params' must be a JSON object: {e}") from None
+        if not isinstance(params, dict):
+            raise BadInput("form field 'params' must be a JSON object")
+        want_indices, backward = bodies.flag(form, "return_indices"), bodies.flag(form, "backward")
+    res = await engine.run_op(
+        spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad
+    )
+    y = res.outputs["y"]
+    if bodies.NPY in request.headers.get("accept", ""):
+        key = {"output": "y"}.get(tensor, tensor)
+        if key not in res.outputs:
+            raise BadInput(f"tensor={tensor} was not computed: ask for it (return_indices / backward)")
+        return Response(
+            tensors.to_npy(res.outputs[key]), media_type=bodies.NPY,
+            headers={"X-Poolops-Provider": res.provider, "X-Poolops-Shape": ",".join(map(str, res.outputs[key].shape))},
+        )
+    return OpResponse(
+        op=spec.name, params=res.params, shape=list(y.shape), output=tensors.to_nested(y),
+        indices=tensors.to_nested(res.outputs["indices"]) if "indices" in res.outputs else None,
+        grad_input=tensors.to_nested(res.outputs["grad_input"]) if "grad_input" in res.outputs else None,
+        provider=res.provider, timing_ms={k: round(v, 3) for k, v in res.ms.items()},
+    )

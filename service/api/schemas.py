@@ -1,0 +1,219 @@
+"""Request and response bodies (pydantic), with the examples OpenAPI shows."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---- tensors ---------------------------------------------------------------------------
+
+
+class RawTensor(BaseModel):
+    """A tensor as base64 of its raw little-endian, C-order bytes."""
+
+    model_config = ConfigDict(extra="forbid")
+    b64: str = Field(description="base64 of the raw buffer")
+    shape: list[int] = Field(description="dimensions, e.g. [1, 3, 32, 32]")
+    dtype: Literal["float32", "float64", "float16", "int64", "int32", "uint8"] = "float32"
+
+
+NestedList = list[Any]
+TensorIn = NestedList | RawTensor
+
+# ---- ops -------------------------------------------------------------------------------
+
+
+class OpRequest(BaseModel):
+    """Run an op on a tensor. 2-D input = one plane [H, W], 3-D = [C, H, W], 4-D = [N, C, H, W]."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"input": [[1, 3], [2, 2]], "params": {"kernel": 2}, "return_indices": True, "backward": True},
+            ]
+        },
+    )
+    input: TensorIn = Field(description="nested list of numbers, or a base64 raw tensor")
+    params: dict[str, Any] = Field(default_factory=dict, description="the op's parameters (GET /v1/ops/{name})")
+    inputs: dict[str, TensorIn] = Field(
+        default_factory=dict, description="the op's extra inputs by name (e.g. valid, boxes), when it takes any"
+    )
+    return_indices: bool = Field(default=False, description="also return indices (ops with an indices output)")
+    backward: bool = Field(default=False, description="also return grad_input, the gradient of sum(y * grad_output)")
+    grad_output: TensorIn | None = Field(default=None, description="shaped like the output; default ones")
+
+
+class OpResponse(BaseModel):
+    op: str
+    params: dict[str, Any] = Field(description="the parameters as validated, defaults filled in")
+    shape: list[int] = Field(description="shape of output")
+    output: NestedList
+    indices: NestedList | None = None
+    grad_input: NestedList | None = None
+    provider: str = Field(description="the ONNX Runtime execution provider that ran it")
+    timing_ms: dict[str, float]
+
+
+class OpInfo(BaseModel):
+    name: str
+    family: str
+    doc: str
+    module: str = Field(description="the poolops.nn module class")
+    inputs: list[str]
+    optional_inputs: list[str]
+    outputs: list[str]
+    backward: bool = Field(description="the API serves its gradient")
+    input_domain: str
+    params_schema: dict[str, Any] = Field(description="JSON schema of the parameters")
+
+
+class OpList(BaseModel):
+    ops: list[OpInfo]
+
+
+# ---- models ----------------------------------------------------------------------------
+
+
+class ModelInfo(BaseModel):
+    name: str
+    available: bool
+    reason: str | None = None
+    provider: str | None = None
+    card: dict[str, Any] | None = None
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ImageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    b64: str = Field(description="base64 of an image file (PNG, JPEG, ...)")
+    name: str | None = None
+
+
+class PredictRequest(BaseModel):
+    """Images as base64 files; any sizes within the model's input limits."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"images": [{"b64": "iVBORw0KGgo...", "name": "digit.png"}], "top_k": 3}]},
+    )
+    images: list[ImageIn] = Field(min_length=1)
+    top_k: int = Field(default=5, ge=1, le=1000)
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[ImageIn] = Field(min_length=1)
+
+
+class Label(BaseModel):
+    index: int
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    name: str | None
+    input_size: list[int] = Field(description="[height, width] fed to the model")
+    top: list[Label]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    provider: str
+    results: list[Prediction]
+    timing_ms: float
+
+
+class Embedding(BaseModel):
+    name: str | None
+    input_size: list[int]
+    embedding: list[float]
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    provider: str
+    dim: int
+    results: list[Embedding]
+    timing_ms: float
+
+
+# ---- Open Inference Protocol v2 --------------------------------------------------------
+
+
+class V2Tensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str = Field(description="FP32, INT64, ...")
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class V2RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": "1", "inputs": [{"name": "x", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0.0] * 64}]}
+            ]
+        }
+    )
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor] = Field(min_length=1)
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[V2Tensor]
+
+
+class V2TensorMeta(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMeta]
+    outputs: list[V2TensorMeta]
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Ready(BaseModel):
+    ready: bool
+    reasons: list[str] = []
+    models: dict[str, dict[str, Any]] = {}
+
+
+class Live(BaseModel):
+    live: bool = True
+
+
+class Info(BaseModel):
+    name: str = "poolops"
+    version: str
+    ops: int
+    models: int
+    engine: dict[str, Any]

@@ -1,0 +1,69 @@
+"""``create_app(settings)``: wires settings, engine, routers, errors, limits, metrics and UI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+
+from service.api import errors
+from service.api.middleware import BodyLimit
+from service.api.routes import health, info, models, ops, v2
+from service.config import Settings
+from service.engine import Engine
+from service.metrics import Metrics
+
+log = logging.getLogger("poolops.service")
+
+DESCRIPTION = """Every CNN pooling op, served by ONNX Runtime: run ops (forward, indices, backward),
+classify and embed images of any size with the model registry, and the Open Inference Protocol v2."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    engine = Engine(settings, observer=metrics)  # refuses CUDA-required settings without CUDA
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # load and warm up in the background: /healthz answers meanwhile, /readyz says 503
+        loading = asyncio.create_task(asyncio.to_thread(engine.load))
+        app.state.loading = loading
+        try:
+            yield
+        finally:
+            engine.close()
+
+    app = FastAPI(
+        title="poolops", version=version("poolops"), description=DESCRIPTION, lifespan=lifespan,
+        root_path=settings.root_path,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    errors.install(app)
+    for r in (health.router, info.router, ops.router, models.router, v2.router):
+        app.include_router(r)
+    metrics.instrument(app, engine)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.ui:
+        _mount_ui(app, engine, settings)
+    return app
+
+
+def _mount_ui(app: FastAPI, engine: Engine, settings: Settings) -> None:
+    # after the routers: a mount matches its whole prefix
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    tmp = settings.gradio_temp_dir or tempfile.mkdtemp(prefix="poolops-gradio-")
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp)
+    import gradio as gr
+
+    from service.ui import build_ui
+
+    # Gradio takes the proxy prefix from the request's root_path (FastAPI's root_path
+    # setting, or uvicorn --root-path); server-side rendering would start a Node server
+    gr.mount_gradio_app(app, build_ui(engine, settings), path="/ui", ssr_mode=False)
