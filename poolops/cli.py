@@ -87,6 +87,29 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
     return run_experiments(progress=not args.quiet)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    # flags become POOLOPS_* variables, so every worker process builds the same Settings
+    import os
+
+    import uvicorn
+
+    flags = {"host": args.host, "port": args.port, "workers": args.workers, "models_dir": args.models_dir,
+             "device": args.device, "root_path": args.root_path}
+    if args.no_ui:
+        flags["ui"] = "false"
+    for k, v in flags.items():
+        if v is not None:
+            os.environ[f"POOLOPS_{k.upper()}"] = str(v)
+    from service.config import Settings
+
+    s = Settings()
+    uvicorn.run(
+        "service.app:create_app", factory=True, host=s.host, port=s.port, workers=s.workers,
+        root_path=s.root_path, timeout_graceful_shutdown=s.shutdown_grace_s, log_level=args.log_level,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poolops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("experiments", help="the README's ablation tables (trains the extra variants; minutes)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
     exp.set_defaults(func=_cmd_experiments)
+
+    serve = sub.add_parser("serve", help="the HTTP service (FastAPI + ONNX Runtime, UI at /ui); POOLOPS_* settings")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1 (POOLOPS_HOST); 0.0.0.0 in containers")
+    serve.add_argument("--port", type=int, default=None, help="default 8000 (POOLOPS_PORT)")
+    serve.add_argument("--workers", type=int, default=None, help="processes (POOLOPS_WORKERS); each loads every model")
+    serve.add_argument("--models-dir", type=Path, default=None, help="registry directory (POOLOPS_MODELS_DIR)")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="POOLOPS_DEVICE")
+    serve.add_argument("--root-path", default=None, help="prefix behind a reverse proxy (POOLOPS_ROOT_PATH)")
+    serve.add_argument("--no-ui", action="store_true", help="do not mount the Gradio UI")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_cmd_serve)
 
     models = sub.add_parser("models", help="the model registry")
     models_sub = models.add_subparsers(dest="models_command", required=True)

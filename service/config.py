@@ -47,4 +47,5 @@ class Settings(BaseSettings):
     gradio_temp_dir: Path | None = Field(default=None, description="Gradio's own temp dir (default: a fresh one)")
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, description="server processes; each loads every model")
+    shutdown_grace_s: float = Field(default=30.0, ge=0, description="on SIGTERM, time for requests in flight")

@@ -1,4 +1,8 @@
-"""A real uvicorn server on 127.0.0.1 running ``create_app(settings)``, for the service tests."""
+"""A real uvicorn server on 127.0.0.1 running ``create_app(settings)``, for the service tests.
+
+Test modules import the fixtures they use (``from live_server import api, client``):
+a second conftest.py would clash with tests/conftest.py as the module ``conftest``.
+"""
 
 from __future__ import annotations
 

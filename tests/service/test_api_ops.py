@@ -1,0 +1,130 @@
+"""POST /v1/ops/{name} and friends against a real server: every op from the registry,
+JSON, base64 and image inputs, .npy output, indices, backward and the error bodies."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from poolops.inputs import kind
+from poolops.onnx import op_model
+from poolops.registry import get_op, list_ops
+from conftest import assert_close, run
+from live_server import api, client, zoo_copy  # noqa: F401 - fixtures
+
+
+def b64(a: np.ndarray) -> dict:
+    return {"b64": base64.b64encode(np.ascontiguousarray(a).tobytes()).decode(), "shape": list(a.shape),
+            "dtype": str(a.dtype)}
+
+
+def test_ops_list_has_every_registered_op_with_schema(client):
+    body = client.get("/v1/ops").json()
+    assert [o["name"] for o in body["ops"]] == list_ops()
+    for o in body["ops"]:
+        assert o["params_schema"]["type"] == "object"
+        assert o["backward"] == (get_op(o["name"]).onnx_backward is not None)
+    assert client.get("/v1/ops/spp").json()["params_schema"]["properties"]["levels"]["default"] == [1, 2, 4]
+
+
+def test_seed_max_with_indices_and_backward(client):
+    r = client.post("/v1/ops/max", json={"input": [[1, 3], [2, 2]], "params": {"kernel": 2},
+                                         "return_indices": True, "backward": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["output"] == [[[[3.0]]]] and body["shape"] == [1, 1, 1, 1]
+    assert body["indices"] == [[[[1]]]]
+    assert body["grad_input"] == [[[[0.0, 3.0 / 3.0], [0.0, 0.0]]]]
+    assert body["provider"] == "CPUExecutionProvider"
+
+
+def test_seed_avg_backward_with_grad_output(client):
+    r = client.post("/v1/ops/avg", json={"input": [[1, 3], [2, 2]], "params": {"kernel": 2}, "backward": True,
+                                         "grad_output": [[[[2.0]]]]})
+    assert r.json()["output"] == [[[[2.0]]]]
+    assert r.json()["grad_input"] == [[[[0.5, 0.5], [0.5, 0.5]]]]
+
+
+@pytest.mark.parametrize("name", list_ops())
+def test_every_op_equals_a_direct_session(client, name):
+    """The server's result for each op (default parameters) is ORT's on the same graph."""
+    spec = get_op(name)
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 3, 9, 11), dtype=np.float32)
+    extra = {k: kind(k).example(x.shape, rng) for k in spec.inputs[1:]}
+    r = client.post(f"/v1/ops/{name}", json={"input": b64(x), "inputs": {k: b64(v) for k, v in extra.items()}})
+    assert r.status_code == 200, r.text
+    (want,) = run(op_model(name, outputs=("y",), inputs=spec.inputs), x=x, **extra)
+    got = np.asarray(r.json()["output"], np.float32)
+    assert list(got.shape) == r.json()["shape"]
+    assert_close(got, want)
+
+
+def test_npy_output_and_3d_input(client):
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
+    r = client.post("/v1/ops/max", json={"input": x.tolist(), "params": {"kernel": 3}, "return_indices": True},
+                    headers={"Accept": "application/x-npy"}, params={"tensor": "indices"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-npy"
+    idx = np.load(io.BytesIO(r.content))
+    assert idx.dtype == np.int64 and idx.shape == (1, 2, 2, 2)
+    assert idx[0, 0].tolist() == [[14, 17], [32, 35]]
+    assert r.headers["x-poolops-shape"] == "1,2,2,2"
+
+
+def test_image_upload_runs_an_op(client):
+    im = Image.fromarray(np.tile(np.arange(8, dtype=np.uint8) * 30, (6, 1)), mode="L")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    r = client.post("/v1/ops/global_max", files={"image": ("ramp.png", buf.getvalue(), "image/png")},
+                    data={"params": "{}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["shape"] == [1, 1, 1, 1]
+    assert r.json()["output"][0][0][0][0] == pytest.approx(210 / 255)
+
+
+def test_nan_and_inf_round_trip_as_strings(client):
+    r = client.post("/v1/ops/max", json={"input": [[1, "NaN"], ["-Infinity", 2]], "params": {"kernel": 1}})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == [[[[1.0, "NaN"], ["-Infinity", 2.0]]]]
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"input": [[1, 2], [3]]}, 422, "rectangular"),
+        ({"input": [1, 2, 3]}, 422, "2-D"),
+        ({"input": [[1, 2]], "params": {"kernel": 0}}, 422, "kernel"),
+        ({"input": [[1, 2]], "params": {"kernal": 2}}, 422, "kernal"),
+        ({"input": {"b64": "@@", "shape": [1, 1], "dtype": "float32"}}, 422, "base64"),
+        ({"input": {"b64": "AAAA", "shape": [2, 2], "dtype": "float32"}}, 422, "bytes"),
+        ({"input": [[1.0]], "backward": True, "params": {"kernel": 1}, "grad_output": [[1, 2]]}, 422, "grad_output"),
+        ({"inputt": [[1.0]]}, 422, "inputt"),
+    ],
+)
+def test_bad_requests_say_what_to_change(client, body, status, words):
+    r = client.post("/v1/ops/max", json=body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert words in err["message"] or words in str(err.get("details")), err
+
+
+def test_errors_for_paths_types_and_outputs(client):
+    assert client.post("/v1/ops/nope", json={"input": [[1.0]]}).json()["error"]["code"] == "not_found"
+    r = client.post("/v1/ops/max", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type" in r.json()["error"]["message"]
+    r = client.post("/v1/ops/avg", json={"input": [[1.0]], "params": {"kernel": 1}, "return_indices": True})
+    assert r.status_code == 422 and "indices" in r.json()["error"]["message"]
+    r = client.post("/v1/ops/spp", json={"input": [[1.0]], "backward": True, "inputs": {"valid": [[1, 1]]}})
+    assert r.status_code == 422 and "backward takes x alone" in r.json()["error"]["message"]
+    r = client.post("/v1/ops/max", json={"input": [[1.0]], "inputs": {"boxes": [[0, 0, 0, 1, 1]]}})
+    assert r.status_code == 422 and "takes" in r.json()["error"]["message"]
+    r = client.post("/v1/ops/stochastic", json={"input": [[-1.0, 2.0]], "params": {"kernel": 1}})
+    assert r.status_code == 422 and "negative" in r.json()["error"]["message"]
+    r = client.post("/v1/ops/max", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.get("/no/such/route")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
