@@ -1,0 +1,112 @@
+"""Classify tab: any registered model on an uploaded image, through the engine's
+micro-batcher (the same path as ``POST /v1/models/{name}/predict``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from service.engine import Engine
+from service.engine.errors import BadInput
+from service.engine.models import top_k
+from service.ui.common import error_text, load_pixels
+
+
+@dataclass
+class ClassifyResult:
+    ok: bool
+    status: str
+    label: dict[str, float] = field(default_factory=dict)  # for gr.Label: label -> probability
+    top: list[dict] = field(default_factory=list)
+
+
+def model_choices(engine: Engine) -> tuple[list[str], str | None, str]:
+    """(available model names, the default one, a note on those that are not available)."""
+    names, notes = [], []
+    for name in engine.registry:
+        st = engine.model_status(name)
+        if st["available"]:
+            names.append(name)
+        else:
+            notes.append(f"- `{name}`: {st.get('reason')}")
+    if not engine.registry:
+        why = engine.failure or f"the engine is {engine.phase}"
+        return [], None, f"No models yet ({why}); reload the page when the service is ready."
+    default = next((n for n in names if _head(engine, n) == "spp"), names[0] if names else None)
+    note = ("Not available:\n" + "\n".join(notes)) if notes else ""
+    return names, default, note
+
+
+def _head(engine: Engine, name: str) -> str | None:
+    card = engine.registry[name].card
+    return card.head.get("type") if card else None
+
+
+def _unique(top: list[dict]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in top:
+        key = t["label"] if t["label"] not in out else f"{t['label']} (#{t['index']})"
+        out[key] = t["probability"]
+    return out
+
+
+async def classify(engine: Engine, name: str | None, image_path: str | None, k: int = 5) -> ClassifyResult:
+    """Top-``k`` labels of ``name`` for the image file; never raises (errors in ``status``)."""
+    try:
+        if not name:
+            raise BadInput("choose a model")
+        if not image_path:
+            raise BadInput("upload an image to classify")
+        runner = engine.runner(name)
+        card = runner.card
+        t0 = time.perf_counter()
+        pixels = load_pixels(image_path, card.input.channels, engine.settings.max_image_pixels)
+        chw = runner.preprocess(pixels)
+        t1 = time.perf_counter()
+        (out,) = await engine.infer_images(name, [chw])
+        t2 = time.perf_counter()
+        top = top_k(card, out.logits, int(k))
+    except Exception as e:  # noqa: BLE001
+        return ClassifyResult(False, f"**Error:** {error_text(e)}")
+    h, w = chw.shape[1:]
+    status = "\n".join([
+        f"**{name}**: {top[0]['label']} ({top[0]['probability']:.1%})",
+        f"- input size: {h}x{w} (HxW), {chw.shape[0]} channel(s), no resize"
+        + ("" if card.head.get("resize") in (None, False) else f" (the model's head resizes to {card.head.get('resize')})"),
+        f"- latency: {(t2 - t1) * 1e3:.1f} ms inference (through the batcher), {(t1 - t0) * 1e3:.1f} ms decoding",
+        f"- provider: {runner.provider}",
+        f"- head: {card.head.get('type')}, embedding of {out.embedding.shape[-1]} values",
+    ])
+    return ClassifyResult(True, status, _unique(top), top)
+
+
+def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
+    """The tab; returns (model dropdown, availability note) for the page-load refresh."""
+    with gr.Tab("Classify", id="classify"):
+        with gr.Row():
+            with gr.Column():
+                model = gr.Dropdown([], label="Model", elem_id="cls-model")
+                note = gr.Markdown(elem_id="cls-note")
+                image = gr.Image(type="filepath", image_mode=None, label="Image (any size)", sources=["upload", "clipboard"], elem_id="cls-image")
+                k = gr.Slider(1, 10, value=5, step=1, label="Top k")
+                run = gr.Button("Classify", variant="primary", elem_id="cls-run")
+            with gr.Column():
+                label = gr.Label(label="Top k", elem_id="cls-label")
+                status = gr.Markdown(elem_id="cls-status")
+
+    async def on_run(name, path, kk):
+        r = await classify(engine, name, path, kk)
+        if not r.ok:
+            gr.Warning(r.status.removeprefix("**Error:** "))
+        return (r.label or None), r.status
+
+    run.click(on_run, inputs=[model, image, k], outputs=[label, status], api_visibility="private")
+    return model, note
+
+
+def refresh(engine: Engine):
+    """Page-load update of the model dropdown (the engine loads in the background)."""
+    names, default, note = model_choices(engine)
+    return gr.Dropdown(choices=names, value=default), note

@@ -1,0 +1,183 @@
+"""What the tabs share: turning the UI's inputs (an uploaded image file, a matrix typed as
+text) into op inputs through the service's own codecs, the op list from the registry, and
+error messages for display (never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from poolops.inputs import kind
+from poolops.registry import OpSpec, get_op, list_ops
+from service.codecs.images import open_image, to_pixels
+from service.engine.errors import BadInput, EngineError
+
+log = logging.getLogger("poolops.ui")
+
+DEFAULT_MATRIX = "1 3 2 1\n2 2 0 4\n5 1 3 3\n0 6 2 1"
+SMALL = 16  # inputs up to SMALL x SMALL also show their numbers
+
+
+def error_text(e: BaseException) -> str:
+    """A message for the user: an engine error's own message, else the exception in one line."""
+    if isinstance(e, EngineError):
+        return e.message
+    log.exception("UI handler failed", exc_info=e)
+    return f"internal error ({type(e).__name__}): {e}"
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def parse_matrix(text: str) -> np.ndarray:
+    """A matrix typed as text -> x [N, C, H, W] float32.
+
+    Rows on lines (or separated by ``;``), numbers separated by spaces or commas: one
+    plane. A JSON nested list is also taken: 2-D (one plane), 3-D (C, H, W), 4-D (NCHW).
+    """
+    text = (text or "").strip()
+    if not text:
+        raise BadInput("the matrix is empty: type rows of numbers, e.g. '1 3; 2 2'")
+    if text.startswith("["):
+        try:
+            a = np.asarray(json.loads(text), dtype=np.float32)
+        except (ValueError, TypeError) as e:
+            raise BadInput(f"the matrix is not a rectangular JSON list of numbers: {e}") from None
+        if a.ndim not in (2, 3, 4) or a.size == 0:
+            raise BadInput(f"a JSON matrix must be 2-D, 3-D (C, H, W) or 4-D (N, C, H, W), got shape {list(a.shape)}")
+        return a.reshape((1,) * (4 - a.ndim) + a.shape)
+    rows = [r for r in re.split(r"[;\n]", text) if r.strip()]
+    values = []
+    for i, r in enumerate(rows):
+        try:
+            values.append([float(v) for v in re.split(r"[,\s]+", r.strip()) if v])
+        except ValueError as e:
+            raise BadInput(f"row {i + 1} of the matrix has something that is not a number: {e}") from None
+    widths = {len(r) for r in values}
+    if len(widths) != 1:
+        raise BadInput(f"the matrix rows have different lengths {[len(r) for r in values]}: every row needs as many numbers")
+    return np.asarray(values, np.float32)[None, None]
+
+
+def load_pixels(path: str | Path, channels: int, max_pixels: int, max_side: int = 0) -> np.ndarray:
+    """An uploaded image file -> [H, W, channels] float32 in [0, 1] (the API's decoder:
+    pixel limit checked before decoding, EXIF, alpha, 16-bit, CMYK handled).
+    ``max_side`` > 0 shrinks a larger image (aspect kept) for display-sized exploring."""
+    data = Path(path).read_bytes()
+    im = open_image(data, max_pixels, "the uploaded image")
+    px = to_pixels(im, channels, "the uploaded image")
+    h, w = px.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        bands = [Image.fromarray(px[..., c], mode="F").resize(size, Image.BILINEAR) for c in range(channels)]
+        px = np.stack([np.asarray(b, np.float32) for b in bands], axis=2)
+    return px
+
+
+def image_to_x(pixels: np.ndarray) -> np.ndarray:
+    """[H, W, C] -> [1, C, H, W] float32."""
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+@dataclass
+class Source:
+    """An op input chosen in the UI and how it was made."""
+
+    x: np.ndarray
+    note: str
+
+
+def make_source(
+    source: str, image_path: str | None, matrix: str, color: str, max_pixels: int, max_side: int = 0
+) -> Source:
+    """``source`` 'image' (the uploaded file, ``color`` 'gray' or 'rgb') or 'matrix'."""
+    if source == "image":
+        if not image_path:
+            raise BadInput("no image uploaded: upload one, or choose the matrix input")
+        px = load_pixels(image_path, 3 if color == "rgb" else 1, max_pixels, max_side)
+        x = image_to_x(px)
+        return Source(x, f"image {x.shape[2]}x{x.shape[3]} (HxW), {x.shape[1]} channel(s), values in [0, 1]")
+    x = parse_matrix(matrix)
+    return Source(x, f"matrix {list(x.shape)} (NCHW)")
+
+
+# ---------------------------------------------------------------- ops
+
+
+def missing_inputs(spec: OpSpec) -> list[str]:
+    """Required extra inputs the UI has no way to make (no example generator)."""
+    return [k for k in spec.inputs[1:] if kind_example(k) is None]
+
+
+def kind_example(name: str):
+    try:
+        return kind(name).example
+    except ValueError:
+        return None
+
+
+def op_label(name: str) -> str:
+    spec = get_op(name)
+    label = f"{name} ({spec.family})" if spec.family else name
+    gen = [k for k in spec.inputs[1:] if kind_example(k) is not None]
+    if missing_inputs(spec):
+        label += f" - needs inputs: {', '.join(missing_inputs(spec))}"
+    elif gen:
+        label += f" - example {', '.join(gen)}"
+    return label
+
+
+def op_choices() -> list[tuple[str, str]]:
+    """(label, name) of every registered op, in registry order."""
+    return [(op_label(n), n) for n in list_ops()]
+
+
+def default_params(name: str) -> dict:
+    return get_op(name).params().model_dump(mode="json")
+
+
+def parse_params(text: str, what: str = "parameters") -> dict:
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        p = json.loads(text)
+    except ValueError as e:
+        raise BadInput(f"the {what} are not valid JSON ({e}): write an object like {{\"kernel\": 2}}") from None
+    if not isinstance(p, dict):
+        raise BadInput(f"the {what} must be a JSON object like {{\"kernel\": 2}}, got {type(p).__name__}")
+    return p
+
+
+def extra_inputs(spec: OpSpec, x: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Example values for the op's required extra inputs (fixed seed), with notes.
+
+    ``BadInput`` naming them when one has no example generator."""
+    missing = missing_inputs(spec)
+    if missing:
+        docs = "; ".join(f"{k}: {kind(k).doc}" if kind_example(k) is None and _known(k) else k for k in missing)
+        raise BadInput(
+            f"{spec.name} needs inputs the UI cannot provide ({docs}); use the API (POST /v1/ops/{spec.name})",
+            op=spec.name,
+        )
+    rng = np.random.default_rng(0)
+    extra, notes = {}, []
+    for k in spec.inputs[1:]:
+        extra[k] = np.asarray(kind(k).example(x.shape, rng))
+        notes.append(f"input `{k}` {list(extra[k].shape)} is an example made by its generator (seed 0): {kind(k).doc}")
+    return extra, notes
+
+
+def _known(k: str) -> bool:
+    try:
+        kind(k)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,123 @@
+"""Compare tab: one input, several ops side by side (default or JSON parameters)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import gradio as gr
+from PIL import Image
+
+from poolops.registry import get_op, list_ops
+from service.engine import Engine
+from service.ui import render
+from service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params
+
+DEFAULT_OPS = ("max", "avg", "stochastic", "lp", "mixed", "adaptive_max")
+PLANES_PER_OP = 3
+
+
+@dataclass
+class CompareResult:
+    ok: bool
+    status: str
+    gallery: list[tuple[Image.Image, str]] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)  # op, output shape, provider, ms, note
+
+
+def _given(per_op: dict, name: str) -> str:
+    return json.dumps(per_op[name]) if per_op.get(name) else "defaults"
+
+
+SUMMARY_HEADERS = ["op", "parameters", "output shape", "provider", "forward ms", "note"]
+
+
+async def run_compare(
+    engine: Engine,
+    names: list[str],
+    params_text: str,
+    source: str,
+    image_path: str | None,
+    matrix: str,
+    color: str = "gray",
+    max_side: int = 128,
+) -> CompareResult:
+    """Each op in ``names`` on the same input; ``params_text`` is a JSON object
+    ``{op: {param: value}}`` (ops not in it use their defaults). An op that fails is a
+    row with its message, the others still run."""
+    try:
+        if not names:
+            return CompareResult(False, "**Error:** choose at least one op")
+        per_op = parse_params(params_text, "parameters per op")
+        unknown = [k for k in per_op if k not in list_ops()]
+        if unknown:
+            return CompareResult(False, f"**Error:** the parameters name ops that do not exist: {unknown}")
+        bad = [k for k, v in per_op.items() if not isinstance(v, dict)]
+        if bad:
+            return CompareResult(False, f"**Error:** parameters of {bad} must be JSON objects like {{\"kernel\": 3}}")
+        src = make_source(source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0))
+    except Exception as e:  # noqa: BLE001
+        return CompareResult(False, f"**Error:** {error_text(e)}")
+
+    gallery, rows, failed = [], [], 0
+    for name in names:
+        try:
+            spec = get_op(name)
+            extra, notes = extra_inputs(spec, src.x)
+            res = await engine.run_op(
+                name, params=per_op.get(name, {}), x=src.x, extra=extra or None, indices=False, backward=False,
+                grad_output=None,
+            )
+        except Exception as e:  # noqa: BLE001 - one op's failure is its row
+            failed += 1
+            rows.append([name, _given(per_op, name), "-", "-", "-", error_text(e)])
+            continue
+        y = res.outputs["y"]
+        shape = list(y.shape)
+        for i, p in render.planes(y, PLANES_PER_OP):
+            gallery.append((render.plane_image(p), f"{name} {shape} y[{', '.join(map(str, i))}]"))
+        rows.append([
+            name, _given(per_op, name), str(shape), res.provider, f"{res.ms.get('forward', 0):.2f}",
+            "; ".join(n.split(":")[0] for n in notes),
+        ])
+    status = f"{len(names) - failed} of {len(names)} ops on {src.note}"
+    return CompareResult(failed < len(names), status, gallery, rows)
+
+
+def build(engine: Engine) -> None:
+    ops = list_ops()
+    with gr.Tab("Compare", id="compare"):
+        with gr.Row():
+            with gr.Column():
+                source = gr.Radio([("Matrix", "matrix"), ("Image", "image")], value="matrix", label="Input")
+                matrix = gr.Textbox(DEFAULT_MATRIX, lines=5, label="Matrix (as in the Playground)")
+                image = gr.Image(type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id="cmp-image")
+                with gr.Row():
+                    color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
+                    max_side = gr.Slider(0, 1024, value=128, step=1, label="Shrink the image to (px; 0 keeps it)")
+            with gr.Column():
+                names = gr.CheckboxGroup(
+                    op_choices(), value=[n for n in DEFAULT_OPS if n in ops], label="Ops", elem_id="cmp-ops"
+                )
+                params = gr.Code(
+                    '{\n  "max": {"kernel": 2},\n  "avg": {"kernel": 2}\n}',
+                    language="json",
+                    label='Parameters per op (JSON {"op": {...}}; ops not named use their defaults)',
+                )
+                run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
+        status = gr.Markdown(elem_id="cmp-status")
+        gallery = gr.Gallery(label="Output planes (op, output shape, plane)", format="png", columns=PLANES_PER_OP, elem_id="cmp-gallery")
+        summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
+
+    image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")
+
+    async def on_run(ns, ptext, src, path, mtext, col, side):
+        r = await run_compare(engine, ns or [], ptext, src, path, mtext, col, side)
+        if not r.ok:
+            gr.Warning(r.status.removeprefix("**Error:** "))
+        return r.status, r.gallery, {"headers": SUMMARY_HEADERS, "data": r.rows or [["-"] * len(SUMMARY_HEADERS)]}
+
+    run.click(
+        on_run, inputs=[names, params, source, image, matrix, color, max_side], outputs=[status, gallery, summary],
+        api_visibility="private",
+    )

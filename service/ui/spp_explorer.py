@@ -1,0 +1,206 @@
+"""SPP explorer tab: each pyramid level's bins drawn over the image (or a blank canvas of
+any size), and the fixed vector length C * sum(n^2) read from the ``spp`` op's output
+shape as run by the engine, at the image's size and at other sizes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import gradio as gr
+import numpy as np
+from PIL import Image, ImageDraw
+
+from poolops.shapes import adaptive_bins, sppnet_bins
+from service.engine import Engine
+from service.engine.errors import BadInput
+from service.ui import render
+from service.ui.common import error_text, image_to_x, load_pixels
+
+DRAW = 384  # display size (px) of the longer side
+OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
+MAX_LEVEL = 64
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60)]
+
+
+@dataclass
+class SppResult:
+    ok: bool
+    status: str
+    gallery: list[tuple[Image.Image, str]] = field(default_factory=list)
+    bins_md: str = ""
+    length: int | None = None
+    sizes: list[list[str]] = field(default_factory=list)  # input HxW, output shape, C*sum(n^2)
+
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s]+", (text or "").strip()) if p]
+    try:
+        levels = tuple(int(p) for p in parts)
+    except ValueError:
+        raise BadInput(f"levels must be whole numbers separated by commas, e.g. 1,2,4; got {text!r}") from None
+    if not levels:
+        raise BadInput("give at least one level, e.g. 1,2,4")
+    if any(n < 1 or n > MAX_LEVEL for n in levels):
+        raise BadInput(f"each level must be between 1 and {MAX_LEVEL} (bins per side); got {list(levels)}")
+    return levels
+
+
+def bins_of(size: int, n: int, rule: str) -> list[tuple[int, int]]:
+    """Bin bounds [start, end) along one axis: ``adaptive`` (PyTorch) or ``sppnet`` (paper)."""
+    return adaptive_bins(size, n) if rule == "adaptive" else sppnet_bins(size, n)
+
+
+def describe(size: int, n: int, rule: str, axis: str) -> str:
+    b = bins_of(size, n, rule)
+    txt = " ".join(f"[{s},{e})" for s, e in b)
+    covered = np.zeros(size, bool)
+    notes = []
+    for s, e in b:
+        covered[s:e] = True
+    if any(b[i][1] > b[i + 1][0] for i in range(len(b) - 1)):
+        notes.append("overlapping")
+    if len(set(b)) < len(b):
+        notes.append("repeated")
+    if not covered.all():
+        unused = np.flatnonzero(~covered)
+        span = f"{unused.min()}" if unused.min() == unused.max() else f"{unused.min()}..{unused.max()}"
+        notes.append(f"{axis} {span} unused")
+    return f"{txt}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def canvas(h: int, w: int) -> np.ndarray:
+    """A checkerboard [h, w, 1] in [0, 1], so that single pixels show under the bins."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (0.35 + 0.3 * ((yy + xx) % 2)).astype(np.float32)[..., None]
+
+
+def draw_level(pixels: np.ndarray, n: int, rule: str) -> Image.Image:
+    """The n x n bins of one level over the image: each bin outlined and lightly filled
+    (overlaps show darker), rows or columns no bin covers hatched grey."""
+    h, w = pixels.shape[:2]
+    s = DRAW / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    g = np.clip(np.nan_to_num(pixels), 0, 1)
+    if g.shape[2] == 1:
+        g = np.repeat(g, 3, axis=2)
+    rgb = np.round(g[..., :3] * 255).astype(np.uint8)
+    base = Image.fromarray(rgb).resize(size, Image.NEAREST).convert("RGBA")
+    over = Image.new("RGBA", size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(over)
+    rows, cols = bins_of(h, n, rule), bins_of(w, n, rule)
+
+    def px(v: int, limit: int) -> int:
+        return min(round(v * s), limit)
+
+    cov_r, cov_c = np.zeros(h, bool), np.zeros(w, bool)
+    for i, (r0, r1) in enumerate(rows):
+        cov_r[r0:r1] = True
+        for j, (c0, c1) in enumerate(cols):
+            cov_c[c0:c1] = True
+            col = PALETTE[(i * n + j) % len(PALETTE)]
+            box = (px(c0, size[0]), px(r0, size[1]), px(c1, size[0]) - 1, px(r1, size[1]) - 1)
+            d.rectangle(box, fill=col + (45,), outline=col + (255,), width=2)
+    for r in np.flatnonzero(~cov_r):
+        d.rectangle((0, px(r, size[1]), size[0] - 1, px(r + 1, size[1]) - 1), fill=(128, 128, 128, 170))
+    for c in np.flatnonzero(~cov_c):
+        d.rectangle((px(c, size[0]), 0, px(c + 1, size[0]) - 1, size[1] - 1), fill=(128, 128, 128, 170))
+    return Image.alpha_composite(base, over).convert("RGB")
+
+
+async def explore(
+    engine: Engine,
+    image_path: str | None,
+    height: int,
+    width: int,
+    levels_text: str,
+    rule: str = "adaptive",
+    mode: str = "max",
+    color: str = "gray",
+) -> SppResult:
+    """Bins per level over the image (or an ``height`` x ``width`` canvas when none is
+    uploaded) and the ``spp`` vector length, read from the engine's output shape."""
+    try:
+        levels = parse_levels(levels_text)
+        if image_path:
+            pixels = load_pixels(image_path, 3 if color == "rgb" else 1, engine.settings.max_image_pixels)
+            what = "image"
+        else:
+            h, w = int(height or 0), int(width or 0)
+            if not (1 <= h <= 4096 and 1 <= w <= 4096):
+                raise BadInput(f"the canvas size must be within 1..4096 per side, got {h}x{w}")
+            pixels = canvas(h, w)
+            what = "blank canvas"
+        x = image_to_x(pixels)
+        c, h, w = x.shape[1:]
+        params = {"levels": list(levels), "bins": rule, "mode": mode}
+        res = await engine.run_op("spp", params=params, x=x, extra=None, indices=False, backward=False, grad_output=None)
+        length = int(res.outputs["y"].shape[1])
+        sizes = [[f"{h}x{w}", str(list(res.outputs["y"].shape)), str(c * sum(n * n for n in levels))]]
+        rng = np.random.default_rng(0)
+        for oh, ow in OTHER_SIZES:
+            if (oh, ow) == (h, w):
+                continue
+            other = await engine.run_op(
+                "spp", params=params, x=rng.random((1, c, oh, ow), dtype=np.float32), extra=None,
+                indices=False, backward=False, grad_output=None,
+            )
+            sizes.append([f"{oh}x{ow}", str(list(other.outputs["y"].shape)), str(c * sum(n * n for n in levels))])
+    except Exception as e:  # noqa: BLE001
+        return SppResult(False, f"**Error:** {error_text(e)}")
+
+    gallery = [(draw_level(pixels, n, rule), f"level {n}: {n}x{n} bins ({rule})") for n in levels]
+    formula = " + ".join(f"{n}²" for n in levels)
+    status = (
+        f"**Vector length {length}** = C x ({formula}) = {c} x {sum(n * n for n in levels)} for this {what} "
+        f"of {h}x{w} (HxW) and for any other size; read from the `spp` op's output shape "
+        f"(provider {res.provider}, {res.ms.get('forward', 0):.2f} ms)."
+    )
+    lines = ["| level | rows (H=%d) | columns (W=%d) |" % (h, w), "|---|---|---|"]
+    for n in levels:
+        lines.append(f"| {n} | {describe(h, n, rule, 'rows')} | {describe(w, n, rule, 'columns')} |")
+    rule_note = (
+        "Adaptive bins: bin i covers [floor(i·a/n), ceil((i+1)·a/n)); they overlap when a is not a multiple of n "
+        "and always cover the whole map."
+        if rule == "adaptive"
+        else "SPP-net bins: window ceil(a/n), stride floor(a/n) (at least 1): trailing rows or columns may be left "
+        "unused (grey), and when a < n bins repeat the last row."
+    )
+    return SppResult(True, status, gallery, rule_note + "\n\n" + "\n".join(lines), length, sizes)
+
+
+def build(engine: Engine) -> None:
+    with gr.Tab("SPP explorer", id="spp"):
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    type="filepath", image_mode=None, label="Image (optional: without one, a blank canvas of the size below)",
+                    sources=["upload", "clipboard"], elem_id="spp-image",
+                )
+                with gr.Row():
+                    height = gr.Number(7, precision=0, minimum=1, maximum=4096, label="Canvas height")
+                    width = gr.Number(10, precision=0, minimum=1, maximum=4096, label="Canvas width")
+            with gr.Column():
+                levels = gr.Textbox("1,2,4", label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
+                rule = gr.Radio([("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins")
+                mode = gr.Radio(["max", "avg"], value="max", label="Pooling in each bin")
+                color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
+                run = gr.Button("Show the pyramid", variant="primary", elem_id="spp-run")
+        status = gr.Markdown(elem_id="spp-status")
+        gallery = gr.Gallery(label="Bins of each level", format="png", columns=3, elem_id="spp-gallery")
+        sizes = gr.Dataframe(
+            headers=["input HxW", "spp output shape", "C x sum(n²)"], interactive=False, label="Same length at every size"
+        )
+        bins_md = gr.Markdown()
+
+    async def on_run(path, h, w, lv, r, m, col):
+        res = await explore(engine, path, h, w, lv, r, m, col)
+        if not res.ok:
+            gr.Warning(res.status.removeprefix("**Error:** "))
+        data = res.sizes or [["-", "-", "-"]]
+        return res.status, res.gallery, {"headers": ["input HxW", "spp output shape", "C x sum(n²)"], "data": data}, res.bins_md
+
+    run.click(
+        on_run, inputs=[image, height, width, levels, rule, mode, color], outputs=[status, gallery, sizes, bins_md],
+        api_visibility="private",
+    )
