@@ -37,7 +37,7 @@ def copy_zoo(dest: Path, names=COMMITTED) -> Path:
     return dest
 
 
-def test_settings(models_dir: Path, **kw) -> Settings:
+def server_settings(models_dir: Path, **kw) -> Settings:
     base = dict(models_dir=models_dir, build_missing=False, warmup_sizes=[(32, 32)], ui=False, threads=1)
     return Settings(**{**base, **kw})
 
@@ -76,7 +76,7 @@ def zoo_copy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def api(zoo_copy) -> str:
     """Base URL of a ready server (batching on, no UI) shared by the API tests."""
-    with run_server(test_settings(zoo_copy)) as url:
+    with run_server(server_settings(zoo_copy)) as url:
         yield url
 
 
