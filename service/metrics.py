@@ -3,7 +3,8 @@ latency by model/op and provider, batch sizes and queue depth, on a per-app regi
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_fastapi_instrumentator import Instrumentator
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -22,12 +23,30 @@ class Metrics:
         self.batch_size = Histogram(
             "poolops_batch_size", "images per model batch", ["model"], buckets=BATCH_BUCKETS, registry=self.registry
         )
-        self.queue_depth = Gauge("poolops_queue_depth", "images waiting per model", ["model"], registry=self.registry)
-        self.ready = Gauge("poolops_ready", "1 when /readyz is 200", registry=self.registry)
-        self.sessions = Gauge(
-            "poolops_sessions", "ONNX Runtime sessions by the provider they actually got", ["provider"],
-            registry=self.registry,
+        self._engine = None
+        self.registry.register(self)  # the gauges below are read from the engine at scrape time
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        e = self._engine
+        if e is None:
+            return
+        depth = GaugeMetricFamily("poolops_queue_depth", "images waiting per model", labels=["model"])
+        for m, d in e.queue_depths().items():
+            depth.add_metric([m], d)
+        yield depth
+        yield GaugeMetricFamily("poolops_ready", "1 when /readyz is 200", value=1 if e.ready else 0)
+        sessions = GaugeMetricFamily(
+            "poolops_sessions", "ONNX Runtime sessions by the provider they actually got", labels=["provider"]
         )
+        counts: dict[str, int] = {}
+        for p in [r.provider for r in e.runners.values()] + [s.provider for s in e.ops.cache.sessions()]:
+            counts[p] = counts.get(p, 0) + 1
+        for p, n in counts.items():
+            sessions.add_metric([p], n)
+        yield sessions
 
     def inference(self, kind: str, name: str, provider: str, seconds: float) -> None:
         self.inference_seconds.labels(kind, name, provider).observe(seconds)
@@ -35,27 +54,8 @@ class Metrics:
     def batch(self, model: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model).observe(size)
 
-    def refresh(self, engine) -> None:
-        """Gauges read at scrape time."""
-        for m, d in engine.queue_depths().items():
-            self.queue_depth.labels(m).set(d)
-        self.ready.set(1 if engine.ready else 0)
-        counts: dict[str, int] = {}
-        for r in engine.runners.values():
-            counts[r.provider] = counts.get(r.provider, 0) + 1
-        for s in list(engine.ops.cache._items.values()):
-            counts[s.provider] = counts.get(s.provider, 0) + 1
-        for p, n in counts.items():
-            self.sessions.labels(p).set(n)
-
     def instrument(self, app, engine) -> None:
+        self._engine = engine
         inst = Instrumentator(registry=self.registry, excluded_handlers=["/metrics"], should_group_untemplated=True)
         inst.instrument(app)
-
-        @app.middleware("http")
-        async def _refresh(request, call_next):  # gauges are current when scraped
-            if request.url.path == "/metrics":
-                self.refresh(engine)
-            return await call_next(request)
-
         inst.expose(app, endpoint="/metrics", include_in_schema=True, tags=["health"])

@@ -146,7 +146,7 @@ class Engine:
 
     def info(self) -> dict[str, Any]:
         providers_in_use = sorted({r.provider for r in self.runners.values()} | {
-            s.provider for s in list(self.ops.cache._items.values())
+            s.provider for s in self.ops.cache.sessions()
         })
         return {
             "providers_available": available_providers(),

@@ -64,6 +64,10 @@ class LRU:
     def __len__(self) -> int:
         return len(self._items)
 
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._items.values())
+
 
 def spec_or_404(name: str) -> OpSpec:
     if name not in list_ops():
