@@ -18,7 +18,13 @@ CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "
          503: "unavailable"}
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None, **details) -> JSONResponse:
+def error_response(
+    request: Request, status: int, code: str, message: str, headers: dict | None = None, **details
+) -> JSONResponse:
+    if request.url.path.startswith(f"{request.scope.get('root_path', '')}/v2"):
+        # the Open Inference Protocol's error body is {"error": "<message>"}; Triton's and
+        # KServe's clients read it as a string
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     body = {"error": {"code": code, "message": message, **({"details": details} if details else {})}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -29,27 +35,27 @@ def _loc(err: dict) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
-    async def engine_error(_: Request, e: EngineError):
+    async def engine_error(request: Request, e: EngineError):
         headers = {"Retry-After": str(max(1, round(e.retry_after)))} if isinstance(e, Unavailable) else None
-        return error_response(e.status, e.code, e.message, headers, **e.details)
+        return error_response(request, e.status, e.code, e.message, headers, **e.details)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, e: RequestValidationError):
+    async def validation_error(request: Request, e: RequestValidationError):
         errs = e.errors()
         first = errs[0] if errs else {"msg": "invalid request"}
         msg = f"{_loc(first)}: {first['msg']}" + (f" (and {len(errs) - 1} more)" if len(errs) > 1 else "")
         problems = [{"at": _loc(x), "problem": x["msg"]} for x in errs]
-        return error_response(422, "invalid_input", msg, problems=problems)
+        return error_response(request, 422, "invalid_input", msg, problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException):
+    async def http_error(request: Request, e: StarletteHTTPException):
         code = CODES.get(e.status_code, "error")
-        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
+        return error_response(request, e.status_code, code, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, e: Exception):  # a bug: logged, reported without internals
+    async def unexpected(request: Request, e: Exception):  # a bug: logged, reported without internals
         log.exception("unhandled error")
-        return error_response(500, "internal", f"internal error ({type(e).__name__}); it has been logged")
+        return error_response(request, 500, "internal", f"internal error ({type(e).__name__}); it has been logged")
 
 
 ERROR_SCHEMA = {
@@ -69,9 +75,11 @@ ERROR_SCHEMA = {
 }
 
 
-def responses(*statuses: int) -> dict:
+V2_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def responses(*statuses: int, v2: bool = False) -> dict:
     """OpenAPI ``responses`` entries for the error statuses a route can answer."""
-    out = {}
-    for s in statuses:
-        out[s] = {"description": CODES.get(s, "error"), "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-    return out
+    schema = V2_ERROR_SCHEMA if v2 else ERROR_SCHEMA
+    return {s: {"description": CODES.get(s, "error"), "content": {"application/json": {"schema": schema}}}
+            for s in statuses}

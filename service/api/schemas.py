@@ -151,7 +151,7 @@ class V2Tensor(BaseModel):
     shape: list[int]
     datatype: str = Field(description="FP32, INT64, ...")
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: list[Any] | None = Field(default=None, description="row-major values; absent with binary_data_size")
 
 
 class V2RequestOutput(BaseModel):

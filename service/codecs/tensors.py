@@ -55,6 +55,8 @@ def from_oip(data: Any, shape: list[int], datatype: str, what: str, max_elements
     if datatype not in OIP_DTYPES:
         raise BadInput(f"{what}: datatype must be one of {list(OIP_DTYPES)}, got {datatype!r}")
     n = int(np.prod(shape)) if shape else 1
+    if data is None:
+        raise BadInput(f"{what}: give 'data', or binary data with parameters.binary_data_size")
     if any(d < 0 for d in shape):
         raise BadInput(f"{what}: shape must be non-negative, got {shape}")
     if n > max_elements:

@@ -66,13 +66,13 @@ def _metadata(engine: Engine, name: str) -> V2ModelMetadata:
     return V2ModelMetadata(name=name, versions=["1"], platform="onnxruntime_onnx", inputs=inputs, outputs=outs)
 
 
-@router.get("/models/{name}", response_model=V2ModelMetadata, responses=responses(404, 503), summary="Model metadata")
+@router.get("/models/{name}", response_model=V2ModelMetadata, responses=responses(404, 503, v2=True), summary="Model metadata")
 async def model_metadata(name: str, engine: EngineDep) -> V2ModelMetadata:
     return _metadata(engine, name)
 
 
 @router.get("/models/{name}/versions/{model_version}", response_model=V2ModelMetadata,
-            responses=responses(404, 503), summary="Model metadata (version 1 only)")
+            responses=responses(404, 503, v2=True), summary="Model metadata (version 1 only)")
 async def model_metadata_v(name: str, model_version: str, engine: EngineDep) -> V2ModelMetadata:
     _version(model_version)
     return _metadata(engine, name)
@@ -91,13 +91,13 @@ async def _ready(name: str, engine: Engine):
 
 
 @router.get("/models/{name}/ready", summary="Model ready (200) or not (503)",
-            responses={200: {"content": {"application/json": {}}}, **responses(404, 503)})
+            responses={200: {"content": {"application/json": {}}}, **responses(404, 503, v2=True)})
 async def model_ready(name: str, engine: EngineDep):
     return await _ready(name, engine)
 
 
 @router.get("/models/{name}/versions/{model_version}/ready", summary="Model ready (version 1 only)",
-            responses={200: {"content": {"application/json": {}}}, **responses(404, 503)})
+            responses={200: {"content": {"application/json": {}}}, **responses(404, 503, v2=True)})
 async def model_ready_v(name: str, model_version: str, engine: EngineDep):
     _version(model_version)
     return await _ready(name, engine)
@@ -185,7 +185,7 @@ async def _infer(name: str, request: Request, engine: Engine, settings) -> Respo
 
 _INFER = dict(
     response_model=V2InferResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **responses(400, 404, 413, 422, 503)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **responses(400, 404, 413, 422, 503, v2=True)},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}}}},
 )
