@@ -37,6 +37,9 @@ INTRO = (
     "Pooling operations run exactly by ONNX Runtime, and classifiers that take images of any size. "
     "Everything here goes through the service's engine, like the REST API (`/docs`)."
 )
+# pooled planes are a few pixels: show their values as crisp squares, not blurred.
+# (A <style> element rather than mount-time css, so it holds however the app mounts the UI.)
+STYLE = "<style>.poolops-pixels img { image-rendering: pixelated; }</style>"
 
 
 def gradio_temp_dir(settings: Settings) -> Path:
@@ -62,6 +65,7 @@ def build_ui(engine: Engine, settings: Settings) -> gr.Blocks:
     the cards are read on every page load)."""
     gradio_temp_dir(settings)
     with gr.Blocks(title="poolops", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.HTML(STYLE, container=False, padding=False)
         gr.Markdown(INTRO)
         with gr.Tabs():
             playground.build(engine)

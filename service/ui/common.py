@@ -20,7 +20,8 @@ from service.engine.errors import BadInput, EngineError
 
 log = logging.getLogger("poolops.ui")
 
-DEFAULT_MATRIX = "1 3 2 1\n2 2 0 4\n5 1 3 3\n0 6 2 1"
+# 8 x 8: every op runs on it with its default parameters (multiscale's largest kernel is 8)
+DEFAULT_MATRIX = "8 0 1 2 1 8 8 5\n0 0 3 4 6 4 2 1\n6 7 0 1 4 3 8 5\n4 4 6 5 1 7 7 9\n7 2 3 6 6 6 8 2\n9 0 0 9 9 2 1 3\n0 8 6 5 2 4 1 7\n4 0 2 7 5 3 2 0"
 SMALL = 16  # inputs up to SMALL x SMALL also show their numbers
 
 
@@ -141,6 +142,13 @@ def op_choices() -> list[tuple[str, str]]:
 
 def default_params(name: str) -> dict:
     return get_op(name).params().model_dump(mode="json")
+
+
+def params_json(params: dict) -> str:
+    """A parameter object as JSON, one parameter per line (lists kept on their line)."""
+    if not params:
+        return "{}"
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in params.items()) + "\n}"
 
 
 def parse_params(text: str, what: str = "parameters") -> dict:

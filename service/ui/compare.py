@@ -90,7 +90,7 @@ def build(engine: Engine) -> None:
         with gr.Row():
             with gr.Column():
                 source = gr.Radio([("Matrix", "matrix"), ("Image", "image")], value="matrix", label="Input")
-                matrix = gr.Textbox(DEFAULT_MATRIX, lines=5, label="Matrix (as in the Playground)")
+                matrix = gr.Textbox(DEFAULT_MATRIX, lines=8, label="Matrix (as in the Playground)")
                 image = gr.Image(type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id="cmp-image")
                 with gr.Row():
                     color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
@@ -106,7 +106,7 @@ def build(engine: Engine) -> None:
                 )
                 run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         status = gr.Markdown(elem_id="cmp-status")
-        gallery = gr.Gallery(label="Output planes (op, output shape, plane)", format="png", columns=PLANES_PER_OP, elem_id="cmp-gallery")
+        gallery = gr.Gallery(label="Output planes (op, output shape, plane)", format="png", columns=PLANES_PER_OP, elem_classes="poolops-pixels", elem_id="cmp-gallery")
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
 
     image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")

@@ -22,6 +22,7 @@ from service.ui.common import (
     extra_inputs,
     make_source,
     op_choices,
+    params_json,
     parse_params,
 )
 
@@ -53,7 +54,7 @@ def op_info(name: str) -> tuple[str, str, dict]:
     if extra:
         notes.append(f"Extra inputs: {', '.join(extra)} (required: {', '.join(spec.inputs[1:]) or 'none'}).")
     doc = f"### {name}\n\n{spec.doc.strip()}\n\n" + "\n".join(f"- {n}" for n in notes)
-    return json.dumps(default_params(name), indent=2), doc, spec.params.model_json_schema()
+    return params_json(default_params(name)), doc, spec.params.model_json_schema()
 
 
 def _numbers(label: str, a: np.ndarray) -> str:
@@ -147,7 +148,7 @@ def build(engine: Engine) -> None:
                 )
                 matrix = gr.Textbox(
                     DEFAULT_MATRIX,
-                    lines=5,
+                    lines=8,
                     label="Matrix: rows on lines (or ';'), numbers by spaces or commas; or JSON (H,W / C,H,W / N,C,H,W)",
                     elem_id="pg-matrix",
                 )
@@ -167,8 +168,8 @@ def build(engine: Engine) -> None:
                     schema = gr.JSON(schema0, label="Parameter schema")
         status = gr.Markdown(elem_id="pg-status")
         with gr.Row():
-            out = gr.Gallery(label="Output planes (each normalised on its own)", format="png", columns=4, elem_id="pg-output")
-            grad = gr.Gallery(label="Backward: where the gradient goes", format="png", columns=3, elem_id="pg-grad")
+            out = gr.Gallery(label="Output planes (each normalised on its own)", format="png", columns=4, elem_classes="poolops-pixels", elem_id="pg-output")
+            grad = gr.Gallery(label="Backward: where the gradient goes", format="png", columns=3, elem_classes="poolops-pixels", elem_id="pg-grad")
         numbers = gr.Markdown(elem_id="pg-numbers")
 
     op.change(op_info, inputs=op, outputs=[params, doc, schema], api_visibility="private")

@@ -12,7 +12,7 @@ from PIL import Image
 
 NAN_RGB = (255, 0, 255)
 DISPLAY = 256  # target display size (px) of the longer side of an enlarged plane
-MAX_FACTOR = 32
+MAX_FACTOR = 128
 
 
 def _finite_range(a: np.ndarray) -> tuple[float, float] | None:

@@ -187,7 +187,7 @@ def build(engine: Engine) -> None:
                 color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
                 run = gr.Button("Show the pyramid", variant="primary", elem_id="spp-run")
         status = gr.Markdown(elem_id="spp-status")
-        gallery = gr.Gallery(label="Bins of each level", format="png", columns=3, elem_id="spp-gallery")
+        gallery = gr.Gallery(label="Bins of each level", format="png", columns=3, elem_classes="poolops-pixels", elem_id="spp-gallery")
         sizes = gr.Dataframe(
             headers=["input HxW", "spp output shape", "C x sum(n²)"], interactive=False, label="Same length at every size"
         )
