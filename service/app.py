@@ -11,6 +11,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 
+from poolops.registry import list_ops
 from service.api import errors
 from service.api.middleware import BodyLimit
 from service.api.routes import health, info, models, ops, v2
@@ -50,9 +51,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     metrics.instrument(app, engine)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    _document(app, engine)
     if settings.ui:
         _mount_ui(app, engine, settings)
     return app
+
+
+def _document(app: FastAPI, engine: Engine) -> None:
+    """Complete the OpenAPI document: the JSON bodies that routes parse themselves (they
+    also take multipart, so FastAPI cannot declare them) go into the components their
+    ``$ref`` points to, and ``{name}`` lists the registered ops and models."""
+    from fastapi.openapi.utils import get_openapi
+
+    from service.api.schemas import EmbedRequest, OpRequest, PredictRequest, V2InferRequest
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        comps = doc.setdefault("components", {}).setdefault("schemas", {})
+        for model in (OpRequest, PredictRequest, EmbedRequest, V2InferRequest):
+            s = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(s.pop("$defs", {}))
+            comps[model.__name__] = s
+        ops, models = list_ops(), sorted(engine.registry)
+        for path, item in doc["paths"].items():
+            names = ops if path.startswith("/v1/ops/") else models if "/models/{name}" in path else None
+            for op in item.values():
+                for param in op.get("parameters", []):
+                    if param["name"] == "name" and names:
+                        param["schema"] = {"type": "string", "enum": names}
+        if engine.phase == "ready":  # the model list is complete: keep the document
+            app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi
 
 
 def _mount_ui(app: FastAPI, engine: Engine, settings: Settings) -> None:

@@ -3,7 +3,8 @@ latency by model/op and provider, batch sizes and queue depth, on a per-app regi
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -58,4 +59,9 @@ class Metrics:
         self._engine = engine
         inst = Instrumentator(registry=self.registry, excluded_handlers=["/metrics"], should_group_untemplated=True)
         inst.instrument(app)
-        inst.expose(app, endpoint="/metrics", include_in_schema=True, tags=["health"])
+        registry = self.registry
+
+        @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=PlainTextResponse,
+                 responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
+        def metrics() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

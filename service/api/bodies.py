@@ -66,10 +66,8 @@ def flag(form: FormData, field: str, default: bool = False) -> bool:
     if v is None:
         return default
     s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off", ""):
-        return False
+    if s in ("true", "false"):  # exactly what the schema's boolean allows
+        return s == "true"
     raise BadInput(f"form field {field!r} must be true or false, got {s!r}")
 
 

@@ -33,6 +33,17 @@ def _loc(err: dict) -> str:
     return ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def engine_error(request: Request, e: EngineError):
@@ -50,7 +61,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException):
         code = CODES.get(e.status_code, "error")
-        return error_response(request, e.status_code, code, str(e.detail), getattr(e, "headers", None))
+        headers = getattr(e, "headers", None)
+        if e.status_code == 405:  # Starlette lists only the first matching route's methods
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            return error_response(request, 405, code, f"method {request.method} is not allowed here; use {allowed}", headers)
+        return error_response(request, e.status_code, code, str(e.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception):  # a bug: logged, reported without internals

@@ -3,8 +3,10 @@ micro-batcher (the same path as ``POST /v1/models/{name}/predict``)."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gradio as gr
 
@@ -37,6 +39,24 @@ def model_choices(engine: Engine) -> tuple[list[str], str | None, str]:
     default = next((n for n in names if _head(engine, n) == "spp"), names[0] if names else None)
     note = ("Not available:\n" + "\n".join(notes)) if notes else ""
     return names, default, note
+
+
+def initial_choices(engine: Engine) -> tuple[list[str], str | None]:
+    """Choices when the page is built: the engine's, or (while it is still loading) the
+    model folders' names, so that the dropdown has a value before the page-load refresh."""
+    if engine.registry:
+        names, default, _ = model_choices(engine)
+        return names, default
+    root = Path(engine.settings.models_dir)
+    heads = {}
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.is_dir() and not d.name.startswith("."):
+            try:
+                heads[d.name] = json.loads((d / "card.json").read_text())["head"]["type"]
+            except (OSError, ValueError, KeyError, TypeError):
+                heads[d.name] = None
+    names = list(heads)
+    return names, next((n for n in names if heads[n] == "spp"), names[0] if names else None)
 
 
 def _head(engine: Engine, name: str) -> str | None:
@@ -87,7 +107,8 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
     with gr.Tab("Classify", id="classify"):
         with gr.Row():
             with gr.Column():
-                model = gr.Dropdown([], label="Model", elem_id="cls-model")
+                names, default = initial_choices(engine)
+                model = gr.Dropdown(names, value=default, label="Model", elem_id="cls-model")
                 note = gr.Markdown(elem_id="cls-note")
                 image = gr.Image(type="filepath", image_mode=None, label="Image (any size)", sources=["upload", "clipboard"], elem_id="cls-image")
                 k = gr.Slider(1, 10, value=5, step=1, label="Top k")
