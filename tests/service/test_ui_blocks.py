@@ -63,7 +63,8 @@ def rgb_png(tmp_path) -> str:
 # ---------------------------------------------------------------- the Blocks
 
 
-def test_build_ui_has_every_tab_and_its_own_temp_dir(engine, tmp_path):
+def test_build_ui_has_every_tab_and_its_own_temp_dir(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")  # restored afterwards: build_ui sets it process-wide
     settings = Settings(models_dir=ZOO, build_missing=False, warmup_sizes=[], gradio_temp_dir=tmp_path / "gr")
     demo = build_ui(engine, settings)
     assert isinstance(demo, gr.Blocks)
