@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     ui: bool = Field(default=True, description="mount the Gradio UI at /ui")
     root_path: str = Field(default="", description="path prefix when served behind a reverse proxy")
     gradio_temp_dir: Path | None = Field(default=None, description="Gradio's own temp dir (default: a fresh one)")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 in containers)")
+    port: int = Field(default=8000, ge=1, le=65535, description="listen port")
     workers: int = Field(default=1, ge=1, description="server processes; each loads every model")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="on SIGTERM, time for requests in flight")
