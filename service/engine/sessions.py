@@ -18,6 +18,11 @@ import onnxruntime as ort
 
 log = logging.getLogger("poolops.engine")
 
+# onnxruntime-gpu on a machine without CUDA logs a CUDA error for every session before it
+# falls back to CPU; warnings and worse only, and the engine reports the provider each
+# session actually got instead (GET /v1/info, /metrics, and a warning at start).
+ort.set_default_logger_severity(3)
+
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
