@@ -3,6 +3,7 @@ micro-batcher (the same path as ``POST /v1/models/{name}/predict``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ async def classify(engine: Engine, name: str | None, image_path: str | None, k: 
         runner = engine.runner(name)
         card = runner.card
         t0 = time.perf_counter()
-        pixels = load_pixels(image_path, card.input.channels, engine.settings.max_image_pixels)
-        chw = runner.preprocess(pixels)
+        # decoding in a worker thread: this coroutine runs on the server's event loop
+        chw = await asyncio.to_thread(
+            lambda: runner.preprocess(load_pixels(image_path, card.input.channels, engine.settings.max_image_pixels))
+        )
         t1 = time.perf_counter()
         (out,) = await engine.infer_images(name, [chw])
         t2 = time.perf_counter()

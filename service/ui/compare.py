@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
@@ -55,7 +56,9 @@ async def run_compare(
         bad = [k for k, v in per_op.items() if not isinstance(v, dict)]
         if bad:
             return CompareResult(False, f"**Error:** parameters of {bad} must be JSON objects like {{\"kernel\": 3}}")
-        src = make_source(source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0))
+        src = await asyncio.to_thread(
+            make_source, source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0)
+        )
     except Exception as e:  # noqa: BLE001
         return CompareResult(False, f"**Error:** {error_text(e)}")
 
@@ -74,8 +77,10 @@ async def run_compare(
             continue
         y = res.outputs["y"]
         shape = list(y.shape)
-        for i, p in render.planes(y, PLANES_PER_OP):
-            gallery.append((render.plane_image(p), f"{name} {shape} y[{', '.join(map(str, i))}]"))
+        gallery += await asyncio.to_thread(
+            lambda: [(render.plane_image(p), f"{name} {shape} y[{', '.join(map(str, i))}]")
+                     for i, p in render.planes(y, PLANES_PER_OP)]
+        )
         rows.append([
             name, _given(per_op, name), str(shape), res.provider, f"{res.ms.get('forward', 0):.2f}",
             "; ".join(n.split(":")[0] for n in notes),

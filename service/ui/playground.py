@@ -3,6 +3,7 @@ small inputs, and the backward view (where the gradient of sum(y) goes)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,17 @@ def _numbers(label: str, a: np.ndarray) -> str:
     return f"**{label}{where}** ({' x '.join(map(str, plane.shape))})\n\n" + render.markdown_table(render.table(plane))
 
 
+def _gallery(y: np.ndarray) -> list[tuple[Image.Image, str]]:
+    return [
+        (render.plane_image(p), f"y[{', '.join(map(str, i))}] {' x '.join(map(str, p.shape))}")
+        for i, p in render.planes(y, MAX_PLANES)
+    ]
+
+
+def _grad_gallery(g: np.ndarray) -> list[tuple[Image.Image, str]]:
+    return [(render.heatmap(p), f"d sum(y) / d x[{', '.join(map(str, i))}]") for i, p in render.planes(g, 3)]
+
+
 async def run_playground(
     engine: Engine,
     name: str,
@@ -83,7 +95,10 @@ async def run_playground(
             return PlaygroundResult(False, f"**Error:** unknown op {name!r}")
         spec = get_op(name)
         params = parse_params(params_text)
-        src = make_source(source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0))
+        # decoding and drawing run in worker threads: this coroutine runs on the server's event loop
+        src = await asyncio.to_thread(
+            make_source, source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0)
+        )
         x = src.x
         extra, notes = extra_inputs(spec, x)
         want_indices = "indices" in spec.outputs
@@ -102,10 +117,7 @@ async def run_playground(
         return PlaygroundResult(False, f"**Error:** {error_text(e)}")
 
     y = res.outputs["y"]
-    gallery = [
-        (render.plane_image(p), f"y[{', '.join(map(str, i))}] {' x '.join(map(str, p.shape))}")
-        for i, p in render.planes(y, MAX_PLANES)
-    ]
+    gallery = await asyncio.to_thread(_gallery, y)
     lines = [
         f"**{name}** on {src.note}",
         f"- y: {list(y.shape)}" + (f", indices: {list(res.outputs['indices'].shape)}" if "indices" in res.outputs else ""),
@@ -118,9 +130,7 @@ async def run_playground(
     grad_gallery = []
     if "grad_input" in res.outputs:
         g = res.outputs["grad_input"]
-        grad_gallery = [
-            (render.heatmap(p), f"d sum(y) / d x[{', '.join(map(str, i))}]") for i, p in render.planes(g, 3)
-        ]
+        grad_gallery = await asyncio.to_thread(_grad_gallery, g)
         scale = "blue negative, white 0, red positive" if (g < 0).any() else "black 0, brighter = more gradient"
         lines.append(f"- grad_input: {list(g.shape)}, sum {render.fmt(g.sum())} ({scale})")
     lines += [f"- {n}" for n in notes]

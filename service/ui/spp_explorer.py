@@ -4,6 +4,7 @@ shape as run by the engine, at the image's size and at other sizes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from service.ui.common import error_text, image_to_x, load_pixels
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
 MAX_LEVEL = 64
+MAX_CANVAS = 1024
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60)]
 
 
@@ -123,12 +125,14 @@ async def explore(
     try:
         levels = parse_levels(levels_text)
         if image_path:
-            pixels = load_pixels(image_path, 3 if color == "rgb" else 1, engine.settings.max_image_pixels)
+            pixels = await asyncio.to_thread(
+                load_pixels, image_path, 3 if color == "rgb" else 1, engine.settings.max_image_pixels
+            )
             what = "image"
         else:
             h, w = int(height or 0), int(width or 0)
-            if not (1 <= h <= 4096 and 1 <= w <= 4096):
-                raise BadInput(f"the canvas size must be within 1..4096 per side, got {h}x{w}")
+            if not (1 <= h <= MAX_CANVAS and 1 <= w <= MAX_CANVAS):
+                raise BadInput(f"the canvas size must be within 1..{MAX_CANVAS} per side, got {h}x{w}: upload an image for larger sizes")
             pixels = canvas(h, w)
             what = "blank canvas"
         x = image_to_x(pixels)
@@ -149,7 +153,9 @@ async def explore(
     except Exception as e:  # noqa: BLE001
         return SppResult(False, f"**Error:** {error_text(e)}")
 
-    gallery = [(draw_level(pixels, n, rule), f"level {n}: {n}x{n} bins ({rule})") for n in levels]
+    gallery = await asyncio.to_thread(
+        lambda: [(draw_level(pixels, n, rule), f"level {n}: {n}x{n} bins ({rule})") for n in levels]
+    )
     formula = " + ".join(f"{n}²" for n in levels)
     status = (
         f"**Vector length {length}** = C x ({formula}) = {c} x {sum(n * n for n in levels)} for this {what} "
@@ -178,8 +184,8 @@ def build(engine: Engine) -> None:
                     sources=["upload", "clipboard"], elem_id="spp-image",
                 )
                 with gr.Row():
-                    height = gr.Number(7, precision=0, minimum=1, maximum=4096, label="Canvas height")
-                    width = gr.Number(10, precision=0, minimum=1, maximum=4096, label="Canvas width")
+                    height = gr.Number(7, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas height")
+                    width = gr.Number(10, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas width")
             with gr.Column():
                 levels = gr.Textbox("1,2,4", label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
                 rule = gr.Radio([("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins")
