@@ -104,6 +104,20 @@ async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.
     return await asyncio.to_thread(decode_all)
 
 
+async def _run(request: Request, engine: Engine, name: str, settings, model_cls):
+    """Read, decode and infer the request's images: (per image (name, input [C, H, W],
+    output), the request's other fields, the start time)."""
+    t0 = time.perf_counter()
+    files, extra = await _images(request, engine, name, settings, model_cls)
+    xs = await _tensors(engine, name, files, settings)
+    outs = await engine.infer_images(name, xs)
+    return [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1e3, 3)
+
+
 _DOC = "One or many images of any sizes, as multipart files or JSON base64; sizes within the card's input limits."
 
 
@@ -116,20 +130,10 @@ _DOC = "One or many images of any sizes, as multipart files or JSON base64; size
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> PredictResponse:
-    t0 = time.perf_counter()
-    files, extra = await _images(request, engine, name, settings, PredictRequest)
-    k = extra.get("top_k", 5)
-    xs = await _tensors(engine, name, files, settings)
-    outs = await engine.infer_images(name, xs)
-    card = engine.runner(name).card
-    results = [
-        Prediction(name=f[0], input_size=list(x.shape[1:]), top=top_k(card, o.logits, k))
-        for f, x, o in zip(files, xs, outs)
-    ]
-    return PredictResponse(
-        model=name, provider=engine.runner(name).provider, results=results,
-        timing_ms=round((time.perf_counter() - t0) * 1e3, 3),
-    )
+    done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
+    card, k = engine.runner(name).card, extra.get("top_k", 5)
+    results = [Prediction(name=f, input_size=list(x.shape[1:]), top=top_k(card, o.logits, k)) for f, x, o in done]
+    return PredictResponse(model=name, provider=engine.runner(name).provider, results=results, timing_ms=_ms(t0))
 
 
 @router.post(
@@ -141,15 +145,10 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
-    t0 = time.perf_counter()
-    files, _ = await _images(request, engine, name, settings, EmbedRequest)
-    xs = await _tensors(engine, name, files, settings)
-    outs = await engine.infer_images(name, xs)
+    done, _, t0 = await _run(request, engine, name, settings, EmbedRequest)
     results = [
-        Embedding(name=f[0], input_size=list(x.shape[1:]), embedding=o.embedding.astype(float).tolist())
-        for f, x, o in zip(files, xs, outs)
+        Embedding(name=f, input_size=list(x.shape[1:]), embedding=o.embedding.astype(float).tolist())
+        for f, x, o in done
     ]
-    return EmbedResponse(
-        model=name, provider=engine.runner(name).provider, dim=int(outs[0].embedding.shape[0]), results=results,
-        timing_ms=round((time.perf_counter() - t0) * 1e3, 3),
-    )
+    return EmbedResponse(model=name, provider=engine.runner(name).provider, dim=len(results[0].embedding),
+                         results=results, timing_ms=_ms(t0))
