@@ -32,8 +32,10 @@ def card_markdown(engine: Engine, name: str) -> str:
         f"- status: {status}",
         f"- backbone: {_short(card.backbone)}",
         f"- head: {_short(card.head)}",
-        f"- input: {card.input.channels} channel(s), {card.input.min_size[0]}x{card.input.min_size[1]} "
-        f"up to {card.input.max_size[0]}x{card.input.max_size[1]} (HxW)",
+        (
+            f"- input: {card.input.channels} channel(s), {card.input.min_size[0]}x{card.input.min_size[1]} "
+            f"up to {card.input.max_size[0]}x{card.input.max_size[1]} (HxW)"
+        ),
         f"- padding invariant: {'yes: images of different sizes are batched by padding, with exactly the one-by-one results' if card.padding_invariant else 'no: only images of one size are batched together'}",
         f"- preprocessing: {_short(card.preprocessing)}",
         f"- labels ({len(card.labels)}): {', '.join(card.labels[:12])}{', ...' if len(card.labels) > 12 else ''}",

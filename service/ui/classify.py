@@ -94,14 +94,20 @@ async def classify(engine: Engine, name: str | None, image_path: str | None, k: 
     except Exception as e:  # noqa: BLE001
         return ClassifyResult(False, f"**Error:** {error_text(e)}")
     h, w = chw.shape[1:]
-    status = "\n".join([
-        f"**{name}**: {top[0]['label']} ({top[0]['probability']:.1%})",
-        f"- input size: {h}x{w} (HxW), {chw.shape[0]} channel(s), no resize"
-        + ("" if card.head.get("resize") in (None, False) else f" (the model's head resizes to {card.head.get('resize')})"),
-        f"- latency: {(t2 - t1) * 1e3:.1f} ms inference (through the batcher), {(t1 - t0) * 1e3:.1f} ms decoding",
-        f"- provider: {runner.provider}",
-        f"- head: {card.head.get('type')}, embedding of {out.embedding.shape[-1]} values",
-    ])
+    status = "\n".join(
+        [
+            f"**{name}**: {top[0]['label']} ({top[0]['probability']:.1%})",
+            f"- input size: {h}x{w} (HxW), {chw.shape[0]} channel(s), no resize"
+            + (
+                ""
+                if card.head.get("resize") in (None, False)
+                else f" (the model's head resizes to {card.head.get('resize')})"
+            ),
+            f"- latency: {(t2 - t1) * 1e3:.1f} ms inference (through the batcher), {(t1 - t0) * 1e3:.1f} ms decoding",
+            f"- provider: {runner.provider}",
+            f"- head: {card.head.get('type')}, embedding of {out.embedding.shape[-1]} values",
+        ]
+    )
     return ClassifyResult(True, status, _unique(top), top)
 
 
@@ -113,7 +119,13 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
                 names, default = initial_choices(engine)
                 model = gr.Dropdown(names, value=default, label="Model", elem_id="cls-model")
                 note = gr.Markdown(elem_id="cls-note")
-                image = gr.Image(type="filepath", image_mode=None, label="Image (any size)", sources=["upload", "clipboard"], elem_id="cls-image")
+                image = gr.Image(
+                    type="filepath",
+                    image_mode=None,
+                    label="Image (any size)",
+                    sources=["upload", "clipboard"],
+                    elem_id="cls-image",
+                )
                 k = gr.Slider(1, 10, value=5, step=1, label="Top k")
                 run = gr.Button("Classify", variant="primary", elem_id="cls-run")
             with gr.Column():

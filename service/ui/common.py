@@ -62,7 +62,9 @@ def parse_matrix(text: str) -> np.ndarray:
             raise BadInput(f"row {i + 1} of the matrix has something that is not a number: {e}") from None
     widths = {len(r) for r in values}
     if len(widths) != 1:
-        raise BadInput(f"the matrix rows have different lengths {[len(r) for r in values]}: every row needs as many numbers")
+        raise BadInput(
+            f"the matrix rows have different lengths {[len(r) for r in values]}: every row needs as many numbers"
+        )
     return np.asarray(values, np.float32)[None, None]
 
 
@@ -158,9 +160,9 @@ def parse_params(text: str, what: str = "parameters") -> dict:
     try:
         p = json.loads(text)
     except ValueError as e:
-        raise BadInput(f"the {what} are not valid JSON ({e}): write an object like {{\"kernel\": 2}}") from None
+        raise BadInput(f'the {what} are not valid JSON ({e}): write an object like {{"kernel": 2}}') from None
     if not isinstance(p, dict):
-        raise BadInput(f"the {what} must be a JSON object like {{\"kernel\": 2}}, got {type(p).__name__}")
+        raise BadInput(f'the {what} must be a JSON object like {{"kernel": 2}}, got {type(p).__name__}')
     return p
 
 

@@ -26,6 +26,13 @@ class CompareResult:
     rows: list[list[str]] = field(default_factory=list)  # op, output shape, provider, ms, note
 
 
+def _planes(name: str, y) -> list[tuple[Image.Image, str]]:
+    return [
+        (render.plane_image(p), f"{name} {list(y.shape)} y[{', '.join(map(str, i))}]")
+        for i, p in render.planes(y, PLANES_PER_OP)
+    ]
+
+
 def _given(per_op: dict, name: str) -> str:
     return json.dumps(per_op[name]) if per_op.get(name) else "defaults"
 
@@ -55,7 +62,7 @@ async def run_compare(
             return CompareResult(False, f"**Error:** the parameters name ops that do not exist: {unknown}")
         bad = [k for k, v in per_op.items() if not isinstance(v, dict)]
         if bad:
-            return CompareResult(False, f"**Error:** parameters of {bad} must be JSON objects like {{\"kernel\": 3}}")
+            return CompareResult(False, f'**Error:** parameters of {bad} must be JSON objects like {{"kernel": 3}}')
         src = await asyncio.to_thread(
             make_source, source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0)
         )
@@ -68,7 +75,12 @@ async def run_compare(
             spec = get_op(name)
             extra, notes = extra_inputs(spec, src.x)
             res = await engine.run_op(
-                name, params=per_op.get(name, {}), x=src.x, extra=extra or None, indices=False, backward=False,
+                name,
+                params=per_op.get(name, {}),
+                x=src.x,
+                extra=extra or None,
+                indices=False,
+                backward=False,
                 grad_output=None,
             )
         except Exception as e:  # noqa: BLE001 - one op's failure is its row
@@ -77,14 +89,17 @@ async def run_compare(
             continue
         y = res.outputs["y"]
         shape = list(y.shape)
-        gallery += await asyncio.to_thread(
-            lambda: [(render.plane_image(p), f"{name} {shape} y[{', '.join(map(str, i))}]")
-                     for i, p in render.planes(y, PLANES_PER_OP)]
+        gallery += await asyncio.to_thread(_planes, name, y)
+        rows.append(
+            [
+                name,
+                _given(per_op, name),
+                str(shape),
+                res.provider,
+                f"{res.ms.get('forward', 0):.2f}",
+                "; ".join(n.split(":")[0] for n in notes),
+            ]
         )
-        rows.append([
-            name, _given(per_op, name), str(shape), res.provider, f"{res.ms.get('forward', 0):.2f}",
-            "; ".join(n.split(":")[0] for n in notes),
-        ])
     status = f"{len(names) - failed} of {len(names)} ops on {src.note}"
     return CompareResult(failed < len(names), status, gallery, rows)
 
@@ -96,9 +111,17 @@ def build(engine: Engine) -> None:
             with gr.Column():
                 source = gr.Radio([("Matrix", "matrix"), ("Image", "image")], value="matrix", label="Input")
                 matrix = gr.Textbox(DEFAULT_MATRIX, lines=8, label="Matrix (as in the Playground)")
-                image = gr.Image(type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id="cmp-image")
+                image = gr.Image(
+                    type="filepath",
+                    image_mode=None,
+                    label="Image",
+                    sources=["upload", "clipboard"],
+                    elem_id="cmp-image",
+                )
                 with gr.Row():
-                    color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
+                    color = gr.Radio(
+                        [("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as"
+                    )
                     max_side = gr.Slider(0, 1024, value=128, step=1, label="Shrink the image to (px; 0 keeps it)")
             with gr.Column():
                 names = gr.CheckboxGroup(
@@ -111,7 +134,15 @@ def build(engine: Engine) -> None:
                 )
                 run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         status = gr.Markdown(elem_id="cmp-status")
-        gallery = gr.Gallery(label="Output planes (op, output shape, plane)", format="png", columns=PLANES_PER_OP, elem_classes="poolops-pixels", elem_id="cmp-gallery")
+        gallery = gr.Gallery(
+            label="Output planes (op, output shape, plane)",
+            format="png",
+            columns=PLANES_PER_OP,
+            object_fit="contain",
+            fit_columns=False,
+            elem_classes="poolops-pixels",
+            elem_id="cmp-gallery",
+        )
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
 
     image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")
@@ -123,6 +154,8 @@ def build(engine: Engine) -> None:
         return r.status, r.gallery, {"headers": SUMMARY_HEADERS, "data": r.rows or [["-"] * len(SUMMARY_HEADERS)]}
 
     run.click(
-        on_run, inputs=[names, params, source, image, matrix, color, max_side], outputs=[status, gallery, summary],
+        on_run,
+        inputs=[names, params, source, image, matrix, color, max_side],
+        outputs=[status, gallery, summary],
         api_visibility="private",
     )

@@ -120,7 +120,8 @@ async def run_playground(
     gallery = await asyncio.to_thread(_gallery, y)
     lines = [
         f"**{name}** on {src.note}",
-        f"- y: {list(y.shape)}" + (f", indices: {list(res.outputs['indices'].shape)}" if "indices" in res.outputs else ""),
+        f"- y: {list(y.shape)}"
+        + (f", indices: {list(res.outputs['indices'].shape)}" if "indices" in res.outputs else ""),
         f"- provider: {res.provider}",
         "- time: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.ms.items()) + f" (total {wall:.1f} ms)",
         f"- parameters: `{json.dumps(res.params)}`",
@@ -166,11 +167,17 @@ def build(engine: Engine) -> None:
                     type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id="pg-image"
                 )
                 with gr.Row():
-                    color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
-                    max_side = gr.Slider(0, 1024, value=128, step=1, label="Shrink the image to (px, longer side; 0 keeps it)")
+                    color = gr.Radio(
+                        [("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as"
+                    )
+                    max_side = gr.Slider(
+                        0, 1024, value=128, step=1, label="Shrink the image to (px, longer side; 0 keeps it)"
+                    )
             with gr.Column():
                 op = gr.Dropdown(op_choices(), value=first, label="Op", elem_id="pg-op")
-                params = gr.Code(params0, language="json", label="Parameters (JSON; defaults shown)", elem_id="pg-params")
+                params = gr.Code(
+                    params0, language="json", label="Parameters (JSON; defaults shown)", elem_id="pg-params"
+                )
                 backward = gr.Checkbox(True, label="Backward: gradient of sum(y) with respect to the input")
                 run = gr.Button("Run", variant="primary", elem_id="pg-run")
                 with gr.Accordion("About this op", open=False):
@@ -178,8 +185,24 @@ def build(engine: Engine) -> None:
                     schema = gr.JSON(schema0, label="Parameter schema")
         status = gr.Markdown(elem_id="pg-status")
         with gr.Row():
-            out = gr.Gallery(label="Output planes (each normalised on its own)", format="png", columns=4, elem_classes="poolops-pixels", elem_id="pg-output")
-            grad = gr.Gallery(label="Backward: where the gradient goes", format="png", columns=3, elem_classes="poolops-pixels", elem_id="pg-grad")
+            out = gr.Gallery(
+                label="Output planes (each normalised on its own)",
+                format="png",
+                columns=2,
+                object_fit="contain",
+                fit_columns=False,
+                elem_classes="poolops-pixels",
+                elem_id="pg-output",
+            )
+            grad = gr.Gallery(
+                label="Backward: where the gradient goes",
+                format="png",
+                columns=2,
+                object_fit="contain",
+                fit_columns=False,
+                elem_classes="poolops-pixels",
+                elem_id="pg-grad",
+            )
         numbers = gr.Markdown(elem_id="pg-numbers")
 
     op.change(op_info, inputs=op, outputs=[params, doc, schema], api_visibility="private")

@@ -15,14 +15,22 @@ from PIL import Image, ImageDraw
 from poolops.shapes import adaptive_bins, sppnet_bins
 from service.engine import Engine
 from service.engine.errors import BadInput
-from service.ui import render
 from service.ui.common import error_text, image_to_x, load_pixels
 
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
 MAX_LEVEL = 64
 MAX_CANVAS = 1024
-PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+]
 
 
 @dataclass
@@ -132,13 +140,17 @@ async def explore(
         else:
             h, w = int(height or 0), int(width or 0)
             if not (1 <= h <= MAX_CANVAS and 1 <= w <= MAX_CANVAS):
-                raise BadInput(f"the canvas size must be within 1..{MAX_CANVAS} per side, got {h}x{w}: upload an image for larger sizes")
+                raise BadInput(
+                    f"the canvas size must be within 1..{MAX_CANVAS} per side, got {h}x{w}: upload an image for larger sizes"
+                )
             pixels = canvas(h, w)
             what = "blank canvas"
         x = image_to_x(pixels)
         c, h, w = x.shape[1:]
         params = {"levels": list(levels), "bins": rule, "mode": mode}
-        res = await engine.run_op("spp", params=params, x=x, extra=None, indices=False, backward=False, grad_output=None)
+        res = await engine.run_op(
+            "spp", params=params, x=x, extra=None, indices=False, backward=False, grad_output=None
+        )
         length = int(res.outputs["y"].shape[1])
         sizes = [[f"{h}x{w}", str(list(res.outputs["y"].shape)), str(c * sum(n * n for n in levels))]]
         rng = np.random.default_rng(0)
@@ -146,8 +158,13 @@ async def explore(
             if (oh, ow) == (h, w):
                 continue
             other = await engine.run_op(
-                "spp", params=params, x=rng.random((1, c, oh, ow), dtype=np.float32), extra=None,
-                indices=False, backward=False, grad_output=None,
+                "spp",
+                params=params,
+                x=rng.random((1, c, oh, ow), dtype=np.float32),
+                extra=None,
+                indices=False,
+                backward=False,
+                grad_output=None,
             )
             sizes.append([f"{oh}x{ow}", str(list(other.outputs["y"].shape)), str(c * sum(n * n for n in levels))])
     except Exception as e:  # noqa: BLE001
@@ -162,7 +179,7 @@ async def explore(
         f"of {h}x{w} (HxW) and for any other size; read from the `spp` op's output shape "
         f"(provider {res.provider}, {res.ms.get('forward', 0):.2f} ms)."
     )
-    lines = ["| level | rows (H=%d) | columns (W=%d) |" % (h, w), "|---|---|---|"]
+    lines = [f"| level | rows (H={h}) | columns (W={w}) |", "|---|---|---|"]
     for n in levels:
         lines.append(f"| {n} | {describe(h, n, rule, 'rows')} | {describe(w, n, rule, 'columns')} |")
     rule_note = (
@@ -180,22 +197,39 @@ def build(engine: Engine) -> None:
         with gr.Row():
             with gr.Column():
                 image = gr.Image(
-                    type="filepath", image_mode=None, label="Image (optional: without one, a blank canvas of the size below)",
-                    sources=["upload", "clipboard"], elem_id="spp-image",
+                    type="filepath",
+                    image_mode=None,
+                    label="Image (optional: without one, a blank canvas of the size below)",
+                    sources=["upload", "clipboard"],
+                    elem_id="spp-image",
                 )
                 with gr.Row():
                     height = gr.Number(7, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas height")
                     width = gr.Number(10, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas width")
             with gr.Column():
                 levels = gr.Textbox("1,2,4", label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
-                rule = gr.Radio([("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins")
+                rule = gr.Radio(
+                    [("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins"
+                )
                 mode = gr.Radio(["max", "avg"], value="max", label="Pooling in each bin")
-                color = gr.Radio([("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as")
+                color = gr.Radio(
+                    [("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as"
+                )
                 run = gr.Button("Show the pyramid", variant="primary", elem_id="spp-run")
         status = gr.Markdown(elem_id="spp-status")
-        gallery = gr.Gallery(label="Bins of each level", format="png", columns=3, elem_classes="poolops-pixels", elem_id="spp-gallery")
+        gallery = gr.Gallery(
+            label="Bins of each level",
+            format="png",
+            columns=3,
+            object_fit="contain",
+            fit_columns=False,
+            elem_classes="poolops-pixels",
+            elem_id="spp-gallery",
+        )
         sizes = gr.Dataframe(
-            headers=["input HxW", "spp output shape", "C x sum(n²)"], interactive=False, label="Same length at every size"
+            headers=["input HxW", "spp output shape", "C x sum(n²)"],
+            interactive=False,
+            label="Same length at every size",
         )
         bins_md = gr.Markdown()
 
@@ -204,9 +238,16 @@ def build(engine: Engine) -> None:
         if not res.ok:
             gr.Warning(res.status.removeprefix("**Error:** "))
         data = res.sizes or [["-", "-", "-"]]
-        return res.status, res.gallery, {"headers": ["input HxW", "spp output shape", "C x sum(n²)"], "data": data}, res.bins_md
+        return (
+            res.status,
+            res.gallery,
+            {"headers": ["input HxW", "spp output shape", "C x sum(n²)"], "data": data},
+            res.bins_md,
+        )
 
     run.click(
-        on_run, inputs=[image, height, width, levels, rule, mode, color], outputs=[status, gallery, sizes, bins_md],
+        on_run,
+        inputs=[image, height, width, levels, rule, mode, color],
+        outputs=[status, gallery, sizes, bins_md],
         api_visibility="private",
     )

@@ -12,11 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
-import gradio as gr
 import poolops.registry as op_registry
 from models.data import digits
 from models.registry import load_registry
@@ -128,7 +128,9 @@ def test_every_op_runs_on_an_image_and_a_matrix(engine, name, rgb_png):
         assert r.gallery and all(isinstance(im, Image.Image) for im, _ in r.gallery)
         assert f"y: {list(y.shape)}" in r.status
         if spec.onnx_backward is not None and not spec.inputs[1:]:
-            assert r.grad_gallery and r.outputs["grad_input"].shape == ((1, 3, 21, 34) if source == "image" else (1, 1, 8, 8))
+            assert r.grad_gallery and r.outputs["grad_input"].shape == (
+                (1, 3, 21, 34) if source == "image" else (1, 1, 8, 8)
+            )
         # numbers only for small inputs
         assert bool(r.numbers) == (source == "matrix")
 
@@ -145,13 +147,17 @@ def test_op_without_served_backward_gets_a_note(engine, monkeypatch):
 def test_extra_inputs_come_from_examples_or_are_named(engine, monkeypatch):
     spp = get_op("spp")
     # a required input with an example generator: generated (seed 0), and said so
-    monkeypatch.setitem(op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "valid"), optional_inputs=()))
+    monkeypatch.setitem(
+        op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "valid"), optional_inputs=())
+    )
     assert "example valid" in common.op_label("spp")
     r = run(playground.run_playground(engine, "spp", "", "matrix", None, common.DEFAULT_MATRIX))
     assert r.ok, r.status
     assert "input `valid` [1, 2] is an example" in r.status and "x alone" in r.status
     # a required input the UI cannot make: shown as "needs inputs", and running says so
-    monkeypatch.setitem(op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "boxes"), optional_inputs=()))
+    monkeypatch.setitem(
+        op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "boxes"), optional_inputs=())
+    )
     assert "needs inputs: boxes" in common.op_label("spp")
     r = run(playground.run_playground(engine, "spp", "", "matrix", None, common.DEFAULT_MATRIX))
     assert not r.ok and "boxes" in r.status and "/v1/ops/spp" in r.status
@@ -161,7 +167,7 @@ def test_extra_inputs_come_from_examples_or_are_named(engine, monkeypatch):
     "args, message",
     [
         (("max", '{"kernel": ', "matrix", None, "1 2\n3 4"), "not valid JSON"),
-        (("max", '[1, 2]', "matrix", None, "1 2\n3 4"), "JSON object"),
+        (("max", "[1, 2]", "matrix", None, "1 2\n3 4"), "JSON object"),
         (("max", '{"kernal": 2}', "matrix", None, "1 2\n3 4"), "kernal"),
         (("max", '{"kernel": 5}', "matrix", None, "1 2\n3 4"), "kernel"),
         (("max", "", "matrix", None, "1 2\n3"), "different lengths"),
@@ -228,7 +234,14 @@ def test_render_planes():
     signed = np.asarray(render.heatmap(np.array([[-1.0, 0.0, 1.0]])))
     assert tuple(signed[0, signed.shape[1] // 2]) == (255, 255, 255)
     assert signed[0, 0, 2] > signed[0, 0, 0] and signed[0, -1, 0] > signed[0, -1, 2]  # blue, red
-    assert [i for i, _ in render.planes(np.zeros((2, 5, 3, 3)), 8)][:6] == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 0)]
+    assert [i for i, _ in render.planes(np.zeros((2, 5, 3, 3)), 8)][:6] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (1, 0),
+    ]
     assert render.table(np.array([[1.0, 0.5], [np.nan, -np.inf]])) == [["1", "0.5"], ["nan", "-inf"]]
 
 
@@ -332,7 +345,11 @@ def test_model_choices(engine):
             assert n in note
     # before the engine has loaded: no models yet, and why
     cold = Engine(Settings(models_dir=ZOO, build_missing=False, warmup_sizes=[]))
-    assert classify.model_choices(cold) == ([], None, "No models yet (the engine is starting); reload the page when the service is ready.")
+    assert classify.model_choices(cold) == (
+        [],
+        None,
+        "No models yet (the engine is starting); reload the page when the service is ready.",
+    )
     assert "the engine is starting" in cards.cards_markdown(cold)
 
 

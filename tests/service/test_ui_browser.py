@@ -17,15 +17,20 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
 from models.data import digits
-from live_server import copy_zoo, run_server, server_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 TIMEOUT_MS = 30_000
 
