@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import tempfile
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
@@ -41,9 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine.close()
 
     app = FastAPI(
-        title="poolops", version=version("poolops"), description=DESCRIPTION, lifespan=lifespan,
-        root_path=settings.root_path,
-    )
+        title="poolops", version=version("poolops"), description=DESCRIPTION, lifespan=lifespan
+    )  # a proxy prefix (settings.root_path) is the server's: `poolops serve` hands it to uvicorn
     app.state.settings = settings
     app.state.engine = engine
     errors.install(app)
@@ -90,13 +87,6 @@ def _document(app: FastAPI, engine: Engine) -> None:
 
 def _mount_ui(app: FastAPI, engine: Engine, settings: Settings) -> None:
     # after the routers: a mount matches its whole prefix
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    tmp = settings.gradio_temp_dir or tempfile.mkdtemp(prefix="poolops-gradio-")
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp)
-    import gradio as gr
+    from service.ui import mount_ui
 
-    from service.ui import build_ui
-
-    # Gradio takes the proxy prefix from the request's root_path (FastAPI's root_path
-    # setting, or uvicorn --root-path); server-side rendering would start a Node server
-    gr.mount_gradio_app(app, build_ui(engine, settings), path="/ui", ssr_mode=False)
+    mount_ui(app, engine, settings)

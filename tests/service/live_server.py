@@ -47,7 +47,8 @@ def run_server(settings: Settings, wait_ready: bool = True, timeout: float = 120
     """Serve ``create_app(settings)`` with uvicorn in a thread; yields the base URL."""
     app = create_app(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           root_path=settings.root_path))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -144,3 +144,14 @@ def test_poolops_serve_and_graceful_sigterm(zoo_copy):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_behind_a_reverse_proxy_prefix(tmp_path):
+    """POOLOPS_ROOT_PATH: a proxy strips /pp; the API, OpenAPI and the UI's own URLs carry it."""
+    from live_server import copy_zoo
+
+    zoo = copy_zoo(tmp_path / "zoo", ["digits-gap"])
+    with run_server(server_settings(zoo, ui=True, root_path="/pp")) as url:
+        assert httpx.get(url + "/healthz").status_code == 200
+        assert httpx.get(url + "/openapi.json").json()["servers"] == [{"url": "/pp"}]
+        assert httpx.get(url + "/ui/config").json()["root"].endswith("/pp/ui")
