@@ -31,6 +31,14 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_serve(args: argparse.Namespace) -> int:
+    from poolops import bench_serve
+
+    bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests, concurrency=args.concurrency,
+                          quick=args.quick, markdown=args.markdown)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from models.zoo import main_export
 
@@ -125,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ops.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
     bench_ops.add_argument("--markdown", action="store_true", help="print a Markdown table")
     bench_ops.set_defaults(func=_cmd_bench_ops)
+    bench_serve = bench_sub.add_parser(
+        "serve", help="raw session.run vs this server (batching on/off) vs a naive FastAPI + torch app, over HTTP")
+    bench_serve.add_argument("--model", default="digits-spp", help="registered model (default digits-spp)")
+    bench_serve.add_argument("--size", type=int, default=128, help="image height and width (default 128)")
+    bench_serve.add_argument("--requests", type=int, default=None, help="timed requests per level (default 300)")
+    bench_serve.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="levels (default 1 8 32)")
+    bench_serve.add_argument("--quick", action="store_true", help="few requests, short bounds (a smoke test)")
+    bench_serve.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench_serve.set_defaults(func=_cmd_bench_serve)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
     export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")

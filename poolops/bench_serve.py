@@ -1,0 +1,552 @@
+"""``poolops bench serve``: what serving costs, on one model and one machine, in one run.
+
+:func:`run_serve` measures, for one image of ``size`` x ``size`` pixels (a PNG):
+
+1. **raw** ``session.run`` on the model's ONNX file (the server's providers and thread
+   settings, batch of 1, sequential): the floor any server pays;
+2. **this server** (``create_app`` under uvicorn in its own process, ``ui=false``,
+   ``build_missing=false``, a registry holding only the model) with micro-batching on
+   (the settings' defaults) and off (``POOLOPS_BATCH_MAX_SIZE=1``), through
+   POST ``/v1/models/{name}/predict`` with the PNG as multipart ``files``;
+3. a **naive** FastAPI app (:func:`naive_app`, also under uvicorn in its own process):
+   what a user would write first, an ``async def`` endpoint that decodes the upload with
+   Pillow and runs the torch model eagerly under ``torch.no_grad()`` per request. Its
+   weights are freshly initialised (the committed model folders hold no torch weights):
+   the time of a forward pass does not depend on the weights' values.
+
+The HTTP setups are driven by an async httpx client in this process with N concurrent
+workers (each level: warm-up requests, then a bounded number of timed requests and a
+wall-clock bound). Client and servers share the machine's cores; the table shows the CPU
+time each side used per request so that the share is visible. The three targets of
+issue 5 are judged on this run's numbers.
+"""
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+DEFAULT_MODEL = "digits-spp"
+DEFAULT_SIZE = 128
+DEFAULT_CONCURRENCY = (1, 8, 32)
+DEFAULT_REQUESTS = 300  # timed requests per (setup, concurrency)
+QUICK_REQUESTS = 30
+DEFAULT_RAW_RUNS = 1000
+QUICK_RAW_RUNS = 100
+LEVEL_TIMEOUT_S = 15.0  # wall-clock bound on one level's timed requests
+QUICK_LEVEL_TIMEOUT_S = 5.0
+WARMUP_TIMEOUT_S = 5.0  # and on its warm-up requests
+REQUEST_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 180.0
+
+OVERHEAD_TARGET_MS = 2.0  # server (batching off, c=1) p50 - raw p50
+BATCHING_TARGET = 1.3  # batching on / off throughput at the highest concurrency
+NAIVE_TARGET = 2.0  # server (batching on) / naive throughput at the highest concurrency
+
+RAW = "raw session.run"
+ON = "server, batching on"
+OFF = "server, batching off"
+NAIVE = "naive FastAPI + torch"
+SETUPS = (OFF, ON, NAIVE)
+
+COLUMNS = ("setup", "concurrency", "requests", "throughput req/s", "p50 ms", "p99 ms",
+           "client CPU ms/req", "server CPU ms/req", "mean batch")
+
+REPO = Path(__file__).resolve().parents[1]
+NAIVE_MODEL_ENV = "POOLOPS_BENCH_NAIVE_MODEL"
+NAIVE_DIR_ENV = "POOLOPS_BENCH_NAIVE_MODELS_DIR"
+
+
+# ---- the naive baseline ---------------------------------------------------------------
+def naive_torch_model(name: str, models_dir: Path):
+    """``(torch model in eval mode, card)``: the model's architecture from its recipe
+    (``models.zoo.RECIPES``; else from its card), freshly initialised (seed 0)."""
+    import torch
+
+    from models.classifier import build_model
+    from models.registry import load_registry
+    from models.zoo import RECIPES
+
+    entry = load_registry(models_dir)[name]
+    card = entry.card
+    if name in RECIPES:
+        config = RECIPES[name].config
+    else:  # e.g. effnet-lite0-imagenet: the card records the architecture
+        head = {k: v for k, v in card.head.items() if k != "resize"}
+        backbone = {k: v for k, v in card.backbone.items() if k != "weights"}
+        config = {"backbone": backbone, "head": head, "num_classes": len(card.labels),
+                  "resize": card.head.get("resize")}
+    torch.manual_seed(0)
+    return build_model(config).eval(), card
+
+
+def naive_app():
+    """The baseline a user would write first: decode with Pillow, torch per request.
+
+    A uvicorn factory (``poolops.bench_serve:naive_app``); the model comes from the
+    ``POOLOPS_BENCH_NAIVE_MODEL`` and ``POOLOPS_BENCH_NAIVE_MODELS_DIR`` variables."""
+    import torch
+    from fastapi import FastAPI, File, UploadFile
+    from PIL import Image
+
+    model, card = naive_torch_model(os.environ[NAIVE_MODEL_ENV], Path(os.environ[NAIVE_DIR_ENV]))
+    c = card.input.channels
+    mean = np.asarray(card.preprocessing.get("mean", [0.0] * c), np.float32).reshape(c, 1, 1)
+    std = np.asarray(card.preprocessing.get("std", [1.0] * c), np.float32).reshape(c, 1, 1)
+    labels = list(card.labels)
+    app = FastAPI(title="naive baseline")
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "torch_threads": torch.get_num_threads()}
+
+    @app.post("/predict")
+    async def predict(files: UploadFile = File(...)):
+        data = await files.read()
+        img = Image.open(io.BytesIO(data)).convert("L" if c == 1 else "RGB")
+        a = np.asarray(img, dtype=np.float32) / 255.0
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        x = torch.from_numpy((a - mean) / std)[None]
+        with torch.no_grad():
+            probs = torch.softmax(model(x), dim=1)[0]
+        top = torch.topk(probs, min(5, len(labels)))
+        return {"results": [{"label": labels[i], "probability": p}
+                            for p, i in zip(top.values.tolist(), top.indices.tolist())]}
+
+    return app
+
+
+# ---- processes ----------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; else None)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Server:
+    """A uvicorn process on 127.0.0.1."""
+
+    setup: str
+    proc: subprocess.Popen
+    url: str
+    log: Any
+    ready_path: str
+
+    def cpu(self) -> float | None:
+        return _cpu_seconds(self.proc.pid)
+
+    def log_tail(self, n: int = 2000) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-n:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def _start(setup: str, target: str, env: dict[str, str], ready_path: str) -> Server:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]
+    log = tempfile.TemporaryFile()
+    env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Server(setup, proc, f"http://127.0.0.1:{port}", log, ready_path)
+
+
+def _wait_ready(servers: Sequence[Server], timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    pending = list(servers)
+    while pending:
+        for s in list(pending):
+            if s.proc.poll() is not None:
+                raise RuntimeError(f"{s.setup}: the server exited ({s.proc.returncode}):\n{s.log_tail()}")
+            try:
+                r = httpx.get(s.url + s.ready_path, timeout=5)
+                if r.status_code == 200:
+                    pending.remove(s)
+                    continue
+                last = r.text
+            except httpx.HTTPError as e:
+                last = repr(e)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{s.setup}: not ready after {timeout:.0f} s: {last[:500]}\n{s.log_tail()}")
+        time.sleep(0.1)
+
+
+def start_servers(model: str, models_dir: Path, setups: Sequence[str]) -> dict[str, Server]:
+    """Start the HTTP setups' processes (in parallel) and wait until each is ready."""
+    base = {k: v for k, v in os.environ.items() if k not in ("POOLOPS_BATCH_MAX_SIZE", "POOLOPS_BATCH_WAIT_MS")}
+    server_env = {**base, "POOLOPS_MODELS_DIR": str(models_dir), "POOLOPS_UI": "false",
+                  "POOLOPS_BUILD_MISSING": "false"}
+    envs = {
+        ON: ("service.app:create_app", server_env, "/readyz"),
+        OFF: ("service.app:create_app", {**server_env, "POOLOPS_BATCH_MAX_SIZE": "1"}, "/readyz"),
+        NAIVE: ("poolops.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
+                "/healthz"),
+    }
+    servers: dict[str, Server] = {}
+    try:
+        for s in setups:
+            servers[s] = _start(s, *envs[s])
+        _wait_ready(list(servers.values()), START_TIMEOUT_S)
+    except BaseException:
+        for s in servers.values():
+            s.stop()
+        raise
+    return servers
+
+
+# ---- measurements -------------------------------------------------------------------
+def make_png(size: tuple[int, int], channels: int) -> bytes:
+    """A digit-like test image: a thick bright stroke on black (what the models expect)."""
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    im = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(im)
+    s = max(1, min(h, w) // 8)
+    d.line([(w * 0.3, h * 0.25), (w * 0.7, h * 0.25), (w * 0.45, h * 0.8)], fill=255, width=s)
+    if channels == 3:
+        im = im.convert("RGB")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _stats(lat_s: Sequence[float], wall_s: float) -> dict[str, float]:
+    a = np.asarray(lat_s) * 1e3
+    return {"n": len(a), "throughput": len(a) / wall_s if wall_s > 0 else float("nan"),
+            "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
+
+
+def measure_raw(onnx_path: Path, size: tuple[int, int], channels: int, runs: int) -> dict[str, Any]:
+    """Sequential ``session.run`` with batch 1, through the server's own session factory
+    (providers from ``POOLOPS_DEVICE``, intra-op threads from ``POOLOPS_THREADS`` or the
+    CPU quota)."""
+    from service.config import Settings
+    from service.engine.sessions import choose_providers, cpu_quota, make_session
+
+    settings = Settings()
+    threads = settings.threads or cpu_quota()
+    sess = make_session(onnx_path, choose_providers(settings.device), threads)
+    h, w = size
+    feeds = {"x": np.random.default_rng(0).random((1, channels, h, w), dtype=np.float32)}
+    if "valid" in sess.input_names:
+        feeds["valid"] = np.array([[h, w]], np.int64)
+    run = sess.session.run
+    t_end = time.perf_counter() + 0.5
+    for i in range(1000):  # warm-up: >= 10 runs and 0.5 s
+        run(None, feeds)
+        if i >= 10 and time.perf_counter() > t_end:
+            break
+    lat = []
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        t = time.perf_counter()
+        run(None, feeds)
+        lat.append(time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    return {"setup": RAW, "concurrency": 1, **_stats(lat, wall), "errors": 0, "client_cpu": None,
+            "server_cpu": cpu / runs * 1e3, "batch": 1.0, "threads": threads, "provider": sess.provider, "note": ""}
+
+
+def _batch_totals(metrics_text: str, model: str) -> tuple[float, float] | None:
+    s = c = None
+    for line in metrics_text.splitlines():
+        if line.startswith(f'poolops_batch_size_sum{{model="{model}"}}'):
+            s = float(line.split()[-1])
+        elif line.startswith(f'poolops_batch_size_count{{model="{model}"}}'):
+            c = float(line.split()[-1])
+    return (s, c) if s is not None and c is not None else None
+
+
+async def _drive(url: str, png: bytes, concurrency: int, n: int, timeout_s: float):
+    """``n`` POSTs by ``concurrency`` workers; (latencies of the 200s, error counts, wall s)."""
+    import httpx
+
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    left = [n]
+    deadline = time.perf_counter() + timeout_s
+    # the multipart body is encoded once: the same bytes every request, less client CPU
+    form = httpx.Request("POST", url, files={"files": ("image.png", png, "image/png")})
+    body, headers = form.read(), {"content-type": form.headers["content-type"]}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_S) as client:
+        async def worker():
+            while left[0] > 0 and time.perf_counter() < deadline:
+                left[0] -= 1
+                t = time.perf_counter()
+                try:
+                    r = await client.post(url, content=body, headers=headers)
+                    ok, key = r.status_code == 200, str(r.status_code)
+                except httpx.HTTPError as e:
+                    ok, key = False, type(e).__name__
+                dt = time.perf_counter() - t
+                if ok:
+                    lat.append(dt)
+                else:
+                    errors[key] = errors.get(key, 0) + 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return lat, errors, wall
+
+
+def measure_http(server: Server, path: str, png: bytes, concurrency: int, n: int, timeout_s: float,
+                 model: str) -> dict[str, Any]:
+    import httpx
+
+    url = server.url + path
+    asyncio.run(_drive(url, png, concurrency, max(2 * concurrency, 10), WARMUP_TIMEOUT_S))  # warm-up
+    before = after = None
+    if server.setup != NAIVE:
+        before = _batch_totals(httpx.get(server.url + "/metrics", timeout=10).text, model)
+    s0, c0 = server.cpu(), time.process_time()
+    lat, errors, wall = asyncio.run(_drive(url, png, concurrency, n, timeout_s))
+    s1, c1 = server.cpu(), time.process_time()
+    if server.setup != NAIVE:
+        after = _batch_totals(httpx.get(server.url + "/metrics", timeout=10).text, model)
+    done = len(lat)
+    batch = None
+    if before and after and after[1] > before[1]:
+        batch = (after[0] - before[0]) / (after[1] - before[1])
+    elif server.setup == NAIVE:
+        batch = 1.0
+    row = {"setup": server.setup, "concurrency": concurrency, "errors": sum(errors.values()),
+           "client_cpu": (c1 - c0) / done * 1e3 if done else None,
+           "server_cpu": (s1 - s0) / done * 1e3 if done and s0 is not None and s1 is not None else None,
+           "batch": batch, "note": ""}
+    if done:
+        row.update(_stats(lat, wall))
+    else:
+        row.update(n=0, throughput=0.0, p50=float("nan"), p99=float("nan"))
+    notes = []
+    if errors:
+        notes.append("errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(errors.items())))
+    if done + row["errors"] < n:
+        notes.append(f"stopped at the {timeout_s:.0f} s bound after {done + row['errors']} of {n}")
+    row["note"] = "; ".join(notes)
+    return row
+
+
+# ---- verdicts and output ------------------------------------------------------------
+def _find(rows, setup, conc):
+    return next((r for r in rows if r["setup"] == setup and r["concurrency"] == conc and r["n"]), None)
+
+
+def verdicts(rows: list[dict[str, Any]], levels: Sequence[int]) -> list[str]:
+    """The three targets, judged on ``rows``; each line says MET or NOT MET with numbers."""
+    top = max(levels)
+    at = f"concurrency {top}" + ("" if top == 32 else " (the highest level run; the target names 32)")
+    out = []
+    raw, off1 = _find(rows, RAW, 1), _find(rows, OFF, min(levels))
+    if raw and off1:
+        d = off1["p50"] - raw["p50"]
+        ok = d <= OVERHEAD_TARGET_MS
+        out.append(f"HTTP overhead: server (batching off, concurrency {min(levels)}) p50 {off1['p50']:.2f} ms - "
+                   f"raw session.run p50 {raw['p50']:.2f} ms = {d:.2f} ms (target <= {OVERHEAD_TARGET_MS:g} ms): "
+                   f"{'MET' if ok else 'NOT MET'}")
+    else:
+        out.append("HTTP overhead: NOT MET (no measurement: n/a)")
+    on, off = _find(rows, ON, top), _find(rows, OFF, top)
+    if on and off:
+        g = on["throughput"] / off["throughput"]
+        out.append(f"Batching gain at {at}: on {on['throughput']:.1f} req/s / off {off['throughput']:.1f} req/s = "
+                   f"{g:.2f}x (target >= {BATCHING_TARGET:g}x): {'MET' if g >= BATCHING_TARGET else 'NOT MET'}")
+    else:
+        out.append(f"Batching gain at {at}: NOT MET (no measurement: n/a)")
+    nv = _find(rows, NAIVE, top)
+    if on and nv:
+        g = on["throughput"] / nv["throughput"]
+        out.append(f"Server vs naive at {at}: batching on {on['throughput']:.1f} req/s / naive "
+                   f"{nv['throughput']:.1f} req/s = {g:.2f}x (target >= {NAIVE_TARGET:g}x): "
+                   f"{'MET' if g >= NAIVE_TARGET else 'NOT MET'}")
+    else:
+        out.append(f"Server vs naive at {at}: NOT MET (no measurement: n/a)")
+    return out
+
+
+def _f(v, d=2) -> str:
+    return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{d}f}"
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    req = str(r["n"]) + (f" (+{r['errors']} failed)" if r.get("errors") else "")
+    if r["setup"] == RAW:
+        req += " runs"
+    cells = [r["setup"], str(r["concurrency"]), req, _f(r["throughput"], 1), _f(r["p50"]), _f(r["p99"]),
+             _f(r["client_cpu"]), _f(r["server_cpu"]), _f(r["batch"], 1)]
+    if r.get("note"):
+        cells[2] += f" [{r['note']}]"
+    return cells
+
+
+def _print(rows, header, notes, targets, markdown: bool) -> None:
+    if markdown:
+        print("# poolops bench serve\n")
+        print("Made by `poolops bench serve --markdown > docs/bench_serve.md`.\n")
+        for line in header:
+            print(f"{line}  ")
+        print()
+        print("| " + " | ".join(COLUMNS) + " |")
+        print("|" + "|".join(["---", "---:"] + ["---:"] * (len(COLUMNS) - 2)) + "|")
+        for r in rows:
+            print("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
+        print("\nTargets, judged on this run:\n")
+        for line in targets:
+            print(f"- {line}")
+        print("\nNotes:\n")
+        for line in notes:
+            print(f"- {line}")
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=170)
+    for line in header:
+        console.print(line, markup=False, highlight=False)
+    table = Table(title="poolops bench serve: raw session.run vs this server vs a naive FastAPI + torch app")
+    for i, col in enumerate(COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*(escape(c) for c in _cells(r)), style="red" if r.get("errors") else None)
+    console.print(table)
+    for line in targets:
+        console.print(f"target: {line}", markup=False, highlight=False)
+    for line in notes:
+        console.print(f"note: {line}", markup=False, highlight=False)
+
+
+def run_serve(
+    model: str = DEFAULT_MODEL,
+    size: int | tuple[int, int] = DEFAULT_SIZE,
+    requests: int | None = None,
+    concurrency: Sequence[int] = DEFAULT_CONCURRENCY,
+    quick: bool = False,
+    markdown: bool = False,
+    models_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and print the table; returns ``{"rows", "verdicts", "header"}``.
+
+    Each row: ``setup``, ``concurrency``, ``n`` (timed requests that succeeded), ``errors``,
+    ``throughput`` (req/s), ``p50`` and ``p99`` (ms), ``client_cpu`` and ``server_cpu``
+    (CPU ms per request), ``batch`` (mean images per model batch), ``note``."""
+    import onnxruntime as ort
+
+    from models.registry import load_registry
+    from models.zoo import zoo_dir
+    from poolops.bench import cpu_model
+    from service.engine.sessions import cpu_quota
+
+    levels = sorted({int(c) for c in concurrency})
+    if not levels or levels[0] < 1:
+        raise ValueError(f"concurrency levels must be >= 1, got {list(concurrency)}")
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    n_req = requests if requests is not None else (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
+    n_raw = max(n_req, QUICK_RAW_RUNS if quick else DEFAULT_RAW_RUNS)
+    level_timeout = QUICK_LEVEL_TIMEOUT_S if quick else LEVEL_TIMEOUT_S
+    src = Path(models_dir) if models_dir else zoo_dir()
+    registry = load_registry(src)
+    if model not in registry:
+        raise ValueError(f"unknown model {model!r} in {src}; registered: {', '.join(registry) or 'none'}")
+    entry = registry[model]
+    if not entry.available:
+        raise ValueError(f"model {model!r} is unavailable: {entry.reason}")
+    channels = entry.card.input.channels
+    png = make_png(hw, channels)
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="poolops-bench-serve-") as tmp:
+        reg = Path(tmp) / "zoo"  # only this model: start-up loads and warms up every model
+        shutil.copytree(entry.path, reg / model)
+        servers = start_servers(model, reg, SETUPS)
+        try:
+            import httpx
+
+            torch_threads = httpx.get(servers[NAIVE].url + "/healthz", timeout=10).json().get("torch_threads")
+            raw = measure_raw(reg / model / "model.onnx", hw, channels, n_raw)
+            rows.append(raw)
+            by_setup: dict[str, list[dict[str, Any]]] = {s: [] for s in SETUPS}
+            # round-robin: each level is measured for every setup before the next level,
+            # so that all setups see the same machine load
+            for c in levels:
+                for s in SETUPS:
+                    path = "/predict" if s == NAIVE else f"/v1/models/{model}/predict"
+                    by_setup[s].append(measure_http(servers[s], path, png, c, n_req, level_timeout, model))
+            for s in SETUPS:
+                rows.extend(by_setup[s])
+        finally:
+            for s in servers.values():
+                s.stop()
+
+    from service.config import Settings
+
+    fields = Settings.model_fields
+    header = [
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs, CPU quota {cpu_quota()} "
+        f"({platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+        f"1-min load average {load} before the run); client and servers share these cores",
+        f"model: {model} ({channels} channel(s)); image {hw[0]}x{hw[1]} PNG of {len(png)} bytes, one per request",
+        f"raw: onnxruntime {ort.__version__} InferenceSession.run, {raw.get('provider') or 'CPU'}, "
+        f"intra_op_num_threads={raw['threads']} (the server's setting), batch 1, {n_raw} sequential runs",
+        f"server: create_app under uvicorn (own process, ui=false, build_missing=false); batching on = defaults "
+        f"(batch_max_size={fields['batch_max_size'].default}, batch_wait_ms={fields['batch_wait_ms'].default:g}), "
+        "off = POOLOPS_BATCH_MAX_SIZE=1; POST /v1/models/{name}/predict, multipart files",
+        f"naive: FastAPI async def endpoint under uvicorn (own process), Pillow decode, torch eager "
+        f"(torch.no_grad, {torch_threads} threads), freshly initialised weights (time does not depend on them)",
+        f"client: httpx.AsyncClient in the benchmark process, N workers with keep-alive connections; per level "
+        f"max(2N, 10) warm-up requests (bound {WARMUP_TIMEOUT_S:.0f} s), then {n_req} timed requests "
+        f"(bound {level_timeout:.0f} s); levels run round-robin across setups; the multipart body is encoded once",
+    ]
+    notes = [
+        "throughput = successful timed requests / wall time of the level; p50 and p99 = client-side latency "
+        "of each request (raw: of each session.run)",
+        "client CPU ms/req = the benchmark process's CPU time per request (httpx); server CPU ms/req = the "
+        "server process's CPU time per request (raw: the session's, all threads); mean batch = images per "
+        "model batch from the server's /metrics",
+    ]
+    targets = verdicts(rows, levels)
+    _print(rows, header, notes, targets, markdown)
+    return {"rows": rows, "verdicts": targets, "header": header}
