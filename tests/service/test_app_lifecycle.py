@@ -111,8 +111,8 @@ def test_poolops_serve_and_graceful_sigterm(zoo_copy):
     port = free_port()
     env = {**os.environ, "POOLOPS_MODELS_DIR": str(zoo_copy), "POOLOPS_BUILD_MISSING": "false",
            "POOLOPS_WARMUP_SIZES": "[]", "POOLOPS_REQUEST_TIMEOUT_S": "60",
-           # every predict waits 2 s in the batcher: certainly in flight when SIGTERM comes
-           "POOLOPS_BATCH_WAIT_MS": "2000", "POOLOPS_BATCH_MAX_SIZE": "64"}
+           # every predict waits in the batcher: certainly in flight when SIGTERM comes
+           "POOLOPS_BATCH_WAIT_MS": "6000", "POOLOPS_BATCH_MAX_SIZE": "64"}
     proc = subprocess.Popen([sys.executable, "-m", "poolops.cli", "serve", "--port", str(port), "--no-ui",
                              "--log-level", "warning"], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -134,7 +134,9 @@ def test_poolops_serve_and_graceful_sigterm(zoo_copy):
         with cf.ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(httpx.post, url + "/v1/models/digits-spp/predict", files=files, timeout=120)
                        for _ in range(8)]
-            time.sleep(1.0)  # all sent, all waiting in the batcher
+            while 'poolops_queue_depth{model="digits-spp"} 8.0' not in httpx.get(url + "/metrics").text:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)  # until all eight wait in the batcher
             proc.send_signal(signal.SIGTERM)
             codes = [f.result().status_code for f in futures]
         assert codes == [200] * 8, codes
