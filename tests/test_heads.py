@@ -14,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, session
+from conftest import check_export
 from torch import nn
 
 import poolops.functional as PF
 import poolops.nn as PN
-from poolops.onnx import export
 
 C = 8
 SIZES = [(1, 17, 23), (2, 32, 32), (3, 64, 48), (2, 100, 7)]
@@ -105,17 +104,7 @@ def test_out_features_of_fixed_length_heads():
 
 @pytest.mark.parametrize("name", HEADS)
 def test_head_exports_and_matches_torch_at_any_size(name, tmp_path):
-    model = _model(name)
-    proto = export(model, torch.randn(2, 3, 32, 40), tmp_path / "m.onnx", output_names=["logits"])
-    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == ["N", 3, "H", "W"]
-    sess = session(proto)
-    for n, h, w in SIZES:
-        x = torch.randn(n, 3, h, w)
-        with torch.no_grad():
-            expected = model(x).numpy()
-        (actual,) = sess.run(None, {"x": x.numpy()})
-        assert_close(actual, expected, rel=1e-4, what=f"{name} at {(n, h, w)}")
+    check_export(_model(name), SIZES, tmp_path / "m.onnx", rel=1e-4, what=name)
 
 
 @pytest.mark.parametrize("name", HEADS)
