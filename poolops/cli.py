@@ -19,7 +19,8 @@ def _cmd_ops(args: argparse.Namespace) -> int:
     for name in list_ops():
         spec = get_op(name)
         defaults = ", ".join(f"{k}={v.default!r}" for k, v in spec.params.model_fields.items())
-        table.add_row(name, spec.module_name, ", ".join(spec.inputs), ", ".join(spec.outputs), defaults)
+        inputs = ", ".join([*spec.inputs, *(f"{n} (optional)" for n in spec.optional_inputs)])
+        table.add_row(name, spec.module_name, inputs, ", ".join(spec.outputs), defaults)
     Console().print(table)
     return 0
 

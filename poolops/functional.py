@@ -27,6 +27,9 @@ def apply(spec: OpSpec, p: OpParams, inputs: tuple, return_indices: bool = False
     if len(inputs) > len(spec.all_inputs):
         raise ParamError(spec.name, "inputs", f"takes at most {len(spec.all_inputs)} tensors {list(spec.all_inputs)}")
     inputs = tuple(inputs) + (None,) * (len(spec.all_inputs) - len(inputs))
+    missing = [n for n, v in zip(spec.inputs, inputs) if v is None]
+    if missing:
+        raise ParamError(spec.name, missing[0], f"is a required input; the op takes {list(spec.inputs)}")
     if torch.compiler.is_exporting():
         from poolops import torch_ops
 

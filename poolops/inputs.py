@@ -3,28 +3,85 @@
 Each kind has a shape (symbolic dims), a dtype, a description, and an example
 generator (for tests, benchmarks and the UI). An op lists the ones it takes in
 ``OpSpec.inputs`` (required) and ``OpSpec.optional_inputs``.
+
+Shapes are checked from ``dims`` by :func:`check_inputs` (``OpSpec.check`` calls it):
+``N``, ``C``, ``H``, ``W`` are x's dims, any other name is bound by the first input
+that has it (``se_w1`` ``[R, C]`` binds ``R``, then ``se_b1`` must be ``[R]``), ints are
+exact. A kind's ``check`` adds value checks (``valid``: within H and W).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class InputKind:
+    """One kind of input.
+
+    Attributes:
+        example: ``(x_shape, rng) -> array`` for tests, benchmarks and the UI; it may
+            also take keyword arguments ``params`` (the op's parsed parameters) and
+            ``inputs`` (the examples made so far, by name), which
+            :func:`example_inputs` passes when the function names them.
+        check: ``(op_name, x, value) -> None``, raising ``ParamError``: checks beyond
+            the shape and dtype (which :func:`check_inputs` does from ``dims``).
+    """
+
     name: str
     dims: tuple[str | int, ...]
     dtype: str  # "float32" or "int64"
     doc: str
-    example: Callable[[tuple[int, ...], np.random.Generator], np.ndarray] | None = None
+    example: Callable[..., np.ndarray] | None = None
+    check: Callable[[str, Any, Any], None] | None = None
 
 
 def _example_valid(x_shape, rng):
     n, _, h, w = x_shape
     return np.stack([rng.integers(1, h + 1, n), rng.integers(1, w + 1, n)], axis=1).astype(np.int64)
+
+
+# bilinear / attention / se: example generators
+
+
+def _example_x2(x_shape, rng):
+    n, c, h, w = x_shape
+    return rng.standard_normal((n, int(rng.integers(1, c + 1)), h, w)).astype(np.float32)
+
+
+def _example_attn(x_shape, rng):
+    n, c, h, w = x_shape
+    return rng.standard_normal((n, int(rng.choice([1, c])), h, w)).astype(np.float32)
+
+
+def se_hidden(channels: int) -> int:
+    """The hidden size R of the example ``se`` weights: ``max(2, C // 4)``."""
+    return max(2, channels // 4)
+
+
+def _example_se(rows, cols, scale_by):
+    def make(x_shape, rng):
+        c = x_shape[1]
+        sizes = {"C": c, "R": se_hidden(c)}
+        shape = tuple(sizes[d] for d in (rows, cols) if d)
+        return (rng.standard_normal(shape) / np.sqrt(sizes[scale_by])).astype(np.float32)
+
+    return make
+
+
+def check_attn(op_name: str, x, attn) -> None:
+    """``ParamError`` unless the attention map has 1 or C channels."""
+    from poolops.params import ParamError
+
+    a, c = int(attn.shape[1]), int(x.shape[1])
+    if a not in (1, c):
+        raise ParamError(
+            op_name, "attn", f"expected shape [N, 1, H, W] or [N, C, H, W] = [N, {c}, H, W], got {tuple(attn.shape)}"
+        )
 
 
 KINDS: dict[str, InputKind] = {
@@ -36,7 +93,33 @@ KINDS: dict[str, InputKind] = {
         "valid (height, width) of each sample of a padded batch: sample n is x[n, :, :h, :w], "
         "the rest is padding the op ignores (1 <= h <= H, 1 <= w <= W)",
         _example_valid,
+        check=lambda op, x, v: check_valid(op, x, v),
     ),
+    # bilinear / attention / se
+    "x2": InputKind(
+        "x2",
+        ("N", "C2", "H", "W"),
+        "float32",
+        "a second feature map for multimodal bilinear pooling: same N, H, W as x, any C2 channels",
+        _example_x2,
+    ),
+    "attn": InputKind(
+        "attn",
+        ("N", "A", "H", "W"),
+        "float32",
+        "attention logits, softmaxed over the H*W positions: A = 1 (one map for all channels) or A = C "
+        "(one map per channel); same N, H, W as x",
+        _example_attn,
+        check=lambda op, x, v: check_attn(op, x, v),
+    ),
+    "se_w1": InputKind("se_w1", ("R", "C"), "float32", "squeeze-and-excitation reduction weights [R, C]",
+                       _example_se("R", "C", "C")),
+    "se_b1": InputKind("se_b1", ("R",), "float32", "squeeze-and-excitation reduction bias [R]",
+                       _example_se("R", None, "R")),
+    "se_w2": InputKind("se_w2", ("C", "R"), "float32", "squeeze-and-excitation expansion weights [C, R]",
+                       _example_se("C", "R", "R")),
+    "se_b2": InputKind("se_b2", ("C",), "float32", "squeeze-and-excitation expansion bias [C]",
+                       _example_se("C", None, "C")),
 }
 
 
@@ -60,3 +143,56 @@ def check_valid(op_name: str, x, valid) -> None:
         raise ParamError(op_name, "valid", f"expected integers, got {v.dtype}")
     if (v < 1).any() or (v[:, 0] > h).any() or (v[:, 1] > w).any():
         raise ParamError(op_name, "valid", f"each (height, width) must be within 1..{h} and 1..{w}, got {v.tolist()}")
+
+
+_X_DIMS = ("N", "C", "H", "W")
+
+
+def _is_float(value) -> bool:
+    if hasattr(value, "is_floating_point"):  # torch
+        return bool(value.is_floating_point())
+    return np.issubdtype(np.asarray(value).dtype, np.floating)
+
+
+def check_inputs(op_name: str, x, values: Mapping[str, Any]) -> None:
+    """``ParamError`` naming the input unless each given (not None) input has the shape
+    of its kind's ``dims`` (symbols bound by x and by the inputs before it), its dtype
+    (float or integer) and passes the kind's ``check``."""
+    from poolops.params import ParamError
+
+    bound: dict[str, int] = dict(zip(_X_DIMS, (int(d) for d in x.shape)))
+    for name, value in values.items():
+        if value is None:
+            continue
+        k = kind(name)
+        shape = tuple(int(d) for d in value.shape)
+        want = [d if isinstance(d, int) else bound.get(d) for d in k.dims]
+        if len(shape) != len(k.dims) or any(w is not None and w != s for w, s in zip(want, shape)):
+            symbolic = ", ".join(map(str, k.dims))
+            resolved = ", ".join(str(d if w is None else w) for d, w in zip(k.dims, want))
+            raise ParamError(op_name, name, f"expected shape [{symbolic}] = [{resolved}], got {shape}")
+        for d, s in zip(k.dims, shape):
+            if isinstance(d, str):
+                bound.setdefault(d, s)
+        if k.dtype == "float32" and not _is_float(value):
+            raise ParamError(op_name, name, f"expected floating point values, got {value.dtype}")
+        if k.dtype == "int64" and _is_float(value):
+            raise ParamError(op_name, name, f"expected integers, got {value.dtype}")
+        if k.check is not None:
+            k.check(op_name, x, value)
+
+
+def example_inputs(
+    names, x_shape: tuple[int, ...], rng: np.random.Generator, params: Any = None
+) -> dict[str, np.ndarray]:
+    """Example arrays of the inputs ``names`` (not ``x``) for an ``x`` of ``x_shape``,
+    from their kinds' generators; ``ValueError`` for a kind without one."""
+    made: dict[str, np.ndarray] = {}
+    for name in names:
+        k = kind(name)
+        if k.example is None:
+            raise ValueError(f"input kind {name!r} has no example generator")
+        wanted = inspect.signature(k.example).parameters
+        extra = {key: v for key, v in (("params", params), ("inputs", dict(made))) if key in wanted}
+        made[name] = k.example(tuple(x_shape), rng, **extra)
+    return made

@@ -12,6 +12,7 @@ process uses the registry (parameters, docs, ONNX builders) without torch.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -33,7 +34,10 @@ class OpSpec:
             per requested output name.
         onnx_backward: ``(op, p, x, grad_y) -> grad_x`` or None.
         output_shape: ``(p, x_shape) -> tuple`` of the ``y`` output (works on
-            ints and on torch SymInts; ``indices`` has the same shape).
+            ints and on torch SymInts; ``indices`` has the same shape). An op whose
+            output depends on other inputs takes their shapes too,
+            ``(p, x_shape, *extra_shapes)`` (None for an absent optional input);
+            call it through :meth:`OpSpec.shape`.
         module_name: class name of the ``poolops.nn`` module.
         doc: a short description with the seed's example.
         inputs: names of the required tensor inputs (ONNX graph inputs, in order);
@@ -43,7 +47,8 @@ class OpSpec:
         outputs: names of the outputs (``y`` first).
         check_input: ``(p, x) -> None`` raising :class:`ParamError` for inputs
             the op cannot take (shape, and values where the op needs it);
-            ``x`` is a numpy array or a torch tensor.
+            ``x`` is a numpy array or a torch tensor. The other inputs are checked
+            against their kinds (:func:`poolops.inputs.check_inputs`).
         family: a grouping for docs and the UI (window, global, adaptive, ...).
         input_domain: ``real`` or ``nonnegative`` (stochastic pooling).
     """
@@ -73,8 +78,17 @@ class OpSpec:
     def all_inputs(self) -> tuple[str, ...]:
         return self.inputs + self.optional_inputs
 
+    def shape(self, p: OpParams, x_shape: Sequence[Any], *extra_shapes: Any) -> tuple:
+        """The ``y`` shape: ``output_shape``, given the other inputs' shapes (in
+        ``all_inputs[1:]`` order, None for absent ones) if it takes them."""
+        params = inspect.signature(self.output_shape).parameters.values()
+        takes_more = len(params) > 2 or any(q.kind is q.VAR_POSITIONAL for q in params)
+        return self.output_shape(p, x_shape, *extra_shapes) if takes_more else self.output_shape(p, x_shape)
+
     def check(self, p: OpParams, x: Any, *extra: Any) -> None:
-        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op (and ``valid``)."""
+        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op, and each
+        other input given (``extra``, in ``all_inputs[1:]`` order; None or left out:
+        not checked) against its kind."""
         shape = tuple(x.shape)
         if len(shape) != 4:
             raise ParamError(
@@ -84,11 +98,9 @@ class OpSpec:
             raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
         if self.check_input is not None:
             self.check_input(p, x)
-        for name, value in zip(self.all_inputs[1:], extra):
-            if name == "valid" and value is not None:
-                from poolops.inputs import check_valid
+        from poolops.inputs import check_inputs
 
-                check_valid(self.name, x, value)
+        check_inputs(self.name, x, dict(zip(self.all_inputs[1:], extra)))
 
 
 _REGISTRY: dict[str, OpSpec] = {}

@@ -47,6 +47,25 @@ def assert_close(
     assert err <= rel * scale, f"{what}: max error {err:g} > {rel:g} * scale {scale:g}"
 
 
+def check_export(model, sizes, path=None, rel: float = 1e-5, what: str = "") -> None:
+    """Export ``model`` (3-channel image input) with dynamic N, H, W (``poolops.onnx.export``),
+    then run it in ONNX Runtime at each ``(n, h, w)`` of ``sizes`` against torch."""
+    import torch
+
+    from poolops.onnx import export
+
+    proto = export(model, torch.randn(2, 3, 32, 40), path, output_names=["logits"])
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 3, "H", "W"]
+    sess = session(proto)
+    for n, h, w in sizes:
+        x = torch.randn(n, 3, h, w)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        (actual,) = sess.run(None, {"x": x.numpy()})
+        assert_close(actual, expected, rel=rel, what=f"{what} at {(n, h, w)}")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -91,6 +91,16 @@ PARAMS = {
             "propagate_nan": st.booleans(),
         }
     ),
+    # bilinear / attention / se (their extra inputs come from the input kinds' examples)
+    "bilinear": st.fixed_dictionaries(
+        {
+            "signed_sqrt": st.booleans(),
+            "l2_normalize": st.booleans(),
+            "eps": st.sampled_from([1e-12, 1e-6]),
+        }
+    ),
+    "attention": st.fixed_dictionaries({"temperature": st.sampled_from([1.0, 0.5, 3.0]) | st.floats(0.25, 4.0)}),
+    "se": st.just({}),
 }
 
 

@@ -1,25 +1,26 @@
-"""Smoke test of ``poolops bench ops``: every x-only op gets a row with sane numbers."""
+"""Smoke test of ``poolops bench ops``: every op (extra inputs from the input kinds'
+examples) gets rows with sane numbers."""
 
 from __future__ import annotations
 
 import math
 
 from poolops import get_op, list_ops
+from poolops.inputs import kind
 
 
 def test_run_ops_quick_has_a_row_per_op():
     from poolops.bench import run_ops
 
     rows = run_ops(quick=True)
-    x_only = [n for n in list_ops() if tuple(get_op(n).inputs) == ("x",)]
-    assert x_only
     by_name = {}
     for r in rows:
         by_name.setdefault(r["name"], []).append(r)
-    for name in x_only:
+    for name in list_ops():
         assert name in by_name, f"no row for {name}"
         for r in by_name[name]:
             assert r["error"] is None, f"{r['op']}: {r['error']}"
+            assert "MISMATCH" not in r["note"], r
             assert r["torch_ms"] > 0 and r["ort_ms"] > 0, r
             assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r
             assert r["gbps"] > 0 and math.isfinite(r["pct_memcpy"]), r
@@ -27,6 +28,10 @@ def test_run_ops_quick_has_a_row_per_op():
         assert any(r["op"] == name for r in by_name[name])
     assert any(r["op"] == "max (+indices)" for r in rows)
     assert any(r["op"] == "max (propagate_nan=False)" for r in rows)
+    # a row with each optional input that has an example generator, fed from it
+    for name in list_ops():
+        for opt in (o for o in get_op(name).optional_inputs if kind(o).example is not None):
+            assert any(r["op"] == f"{name} (+{opt})" and opt in r["inputs"] for r in by_name[name]), (name, opt)
 
 
 def test_cli_bench_ops_quick(capsys):

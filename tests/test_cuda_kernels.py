@@ -62,22 +62,27 @@ def _variants(spec) -> list[dict]:
 
 
 def _cases():
+    """Forward graphs with the required inputs and, for ops with optional inputs, with
+    all of them too (their nodes differ); backward graphs where the op has one."""
     for name in poolops.list_ops():
         spec = poolops.get_op(name)
         for params in _variants(spec):
             label = ",".join(f"{k}={v}" for k, v in params.items()) or "default"
-            yield pytest.param(name, "forward", None, params, id=f"{name}-fwd-{label}")
+            yield pytest.param(name, "forward", None, params, None, id=f"{name}-fwd-{label}")
+            if spec.optional_inputs:
+                with_all = "+".join(spec.optional_inputs)
+                yield pytest.param(name, "forward", None, params, spec.all_inputs, id=f"{name}-fwd-{label}-{with_all}")
             if not params and len(spec.outputs) > 1:
-                yield pytest.param(name, "forward", ("y",), params, id=f"{name}-fwd-y_only")
+                yield pytest.param(name, "forward", ("y",), params, None, id=f"{name}-fwd-y_only")
             if spec.onnx_backward is not None:
-                yield pytest.param(name, "backward", None, params, id=f"{name}-bwd-{label}")
+                yield pytest.param(name, "backward", None, params, None, id=f"{name}-bwd-{label}")
 
 
-@pytest.mark.parametrize(("name", "kind", "outputs", "params"), list(_cases()))
-def test_op_graph_runs_on_cuda_kernels(name, kind, outputs, params):
+@pytest.mark.parametrize(("name", "kind", "outputs", "params", "inputs"), list(_cases()))
+def test_op_graph_runs_on_cuda_kernels(name, kind, outputs, params, inputs):
     try:
         if kind == "forward":
-            model = op_model(name, outputs=outputs, **params)
+            model = op_model(name, outputs=outputs, inputs=inputs, **params)
         else:
             model = op_backward_model(name, **params)
     except ValueError as e:

@@ -1,7 +1,10 @@
 """Torch reference vs ONNX Runtime (CPU), forward and backward, on random dynamic shapes.
 
 One ONNX graph per drawn parameter set is run at several drawn input sizes: N, C,
-H and W are all dynamic. Parametrised over the registry: every op is covered.
+H and W are all dynamic. Parametrised over the registry: every op is covered. Inputs
+other than ``x`` (required ones, and a drawn subset of the optional ones) come from
+their input kinds' example generators (:func:`poolops.inputs.example_inputs`). Ops
+without an ONNX backward graph have their torch autograd checked numerically.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from hypothesis import strategies as st
 from strategies import params_for, shape
 
 import poolops
+from poolops.inputs import example_inputs, kind
 from poolops.onnx import op_backward_model, op_model
 from poolops.params import ParamError
 
-OPS = [n for n in poolops.list_ops() if poolops.get_op(n).inputs == ("x",)]
+OPS = poolops.list_ops()
 
 
 def _input(data, spec, shp) -> np.ndarray:
@@ -54,15 +58,35 @@ def _draw_case(data, name: str, max_shapes: int):
     return spec, p, shapes
 
 
+def _draw_inputs(data, spec) -> tuple[str, ...]:
+    """The graph's inputs: the required ones and a drawn subset of the optional ones
+    (those whose kind has an example generator)."""
+    optional = [n for n in spec.optional_inputs if kind(n).example is not None]
+    chosen = [n for n in optional if data.draw(st.booleans(), label=f"with {n}")]
+    return spec.inputs + tuple(chosen)
+
+
+def _extra_inputs(data, spec, p, names, shp) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="inputs seed"))
+    return example_inputs(names[1:], shp, rng, params=p)
+
+
+def _torch_args(spec, arrays: dict) -> list:
+    """The op's inputs after x, in order, as tensors (None for absent optional ones)."""
+    return [None if arrays.get(n) is None else torch.from_numpy(arrays[n]) for n in spec.all_inputs[1:]]
+
+
 @pytest.mark.parametrize("name", OPS)
 @given(data=st.data())
 def test_forward_matches_torch(name, data):
     spec, p, shapes = _draw_case(data, name, max_shapes=3)
-    sess = session(op_model(name, **p.model_dump()))
+    names = _draw_inputs(data, spec)
+    sess = session(op_model(name, inputs=names, **p.model_dump()))
     for shp in shapes:
         x = _input(data, spec, shp)
-        expected = spec.torch_fn(p, torch.from_numpy(x))
-        actual = sess.run(None, {"x": x})
+        extra = _extra_inputs(data, spec, p, names, shp)
+        expected = spec.torch_fn(p, torch.from_numpy(x), *_torch_args(spec, extra))
+        actual = sess.run(None, {"x": x, **extra})
         for out_name, e, a in zip(spec.outputs, expected, actual):
             if out_name == "indices":
                 np.testing.assert_array_equal(a, e.numpy(), err_msg=f"{name} indices at {shp}")
@@ -83,6 +107,25 @@ def test_backward_matches_autograd(name, data):
         y.backward(g)
         (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
         assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward {p} at {shp}", floor=_floor(g.numpy()))
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if poolops.get_op(n).onnx_backward is None])
+@given(data=st.data())
+def test_autograd_without_onnx_backward_is_right(name, data):
+    """Ops whose backward is torch autograd only: autograd equals finite differences
+    (float64 ``gradcheck``) for x and every float input, at small drawn shapes."""
+    spec = poolops.get_op(name)
+    p = spec.parse(data.draw(params_for(name), label="params"))
+    shp = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 6), st.integers(1, 6)), label="shape")
+    assume(_valid(spec, p, shp))
+    names = _draw_inputs(data, spec)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = rng.standard_normal(shp)
+    extra = {n: v.astype(np.float64) if v.dtype == np.float32 else v for n, v in _extra_inputs(data, spec, p, names, shp).items()}
+    args = [torch.from_numpy(x).requires_grad_()] + [
+        t.requires_grad_() if t is not None and t.is_floating_point() else t for t in _torch_args(spec, extra)
+    ]
+    assert torch.autograd.gradcheck(lambda *a: spec.torch_fn(p, *a)[0], tuple(args), eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if "propagate_nan" in poolops.get_op(n).params.model_fields])

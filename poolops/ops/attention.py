@@ -1,0 +1,126 @@
+"""Attention pooling: ``attention`` (attention-weighted global pooling) and ``se``
+(squeeze-and-excitation channel reweighting with the weights as inputs).
+
+``attention``: ``w = softmax over the H*W positions of a``, ``y[n, c] = sum_l w[n, l] *
+x[n, c, l]``, output ``[N, C, 1, 1]`` like ``global_avg`` (flatten for a head). The
+attention logits ``a`` are the optional input ``attn``: ``[N, 1, H, W]`` (one map
+for every channel) or ``[N, C, H, W]`` (one map per channel); by default (no
+``attn``) the channel mean of ``x``, CBAM-style: ``a = mean over C of x``.
+``temperature`` (> 0, default 1) divides the logits first: large values approach
+``global_avg``, small ones ``global_max`` (of the attention map's argmax).
+Example, one plane ``[[0, ln 3]]`` (= its own channel mean): ``w = [1/4, 3/4]``,
+``y = 1/4 * 0 + 3/4 * ln 3 = 0.824``; with ``attn = [[0, 0]]``: the plain mean,
+``0.549``.
+
+``se`` (Hu et al. 2018): ``s = mean over H*W of x`` ``[N, C]``, ``g = sigmoid(W2
+relu(W1 s + b1) + b2)`` ``[N, C]``, output ``x * g`` ``[N, C, H, W]``. The weights are
+required inputs ``se_w1`` ``[R, C]``, ``se_b1`` ``[R]``, ``se_w2`` ``[C, R]``, ``se_b2``
+``[C]`` (any hidden size R), as in a trained SE block (``nn.Linear(C, R)`` then
+``nn.Linear(R, C)``: their ``weight`` and ``bias``), so one graph serves every SE
+block of a network, and a module passes its parameters. (A single per-channel gate
+input would make the op a plain broadcast multiply; the SE block's work, the
+squeeze and the excitation MLP, is what needs to be exact and exportable.)
+Example, C = 1, R = 1, ``W1 = W2 = [[1]]``, ``b1 = b2 = 0``, plane ``[[1, 3]]``:
+``s = 2``, ``g = sigmoid(relu(2)) = 0.881``, output ``[[0.881, 2.642]]``.
+
+Backward: autograd (torch), to ``x`` and to every given input (``attn``, the
+weights). No ONNX backward graphs (served forward only).
+
+ONNX: ``attention``: ReduceMean (default map), Softmax over the flattened H*W axis,
+Mul and ReduceSum; ``se``: ReduceMean, Gemm, Relu, Gemm, Sigmoid, Mul. All have ONNX
+Runtime CUDA kernels at opset 18.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from poolops.onnx import blocks
+from poolops.onnx.builder import const_f32, const_i64, unsqueeze
+from poolops.params import OpParams
+from poolops.registry import OpSpec, register
+
+# ---------------------------------------------------------------- attention
+
+
+class AttentionParams(OpParams):
+    temperature: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    """The softmax is taken of ``a / temperature``."""
+
+
+def _attention_shape(p, s):
+    return (s[0], s[1], 1, 1)
+
+
+def torch_attention(p: AttentionParams, x, attn=None, outputs=("y",)):
+    a = x.mean(dim=1, keepdim=True) if attn is None else attn
+    if p.temperature != 1.0:
+        a = a / p.temperature
+    w = a.flatten(2).softmax(dim=2)  # [N, A, HW], A = 1 or C
+    return ((w * x.flatten(2)).sum(dim=2)[:, :, None, None],)
+
+
+def onnx_attention(op, p: AttentionParams, x, attn=None, outputs=("y",)):
+    a = op.ReduceMean(x, const_i64(op, [1]), keepdims=1) if attn is None else attn
+    if p.temperature != 1.0:
+        a = op.Div(a, const_f32(op, p.temperature))
+    flat = const_i64(op, [0, 0, -1])
+    w = op.Softmax(op.Reshape(a, flat), axis=2)  # [N, A, HW]
+    y = op.ReduceSum(op.Mul(w, op.Reshape(x, flat)), const_i64(op, [2]), keepdims=1)  # [N, C, 1]
+    return blocks.take_outputs(outputs, y=unsqueeze(op, y, [3]))
+
+
+register(
+    OpSpec(
+        name="attention",
+        family="global",
+        params=AttentionParams,
+        torch_fn=torch_attention,
+        onnx_fn=onnx_attention,
+        onnx_backward=None,
+        output_shape=_attention_shape,
+        module_name="AttentionPool",
+        optional_inputs=("attn",),
+        doc=__doc__,
+    )
+)
+
+
+# ---------------------------------------------------------------- se
+
+SE_INPUTS = ("x", "se_w1", "se_b1", "se_w2", "se_b2")
+
+
+class SEParams(OpParams):
+    pass
+
+
+def torch_se(p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
+    import torch.nn.functional as F
+
+    s = x.mean(dim=(2, 3))
+    g = F.linear(F.relu(F.linear(s, se_w1, se_b1)), se_w2, se_b2).sigmoid()
+    return (x * g[:, :, None, None],)
+
+
+def onnx_se(op, p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
+    s = op.ReduceMean(x, const_i64(op, [2, 3]), keepdims=0)  # [N, C]
+    hidden = op.Relu(op.Gemm(s, se_w1, se_b1, transB=1))  # [N, R]
+    g = op.Sigmoid(op.Gemm(hidden, se_w2, se_b2, transB=1))  # [N, C]
+    return blocks.take_outputs(outputs, y=op.Mul(x, unsqueeze(op, g, [2, 3])))
+
+
+register(
+    OpSpec(
+        name="se",
+        family="attention",
+        params=SEParams,
+        torch_fn=torch_se,
+        onnx_fn=onnx_se,
+        onnx_backward=None,
+        output_shape=lambda p, s: tuple(s),
+        module_name="SqueezeExcite",
+        inputs=SE_INPUTS,
+        doc=__doc__,
+    )
+)
