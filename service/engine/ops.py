@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from poolops.inputs import kind
+from poolops.inputs import example_inputs, kind
 from poolops.onnx import op_backward_model, op_model
 from poolops.params import ParamError
 from poolops.registry import OpSpec, get_op, list_ops
@@ -170,8 +170,8 @@ class OpRunner:
         for name in list_ops():
             spec = get_op(name)
             x = rng.random((1, 2, 16, 16), dtype=np.float32)
-            extra = {k: kind(k).example(x.shape, rng) for k in spec.inputs[1:] if kind(k).example}
             try:
+                extra = example_inputs(spec.inputs[1:], x.shape, rng, spec.parse({}))
                 self.run(name, {}, x, extra)
             except Exception as e:  # noqa: BLE001 - such an op is built on first use instead
                 log.info("warm-up skipped %s: %s", name, e)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from poolops.inputs import kind
+from poolops.inputs import example_inputs, kind
 from poolops.registry import OpSpec, get_op, list_ops
 from service.codecs.images import open_image, to_pixels
 from service.engine.errors import BadInput, EngineError
@@ -166,7 +166,7 @@ def parse_params(text: str, what: str = "parameters") -> dict:
     return p
 
 
-def extra_inputs(spec: OpSpec, x: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+def extra_inputs(spec: OpSpec, x: np.ndarray, params: dict | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Example values for the op's required extra inputs (fixed seed), with notes.
 
     ``BadInput`` naming them when one has no example generator."""
@@ -177,10 +177,14 @@ def extra_inputs(spec: OpSpec, x: np.ndarray) -> tuple[dict[str, np.ndarray], li
             f"{spec.name} needs inputs the UI cannot provide ({docs}); use the API (POST /v1/ops/{spec.name})",
             op=spec.name,
         )
-    rng = np.random.default_rng(0)
+    try:  # generators may depend on the parameters (e.g. RoI offsets on output_size)
+        p = spec.parse(params or {})
+    except ValueError as e:
+        raise BadInput(str(e), op=spec.name) from None
+    made = example_inputs(spec.inputs[1:], x.shape, np.random.default_rng(0), p)
     extra, notes = {}, []
     for k in spec.inputs[1:]:
-        extra[k] = np.asarray(kind(k).example(x.shape, rng))
+        extra[k] = np.asarray(made[k])
         notes.append(f"input `{k}` {list(extra[k].shape)} is an example made by its generator (seed 0): {kind(k).doc}")
     return extra, notes
 

@@ -73,7 +73,7 @@ async def run_compare(
     for name in names:
         try:
             spec = get_op(name)
-            extra, notes = extra_inputs(spec, src.x)
+            extra, notes = extra_inputs(spec, src.x, per_op.get(name, {}))
             res = await engine.run_op(
                 name,
                 params=per_op.get(name, {}),

@@ -100,7 +100,7 @@ async def run_playground(
             make_source, source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0)
         )
         x = src.x
-        extra, notes = extra_inputs(spec, x)
+        extra, notes = extra_inputs(spec, x, params)
         want_indices = "indices" in spec.outputs
         do_backward = bool(backward) and spec.onnx_backward is not None and not extra
         if backward and spec.onnx_backward is None:

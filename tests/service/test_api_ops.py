@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poolops.inputs import kind
+from poolops.inputs import example_inputs
 from poolops.onnx import op_model
 from poolops.registry import get_op, list_ops
 from conftest import assert_close, run
@@ -55,7 +55,7 @@ def test_every_op_equals_a_direct_session(client, name):
     spec = get_op(name)
     rng = np.random.default_rng(1)
     x = rng.random((2, 3, 9, 11), dtype=np.float32)
-    extra = {k: kind(k).example(x.shape, rng) for k in spec.inputs[1:]}
+    extra = example_inputs(spec.inputs[1:], x.shape, rng, spec.parse({}))
     r = client.post(f"/v1/ops/{name}", json={"input": b64(x), "inputs": {k: b64(v) for k, v in extra.items()}})
     assert r.status_code == 200, r.text
     (want,) = run(op_model(name, outputs=("y",), inputs=spec.inputs), x=x, **extra)
