@@ -22,9 +22,7 @@ issue 5 are judged on this run's numbers.
 """
 
 import asyncio
-import contextlib
 import io
-import json
 import os
 import platform
 import shutil
@@ -34,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,11 +44,13 @@ DEFAULT_SIZE = 128
 DEFAULT_CONCURRENCY = (1, 8, 32)
 DEFAULT_REQUESTS = 300  # timed requests per (setup, concurrency)
 QUICK_REQUESTS = 30
-DEFAULT_RAW_RUNS = 1000
+DEFAULT_RAW_RUNS = 600
 QUICK_RAW_RUNS = 100
 LEVEL_TIMEOUT_S = 15.0  # wall-clock bound on one level's timed requests
 QUICK_LEVEL_TIMEOUT_S = 5.0
 WARMUP_TIMEOUT_S = 5.0  # and on its warm-up requests
+ROUNDS = 3  # interleaved chunks per (setup, level)
+QUICK_ROUNDS = 1
 REQUEST_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 180.0
 
@@ -253,37 +254,77 @@ def _stats(lat_s: Sequence[float], wall_s: float) -> dict[str, float]:
             "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
 
 
-def measure_raw(onnx_path: Path, size: tuple[int, int], channels: int, runs: int) -> dict[str, Any]:
-    """Sequential ``session.run`` with batch 1, through the server's own session factory
-    (providers from ``POOLOPS_DEVICE``, intra-op threads from ``POOLOPS_THREADS`` or the
-    CPU quota)."""
-    from service.config import Settings
-    from service.engine.sessions import choose_providers, cpu_quota, make_session
+class Raw:
+    """``session.run`` with batch 1 through the server's own session factory (providers
+    from ``POOLOPS_DEVICE``, intra-op threads from ``POOLOPS_THREADS`` or the CPU quota)."""
 
-    settings = Settings()
-    threads = settings.threads or cpu_quota()
-    sess = make_session(onnx_path, choose_providers(settings.device), threads)
-    h, w = size
-    feeds = {"x": np.random.default_rng(0).random((1, channels, h, w), dtype=np.float32)}
-    if "valid" in sess.input_names:
-        feeds["valid"] = np.array([[h, w]], np.int64)
-    run = sess.session.run
-    t_end = time.perf_counter() + 0.5
-    for i in range(1000):  # warm-up: >= 10 runs and 0.5 s
-        run(None, feeds)
-        if i >= 10 and time.perf_counter() > t_end:
-            break
-    lat = []
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        t = time.perf_counter()
-        run(None, feeds)
-        lat.append(time.perf_counter() - t)
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    return {"setup": RAW, "concurrency": 1, **_stats(lat, wall), "errors": 0, "client_cpu": None,
-            "server_cpu": cpu / runs * 1e3, "batch": 1.0, "threads": threads, "provider": sess.provider, "note": ""}
+    def __init__(self, onnx_path: Path, size: tuple[int, int], channels: int):
+        from service.config import Settings
+        from service.engine.sessions import choose_providers, cpu_quota, make_session
+
+        settings = Settings()
+        self.threads = settings.threads or cpu_quota()
+        self.sess = make_session(onnx_path, choose_providers(settings.device), self.threads)
+        h, w = size
+        self.feeds = {"x": np.random.default_rng(0).random((1, channels, h, w), dtype=np.float32)}
+        if "valid" in self.sess.input_names:
+            self.feeds["valid"] = np.array([[h, w]], np.int64)
+        self.acc = _Acc(RAW, 1, 0)
+
+    def warm_up(self) -> None:
+        t_end = time.perf_counter() + 0.5
+        for i in range(1000):  # >= 10 runs and 0.5 s
+            self.sess.session.run(None, self.feeds)
+            if i >= 10 and time.perf_counter() > t_end:
+                break
+
+    def chunk(self, runs: int) -> None:
+        run, feeds, lat = self.sess.session.run, self.feeds, self.acc.lat
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(runs):
+            t = time.perf_counter()
+            run(None, feeds)
+            lat.append(time.perf_counter() - t)
+        self.acc.wall += time.perf_counter() - t0
+        self.acc.server_cpu += time.process_time() - c0
+        self.acc.asked += runs
+
+
+@dataclass
+class _Acc:
+    """One (setup, concurrency) measurement, accumulated over interleaved rounds."""
+
+    setup: str
+    concurrency: int
+    asked: int
+    lat: list = field(default_factory=list)
+    errors: dict = field(default_factory=dict)
+    wall: float = 0.0
+    client_cpu: float | None = 0.0
+    server_cpu: float | None = 0.0
+    batch_sum: float = 0.0
+    batch_count: float = 0.0
+    stopped: bool = False
+
+    def row(self, bound_s: float) -> dict[str, Any]:
+        done = len(self.lat)
+        n_err = sum(self.errors.values())
+        per = (lambda v: v / done * 1e3 if done and v is not None else None)
+        batch = self.batch_sum / self.batch_count if self.batch_count else (1.0 if self.setup in (RAW, NAIVE) else None)
+        row = {"setup": self.setup, "concurrency": self.concurrency, "errors": n_err,
+               "client_cpu": None if self.setup == RAW else per(self.client_cpu),
+               "server_cpu": per(self.server_cpu), "batch": batch}
+        if done:
+            row.update(_stats(self.lat, self.wall))
+        else:
+            row.update(n=0, throughput=0.0, p50=float("nan"), p99=float("nan"))
+        notes = []
+        if self.errors:
+            notes.append("errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.errors.items())))
+        if self.stopped:
+            notes.append(f"stopped at the {bound_s:.0f} s bound after {done + n_err} of {self.asked}")
+        row["note"] = "; ".join(notes)
+        return row
 
 
 def _batch_totals(metrics_text: str, model: str) -> tuple[float, float] | None:
@@ -297,7 +338,8 @@ def _batch_totals(metrics_text: str, model: str) -> tuple[float, float] | None:
 
 
 async def _drive(url: str, png: bytes, concurrency: int, n: int, timeout_s: float):
-    """``n`` POSTs by ``concurrency`` workers; (latencies of the 200s, error counts, wall s)."""
+    """``n`` POSTs by ``concurrency`` workers; (latencies of the 200s, error counts, wall s,
+    whether the time bound stopped it)."""
     import httpx
 
     lat: list[float] = []
@@ -327,44 +369,49 @@ async def _drive(url: str, png: bytes, concurrency: int, n: int, timeout_s: floa
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    return lat, errors, wall
+    return lat, errors, wall, left[0] > 0
 
 
-def measure_http(server: Server, path: str, png: bytes, concurrency: int, n: int, timeout_s: float,
-                 model: str) -> dict[str, Any]:
-    import httpx
+class Http:
+    """One HTTP setup at one concurrency level, measured in chunks."""
 
-    url = server.url + path
-    asyncio.run(_drive(url, png, concurrency, max(2 * concurrency, 10), WARMUP_TIMEOUT_S))  # warm-up
-    before = after = None
-    if server.setup != NAIVE:
-        before = _batch_totals(httpx.get(server.url + "/metrics", timeout=10).text, model)
-    s0, c0 = server.cpu(), time.process_time()
-    lat, errors, wall = asyncio.run(_drive(url, png, concurrency, n, timeout_s))
-    s1, c1 = server.cpu(), time.process_time()
-    if server.setup != NAIVE:
-        after = _batch_totals(httpx.get(server.url + "/metrics", timeout=10).text, model)
-    done = len(lat)
-    batch = None
-    if before and after and after[1] > before[1]:
-        batch = (after[0] - before[0]) / (after[1] - before[1])
-    elif server.setup == NAIVE:
-        batch = 1.0
-    row = {"setup": server.setup, "concurrency": concurrency, "errors": sum(errors.values()),
-           "client_cpu": (c1 - c0) / done * 1e3 if done else None,
-           "server_cpu": (s1 - s0) / done * 1e3 if done and s0 is not None and s1 is not None else None,
-           "batch": batch, "note": ""}
-    if done:
-        row.update(_stats(lat, wall))
-    else:
-        row.update(n=0, throughput=0.0, p50=float("nan"), p99=float("nan"))
-    notes = []
-    if errors:
-        notes.append("errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(errors.items())))
-    if done + row["errors"] < n:
-        notes.append(f"stopped at the {timeout_s:.0f} s bound after {done + row['errors']} of {n}")
-    row["note"] = "; ".join(notes)
-    return row
+    def __init__(self, server: Server, path: str, png: bytes, concurrency: int, model: str):
+        self.server, self.url, self.png, self.model = server, server.url + path, png, model
+        self.acc = _Acc(server.setup, concurrency, 0)
+
+    def warm_up(self) -> None:
+        c = self.acc.concurrency
+        asyncio.run(_drive(self.url, self.png, c, max(2 * c, 10), WARMUP_TIMEOUT_S))
+
+    def _batches(self) -> tuple[float, float] | None:
+        if self.server.setup == NAIVE:
+            return None
+        import httpx
+
+        return _batch_totals(httpx.get(self.server.url + "/metrics", timeout=10).text, self.model)
+
+    def chunk(self, n: int, timeout_s: float) -> None:
+        a = self.acc
+        before = self._batches()
+        s0, c0 = self.server.cpu(), time.process_time()
+        lat, errors, wall, stopped = asyncio.run(_drive(self.url, self.png, a.concurrency, n, timeout_s))
+        s1, c1 = self.server.cpu(), time.process_time()
+        after = self._batches()
+        a.lat += lat
+        for k, v in errors.items():
+            a.errors[k] = a.errors.get(k, 0) + v
+        a.wall += wall
+        a.asked += n
+        a.stopped |= stopped
+        a.client_cpu += c1 - c0
+        a.server_cpu = None if s0 is None or s1 is None or a.server_cpu is None else a.server_cpu + s1 - s0
+        if before and after:
+            a.batch_sum += after[0] - before[0]
+            a.batch_count += after[1] - before[1]
+
+
+def _split(n: int, k: int) -> list[int]:
+    return [n // k + (i < n % k) for i in range(k)]
 
 
 # ---- verdicts and output ------------------------------------------------------------
@@ -486,6 +533,7 @@ def run_serve(
     n_req = requests if requests is not None else (QUICK_REQUESTS if quick else DEFAULT_REQUESTS)
     n_raw = max(n_req, QUICK_RAW_RUNS if quick else DEFAULT_RAW_RUNS)
     level_timeout = QUICK_LEVEL_TIMEOUT_S if quick else LEVEL_TIMEOUT_S
+    rounds = QUICK_ROUNDS if quick else ROUNDS
     src = Path(models_dir) if models_dir else zoo_dir()
     registry = load_registry(src)
     if model not in registry:
@@ -506,17 +554,27 @@ def run_serve(
             import httpx
 
             torch_threads = httpx.get(servers[NAIVE].url + "/healthz", timeout=10).json().get("torch_threads")
-            raw = measure_raw(reg / model / "model.onnx", hw, channels, n_raw)
-            rows.append(raw)
-            by_setup: dict[str, list[dict[str, Any]]] = {s: [] for s in SETUPS}
-            # round-robin: each level is measured for every setup before the next level,
-            # so that all setups see the same machine load
+            raw = Raw(reg / model / "model.onnx", hw, channels)
+            raw.warm_up()
+            http = {(st, c): Http(servers[st], "/predict" if st == NAIVE else f"/v1/models/{model}/predict",
+                                  png, c, model) for c in levels for st in SETUPS}
+            # Each level is measured for every setup in `rounds` interleaved chunks (raw
+            # session.run with the first level) before the next level, so that all setups
+            # see the same machine load; each setup's level has `level_timeout` in all.
             for c in levels:
-                for s in SETUPS:
-                    path = "/predict" if s == NAIVE else f"/v1/models/{model}/predict"
-                    by_setup[s].append(measure_http(servers[s], path, png, c, n_req, level_timeout, model))
-            for s in SETUPS:
-                rows.extend(by_setup[s])
+                group = ([raw] if c == levels[0] else []) + [http[st, c] for st in SETUPS]
+                for m in group:
+                    if m is not raw:
+                        m.warm_up()
+                for r in range(rounds):
+                    for m in group:
+                        if m is raw:
+                            raw.chunk(_split(n_raw, rounds)[r])
+                        else:
+                            m.chunk(_split(n_req, rounds)[r], level_timeout / rounds)
+            rows.append(raw.acc.row(level_timeout))
+            provider, threads = raw.sess.provider, raw.threads
+            rows.extend(http[st, c].acc.row(level_timeout) for st in SETUPS for c in levels)
         finally:
             for s in servers.values():
                 s.stop()
@@ -529,8 +587,8 @@ def run_serve(
         f"({platform.system()} {platform.machine()}, Python {platform.python_version()}, "
         f"1-min load average {load} before the run); client and servers share these cores",
         f"model: {model} ({channels} channel(s)); image {hw[0]}x{hw[1]} PNG of {len(png)} bytes, one per request",
-        f"raw: onnxruntime {ort.__version__} InferenceSession.run, {raw.get('provider') or 'CPU'}, "
-        f"intra_op_num_threads={raw['threads']} (the server's setting), batch 1, {n_raw} sequential runs",
+        f"raw: onnxruntime {ort.__version__} InferenceSession.run in the benchmark process, {provider}, "
+        f"intra_op_num_threads={threads} (the server's setting), batch 1, {n_raw} sequential runs",
         f"server: create_app under uvicorn (own process, ui=false, build_missing=false); batching on = defaults "
         f"(batch_max_size={fields['batch_max_size'].default}, batch_wait_ms={fields['batch_wait_ms'].default:g}), "
         "off = POOLOPS_BATCH_MAX_SIZE=1; POST /v1/models/{name}/predict, multipart files",
@@ -538,7 +596,9 @@ def run_serve(
         f"(torch.no_grad, {torch_threads} threads), freshly initialised weights (time does not depend on them)",
         f"client: httpx.AsyncClient in the benchmark process, N workers with keep-alive connections; per level "
         f"max(2N, 10) warm-up requests (bound {WARMUP_TIMEOUT_S:.0f} s), then {n_req} timed requests "
-        f"(bound {level_timeout:.0f} s); levels run round-robin across setups; the multipart body is encoded once",
+        f"(bound {level_timeout:.0f} s); the multipart body is encoded once",
+        f"order: level by level; within a level every setup (and raw session.run, with the first level) runs "
+        f"in {rounds} interleaved round(s) of chunks, so that all see the same machine load",
     ]
     notes = [
         "throughput = successful timed requests / wall time of the level; p50 and p99 = client-side latency "

@@ -40,7 +40,7 @@ def test_quick_markdown_has_every_row_and_the_verdicts(capsys):
              "- Batching gain at concurrency 4 ", "- Server vs naive at concurrency 4 ")
     for line, head in zip(verdicts, heads):
         assert line.startswith(head), line
-        assert re.search(rf"(MET|NOT MET)$", line), line
+        assert re.search(r"(MET|NOT MET)$", line), line
         assert len(re.findall(NUMBER, line)) >= 4, line
     assert res["verdicts"] == [v[2:] for v in verdicts]
 
