@@ -48,7 +48,8 @@ RUN python3 -m venv /opt/venv \
  && pip uninstall -y onnxruntime \
  && pip install --no-cache-dir "onnxruntime-gpu==${ort}" \
  && rm -rf /wheels \
- && useradd --system --uid 10001 --user-group --create-home --home-dir /home/poolops \
+ && groupadd --system --gid 10001 poolops \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/poolops \
       --shell /usr/sbin/nologin poolops
 COPY --from=build /opt/models /opt/poolops/models
 ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_MODELS_DIR=/opt/poolops/models \
@@ -70,7 +71,8 @@ RUN python3 -m venv /opt/venv \
  && printf 'poolops[serve] @ file://%s\n' /wheels/poolops-*.whl > /wheels/requirements.txt \
  && pip install --no-cache-dir --requirement /wheels/requirements.txt \
  && rm -rf /wheels \
- && useradd --system --uid 10001 --user-group --create-home --home-dir /home/poolops \
+ && groupadd --system --gid 10001 poolops \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/poolops \
       --shell /usr/sbin/nologin poolops
 COPY --from=build /opt/models /opt/poolops/models
 ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_MODELS_DIR=/opt/poolops/models \

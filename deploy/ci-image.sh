@@ -7,7 +7,8 @@
 # Prints timings and the runtime image size. Needs root (rootful podman/buildah).
 #
 #   deploy/ci-image.sh                 # build localhost/poolops:cpu
-#   POOLOPS_IMAGE_TAG=... POOLOPS_IMAGE_CACHE=... deploy/ci-image.sh
+#   POOLOPS_REBUILD_BASE=1 POOLOPS_NO_CACHE=1 deploy/ci-image.sh   # from scratch (timings)
+#   POOLOPS_IMAGE_TAG=... POOLOPS_IMAGE_CACHE=... POOLOPS_IMAGE_TARGET=... deploy/ci-image.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TAG="${POOLOPS_IMAGE_TAG:-localhost/poolops:cpu}"
@@ -98,7 +99,8 @@ log "pip inside the build: $(tr '\n' ' ' < "$work/pip.conf")"
 # ---- 3. the image ------------------------------------------------------------------------
 log "build: buildah bud --target $TARGET --build-arg BASE_IMAGE=$BASE_TAG -> $TAG"
 tb=$(date +%s)
-buildah bud --isolation chroot --format docker --layers \
+cache=(--layers); [ "${POOLOPS_NO_CACHE:-0}" = 1 ] && cache+=(--no-cache)
+buildah bud --isolation chroot --format docker "${cache[@]}" \
     --build-arg BASE_IMAGE="$BASE_TAG" --target "$TARGET" "${mounts[@]}" \
     --tag "$TAG" --file "$ROOT/Dockerfile" "$ROOT" >&2
 log "build: $(( $(date +%s) - tb ))s"
