@@ -33,7 +33,9 @@ class OpSpec:
             per requested output name.
         onnx_backward: ``(op, p, x, grad_y) -> grad_x`` or None.
         output_shape: ``(p, x_shape) -> tuple`` of the ``y`` output (works on
-            ints and on torch SymInts; ``indices`` has the same shape).
+            ints and on torch SymInts; ``indices`` has the same shape); with
+            ``output_shape_inputs``: ``(p, x_shape, *extra_shapes)``, the shapes of all
+            of ``all_inputs`` (``None`` for absent ones; every extra may be left out).
         module_name: class name of the ``poolops.nn`` module.
         doc: a short description with the seed's example.
         inputs: names of the required tensor inputs (ONNX graph inputs, in order);
@@ -46,6 +48,8 @@ class OpSpec:
             ``x`` is a numpy array or a torch tensor.
         family: a grouping for docs and the UI (window, global, adaptive, ...).
         input_domain: ``real`` or ``nonnegative`` (stochastic pooling).
+        output_shape_inputs: ``output_shape`` takes the extra inputs' shapes too
+            (RoI ops: the output's first dim is the number of boxes K, not N).
     """
 
     name: str
@@ -62,6 +66,7 @@ class OpSpec:
     check_input: Callable[[Any, Any], None] | None = None
     family: str = field(default="")
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
+    output_shape_inputs: bool = False
 
     def parse(self, params: dict[str, Any] | OpParams | None = None) -> OpParams:
         """Validated parameters; raises :class:`ParamError` naming the bad one."""
@@ -73,8 +78,15 @@ class OpSpec:
     def all_inputs(self) -> tuple[str, ...]:
         return self.inputs + self.optional_inputs
 
+    def shape_of(self, p: OpParams, x_shape: Sequence[Any], *extra_shapes: Any) -> tuple:
+        """``output_shape`` of ``y`` given the shapes of the inputs (extras where the op uses them)."""
+        if self.output_shape_inputs:
+            return self.output_shape(p, x_shape, *extra_shapes)
+        return self.output_shape(p, x_shape)
+
     def check(self, p: OpParams, x: Any, *extra: Any) -> None:
-        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op (and ``valid``)."""
+        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op, and each given
+        extra input by its kind's check (:mod:`poolops.inputs`)."""
         shape = tuple(x.shape)
         if len(shape) != 4:
             raise ParamError(
@@ -84,11 +96,16 @@ class OpSpec:
             raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
         if self.check_input is not None:
             self.check_input(p, x)
-        for name, value in zip(self.all_inputs[1:], extra):
-            if name == "valid" and value is not None:
-                from poolops.inputs import check_valid
+        given = {n: v for n, v in zip(self.all_inputs, (x, *extra)) if v is not None}
+        missing = [n for n in self.inputs if n not in given]
+        if missing:
+            raise ParamError(self.name, missing[0], f"required input missing; the op takes {list(self.all_inputs)}")
+        from poolops.inputs import kind
 
-                check_valid(self.name, x, value)
+        for name in list(given)[1:]:
+            check = kind(name).check
+            if check is not None:
+                check(self.name, p, given)
 
 
 _REGISTRY: dict[str, OpSpec] = {}

@@ -41,7 +41,8 @@ def custom_op(spec: OpSpec):
         def fake(*args):
             *inputs, params = args
             x = inputs[0]
-            shape = spec.output_shape(spec.parse(json.loads(params)), x.shape)
+            shapes = [None if t is None else t.shape for t in inputs[1:]]
+            shape = spec.shape_of(spec.parse(json.loads(params)), x.shape, *shapes)
             return _unpack(
                 tuple(x.new_empty(shape, dtype=torch.int64 if name == "indices" else x.dtype) for name in spec.outputs)
             )
