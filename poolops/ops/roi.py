@@ -215,6 +215,7 @@ def _bilinear_pool(p, x, boxes, offsets=None, gamma: float = 0.0):
         start_h = start_h + (g * roi[:, 1, None, None]) * offsets[:, 1]
     a_h, lo = _axis_weights(start_h, bins[:, 1], grid[:, 1], oh, 1, h, band=True)  # [K, oh, 1|ow, Lh]
     a_w, _ = _axis_weights(start_w, bins[:, 0], grid[:, 0], ow, 2, w, band=False)  # [K, 1|oh, ow, W]
+    a_h, a_w = a_h.to(x.dtype), a_w.to(x.dtype)
     rows = (lo[:, None] + torch.arange(a_h.shape[-1], device=x.device)).clamp(max=h - 1)  # [K, Lh]
     band = x[boxes[:, 0].long()[:, None], :, rows]  # [K, Lh, C, W]
     if offsets is None:  # separable: A_h @ band @ A_w^T
@@ -238,14 +239,23 @@ def torch_deform_roi_pool(p: DeformRoIPoolParams, x, boxes, offsets, outputs=("y
 # ---------------------------------------------------------------- ONNX
 
 
-def _column(op, t, a: int, b: int):
+# Columns are taken with Gather, not Slice: the exporter's optimizer turns sibling Slices
+# into a Split it can place after their users (an invalid graph).
+
+
+def _columns(op, t, a: int, b: int):
     """``t[:, a:b]`` of a 2-D tensor."""
-    return op.Slice(t, const_i64(op, [a]), const_i64(op, [b]), const_i64(op, [1]))
+    return op.Gather(t, const_i64(op, range(a, b)), axis=1)
+
+
+def _col(op, t, i: int):
+    """``t[:, i]``: ``[K]``."""
+    return op.Gather(t, const_scalar_i64(op, i), axis=1)
 
 
 def _batch_index(op, boxes):
     """``[K]`` int64 batch index of each box."""
-    return op.Cast(op.Reshape(_column(op, boxes, 0, 1), const_i64(op, [-1])), to=7)
+    return op.Cast(_col(op, boxes, 0), to=7)
 
 
 def _max_at_least_one(op, t):
@@ -280,8 +290,8 @@ def _onnx_bin_index(op, lo, hi, size):
 def onnx_roi_pool(op, p: RoIPoolParams, x, boxes, outputs=("y",)):
     oh, ow = p.output_size
     c, h, w = dim(op, x, 1), dim(op, x, 2), dim(op, x, 3)
-    corners = op.Cast(_onnx_round_half_away(op, op.Mul(_column(op, boxes, 1, 5), const_f32(op, p.spatial_scale))), to=7)
-    x1, y1, x2, y2 = (op.Reshape(_column(op, corners, i, i + 1), const_i64(op, [-1])) for i in range(4))
+    corners = op.Cast(_onnx_round_half_away(op, op.Mul(_columns(op, boxes, 1, 5), const_f32(op, p.spatial_scale))), to=7)
+    x1, y1, x2, y2 = (_col(op, corners, i) for i in range(4))
     one = const_i64(op, [1])
     h0, h1 = _onnx_pool_bounds(op, y1, op.Max(op.Add(op.Sub(y2, y1), one), one), oh, h)
     w0, w1 = _onnx_pool_bounds(op, x1, op.Max(op.Add(op.Sub(x2, x1), one), one), ow, w)
@@ -303,7 +313,7 @@ def onnx_roi_pool(op, p: RoIPoolParams, x, boxes, outputs=("y",)):
 def onnx_roi_align(op, p: RoIAlignParams, x, boxes, outputs=("y",)):
     y = op.RoiAlign(
         x,
-        _column(op, boxes, 1, 5),
+        _columns(op, boxes, 1, 5),
         _batch_index(op, boxes),
         mode="avg",
         output_height=p.output_size[0],
@@ -362,9 +372,9 @@ def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band:
 def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=("y",)):
     oh, ow = p.output_size
     c, h = dim(op, x, 1), dim(op, x, 2)
-    corners = op.Sub(op.Mul(_column(op, boxes, 1, 5), const_f32(op, p.spatial_scale)), const_f32(op, 0.5 if p.aligned else 0.0))
-    start = _column(op, corners, 0, 2)  # [K, 2]: x, y
-    roi = op.Sub(_column(op, corners, 2, 4), start)
+    corners = op.Sub(op.Mul(_columns(op, boxes, 1, 5), const_f32(op, p.spatial_scale)), const_f32(op, 0.5 if p.aligned else 0.0))
+    start = _columns(op, corners, 0, 2)  # [K, 2]: x, y
+    roi = op.Sub(_columns(op, corners, 2, 4), start)
     if not p.aligned:
         roi = op.Max(roi, const_f32(op, 1.0))
     bins = op.Div(roi, op.Constant(value_floats=[float(ow), float(oh)]))
@@ -372,13 +382,11 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
         grid = op.Expand(const_i64(op, [p.sampling_ratio]), op.Shape(bins))
     else:
         grid = op.Cast(op.Ceil(bins), to=7)
-    col = lambda t, i: op.Reshape(_column(op, t, i, i + 1), const_i64(op, [-1]))  # noqa: E731
+    col = lambda t, i: _col(op, t, i)  # noqa: E731
     gamma = const_f32(op, p.gamma)
     starts = []
     for a in range(2):  # mmcv: start += (gamma * roi) * offset; offsets channel 0 is x, 1 is y
-        shift = op.Mul(op.Reshape(op.Mul(gamma, col(roi, a)), const_i64(op, [-1, 1, 1])), op.Squeeze(
-            op.Slice(offsets, const_i64(op, [a]), const_i64(op, [a + 1]), const_i64(op, [1])), const_i64(op, [1])
-        ))
+        shift = op.Mul(op.Reshape(op.Mul(gamma, col(roi, a)), const_i64(op, [-1, 1, 1])), col(offsets, a))
         starts.append(op.Add(op.Reshape(col(start, a), const_i64(op, [-1, 1, 1])), shift))  # [K, oh, ow]
     a_h, lo = _onnx_axis_weights(op, starts[1], col(bins, 1), col(grid, 1), oh, 1, h, band=True)  # [K, oh, ow, Lh]
     a_w, _ = _onnx_axis_weights(op, starts[0], col(bins, 0), col(grid, 0), ow, 2, dim(op, x, 3), band=False)
@@ -386,10 +394,12 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
     rows = op.Min(op.Add(unsqueeze(op, lo, [1]), op.Range(const_scalar_i64(op, 0), scalar(op, lh), const_scalar_i64(op, 1))), op.Sub(h, const_i64(op, [1])))
     flat = op.Reshape(op.Transpose(x, perm=[0, 2, 1, 3]), op.Concat(const_i64(op, [-1]), c, dim(op, x, 3), axis=0))
     band = op.Gather(flat, op.Add(op.Mul(unsqueeze(op, _batch_index(op, boxes), [1]), h), rows), axis=0)  # [K, Lh, C, W]
-    bins_flat = const_i64(op, [0, oh * ow, -1])
-    a_w = unsqueeze(op, op.Transpose(op.Reshape(a_w, bins_flat), perm=[0, 2, 1]), [1])  # [K, 1, W, P]
-    t = op.MatMul(band, a_w)  # [K, Lh, C, P]
-    a_h = unsqueeze(op, op.Transpose(op.Reshape(a_h, bins_flat), perm=[0, 2, 1]), [2])  # [K, Lh, 1, P]
+    def bins_flat(a):  # [K, oh, ow, L] -> [K, L, P] (no 0-copy beside -1: K may be 0)
+        flat = op.Reshape(a, op.Concat(const_i64(op, [-1, oh * ow]), op.Shape(a, start=3), axis=0))
+        return op.Transpose(flat, perm=[0, 2, 1])
+
+    t = op.MatMul(band, unsqueeze(op, bins_flat(a_w), [1]))  # [K, Lh, C, W] @ [K, 1, W, P]
+    a_h = unsqueeze(op, bins_flat(a_h), [2])  # [K, Lh, 1, P]
     y = op.ReduceSum(op.Mul(t, a_h), const_i64(op, [1]), keepdims=0)  # [K, C, P]
     count = op.Cast(op.Max(op.Mul(col(grid, 0), col(grid, 1)), const_i64(op, [1])), to=1)
     y = op.Div(y, op.Reshape(count, const_i64(op, [-1, 1, 1])))
