@@ -121,6 +121,22 @@ def test_roi_pool_edges_follow_torchvision():
     np.testing.assert_array_equal(ref.roi_pool(x, boxes, (1, 1))[0], want)
 
 
+def test_roi_align_sample_limits():
+    """A sample at exactly -1 reads row/column 0, one at exactly H reads the last, one
+    beyond either is 0 (torchvision's bilinear_interpolate), in torch, reference and ORT."""
+    x = RAMP + 1
+    boxes = np.array([[0, -1.5, -1.5, -0.5, -0.5], [0, 3.5, 3.5, 4.5, 4.5], [0, -1.6, -1.6, -0.6, -0.6], [0, 3.6, 0, 4.6, 1]], np.float32)
+    spec = poolops.get_op("roi_align")
+    p = spec.parse(dict(output_size=1, sampling_ratio=1))
+    want = np.array([1, 16, 0, 0], np.float32).reshape(4, 1, 1, 1)
+    np.testing.assert_array_equal(ref.roi_align(x, boxes, (1, 1), sampling_ratio=1), want)
+    for got in (_torch(spec, p, x, {"boxes": boxes}).numpy(), _onnx("roi_align", p, x, {"boxes": boxes})):
+        np.testing.assert_array_equal(got, want)
+    zeros = np.zeros((4, 2, 1, 1), np.float32)
+    got = _onnx("deform_roi_pool", poolops.get_op("deform_roi_pool").parse(dict(output_size=1, sampling_ratio=1, aligned=False)), x, {"boxes": boxes, "offsets": zeros})
+    np.testing.assert_array_equal(got, want)
+
+
 # ---------------------------------------------------------------- properties
 
 
@@ -345,3 +361,26 @@ def test_export_with_dynamic_boxes(name, params):
             expected = model(*(torch.from_numpy(a) for a in feeds)).numpy()
         (actual,) = sess.run(None, dict(zip(names, feeds)))
         assert_close(actual, expected, what=f"{name} export at {(n, h, w, k)}")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(), reason="no CUDA execution provider")
+@pytest.mark.parametrize("name", ROI_OPS)
+@pytest.mark.parametrize("aligned", [False, True])
+def test_cuda_matches_torch(name, aligned):
+    """ONNX Runtime CUDA (no CPU fallback allowed) against the torch function."""
+    import onnxruntime as ort
+
+    spec = poolops.get_op(name)
+    params = dict(output_size=(3, 2), spatial_scale=0.5)
+    if name != "roi_pool":
+        params["aligned"] = aligned
+    p = spec.parse(params)
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    sess = ort.InferenceSession(op_model(name, **params).SerializeToString(), so, providers=["CUDAExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape, k in [((2, 3, 17, 23), 5), ((1, 4, 64, 48), 1), ((3, 2, 5, 3), 0)]:
+        x = _x(rng, shape, False)
+        extras = _extras(spec, p, shape, rng, k)
+        (actual,) = sess.run(None, {"x": x, **extras})
+        assert_close(actual, _torch(spec, p, x, extras).numpy(), what=f"{name} on CUDA at {shape}, K={k}", floor=_floor(x))
