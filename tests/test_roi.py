@@ -44,7 +44,7 @@ def _extras(spec, p, shape, rng, k: int | None = None) -> dict[str, np.ndarray]:
     return made
 
 
-def _torch(spec, p, x, extras, requires_grad=False):
+def _torch(spec, p, x, extras):
     return spec.torch_fn(p, torch.from_numpy(x), *(torch.from_numpy(v) for v in extras.values()))[0]
 
 

@@ -406,45 +406,24 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
     return (op.Reshape(y, const_i64(op, [0, 0, oh, ow])),)
 
 
-for _spec in (
-    OpSpec(
-        name="roi_pool",
-        family="roi",
-        params=RoIPoolParams,
-        torch_fn=torch_roi_pool,
-        onnx_fn=onnx_roi_pool,
-        onnx_backward=None,
-        output_shape=_shape,
-        output_shape_inputs=True,
-        module_name="RoIPool",
-        inputs=("x", "boxes"),
-        doc=__doc__,
-    ),
-    OpSpec(
-        name="roi_align",
-        family="roi",
-        params=RoIAlignParams,
-        torch_fn=torch_roi_align,
-        onnx_fn=onnx_roi_align,
-        onnx_backward=None,
-        output_shape=_shape,
-        output_shape_inputs=True,
-        module_name="RoIAlign",
-        inputs=("x", "boxes"),
-        doc=__doc__,
-    ),
-    OpSpec(
-        name="deform_roi_pool",
-        family="roi",
-        params=DeformRoIPoolParams,
-        torch_fn=torch_deform_roi_pool,
-        onnx_fn=onnx_deform_roi_pool,
-        onnx_backward=None,
-        output_shape=_shape,
-        output_shape_inputs=True,
-        module_name="DeformRoIPool",
-        inputs=("x", "boxes", "offsets"),
-        doc=__doc__,
-    ),
-):
-    register(_spec)
+_OPS = (  # name, parameters, torch function, ONNX builder, module, inputs
+    ("roi_pool", RoIPoolParams, torch_roi_pool, onnx_roi_pool, "RoIPool", ("x", "boxes")),
+    ("roi_align", RoIAlignParams, torch_roi_align, onnx_roi_align, "RoIAlign", ("x", "boxes")),
+    ("deform_roi_pool", DeformRoIPoolParams, torch_deform_roi_pool, onnx_deform_roi_pool, "DeformRoIPool", ("x", "boxes", "offsets")),
+)
+for _name, _params, _torch_fn, _onnx_fn, _module, _inputs in _OPS:
+    register(
+        OpSpec(
+            name=_name,
+            family="roi",
+            params=_params,
+            torch_fn=_torch_fn,
+            onnx_fn=_onnx_fn,
+            onnx_backward=None,
+            output_shape=_shape,
+            output_shape_inputs=True,
+            module_name=_module,
+            inputs=_inputs,
+            doc=__doc__,
+        )
+    )
