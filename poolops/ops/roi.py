@@ -3,12 +3,13 @@
 Each takes ``x [N, C, H, W]`` and ``boxes [K, 5]`` (batch index, x1, y1, x2, y2 in input
 coordinates; see :mod:`poolops.inputs`) and gives ``y [K, C, oh, ow]``: one pooled map
 per box (K may be 0). Box coordinates are multiplied by ``spatial_scale`` (as float32)
-to reach x's coordinates. All arithmetic is float32, in torchvision's order, so bin
-edges and sample positions are bit-identical.
+to reach x's coordinates. Box geometry is float32 arithmetic in torchvision's order, so
+bin edges and sample positions are bit-identical (sums of samples may differ in the last
+bits: the tests measure at most ~3e-7 relative).
 
 ``roi_pool`` (Girshick 2015, torchvision ``RoIPool``): box corners rounded half away
-from zero (C ``round``; torch's and ONNX's Round are half to even, so both are built
-from floor), ``roi = max(end - start + 1, 1)``, ``bin = roi / o``; bin ``i`` covers
+from zero (C ``round``; torch's and ONNX's Round are half to even, so the torch
+function and the graph build it from trunc/floor), ``roi = max(end - start + 1, 1)``, ``bin = roi / o``; bin ``i`` covers
 ``[floor(i*bin), ceil((i+1)*bin)) + start`` clipped to the map; the max over it, 0 for
 an empty bin. As in torchvision, NaN is skipped and the max is at least -FLT_MAX (a bin
 of only -inf gives -3.4e38). Example: a 4x4 ramp ``x[h, w] = 4h + w``, box
@@ -49,8 +50,9 @@ by repeating their last row, which does not change a max), reduces, then the col
 
 Gradients: the torch functions are differentiable in ``x`` (and ``offsets`` for
 ``deform_roi_pool``), not in ``boxes``. No ONNX backward graph (it would need the boxes).
-Non-finite inputs: ``roi_align``'s weights multiply whole row bands, so a NaN or inf in
-``x`` can reach bins whose samples do not read it (0 * inf = NaN); finite inputs are exact.
+Non-finite inputs: the torch ``roi_align``/``deform_roi_pool`` and the ``deform_roi_pool``
+graph multiply weight rows with whole row bands, so a NaN or inf in ``x`` can reach bins
+whose samples do not read it (0 * inf = NaN); finite inputs are exact.
 """
 
 from __future__ import annotations
