@@ -137,6 +137,26 @@ def test_roi_align_sample_limits():
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("name", ROI_OPS)
+@pytest.mark.parametrize("aligned,sampling_ratio", [(True, -1), (True, 2), (False, 0)])
+def test_reversed_boxes_follow_torchvision(name, aligned, sampling_ratio):
+    """x2 < x1 or y2 < y1 is legal in torchvision (roi_pool: a 1-pixel RoI; roi_align,
+    aligned and adaptive: no samples, 0). ONNX Runtime's RoiAlign fails on such boxes,
+    so the graph gives it x2 = x1 there (the same 0)."""
+    rng = np.random.default_rng(11)
+    spec = poolops.get_op(name)
+    params = {"output_size": (2, 3)} | ({} if name == "roi_pool" else {"aligned": aligned, "sampling_ratio": sampling_ratio})
+    p = spec.parse(params)
+    x = rng.standard_normal((2, 2, 7, 9)).astype(np.float32)
+    boxes = np.array([[0, 5, 1, 2, 6], [1, 1, 6, 7, 2], [1, 8, 6, 0.5, 0.5], [0, 1, 1, 6, 5]], np.float32)
+    extras = {"boxes": boxes}
+    if name == "deform_roi_pool":
+        extras["offsets"] = rng.standard_normal((4, 2, 2, 3)).astype(np.float32)
+    expected = _reference(name, p, x, extras)
+    assert_close(_torch(spec, p, x, extras).numpy(), expected, what=f"{name} torch", floor=_floor(x))
+    assert_close(_onnx(name, p, x, extras), expected, what=f"{name} ORT", floor=_floor(x))
+
+
 # ---------------------------------------------------------------- properties
 
 

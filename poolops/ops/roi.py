@@ -313,9 +313,15 @@ def onnx_roi_pool(op, p: RoIPoolParams, x, boxes, outputs=("y",)):
 
 
 def onnx_roi_align(op, p: RoIAlignParams, x, boxes, outputs=("y",)):
+    rois = _columns(op, boxes, 1, 5)
+    if p.aligned and p.sampling_ratio <= 0:
+        # x2 < x1 makes a negative adaptive grid: torchvision then takes no sample (0),
+        # ONNX Runtime fails (integer overflow). x2 = x1 gives the same 0 in both.
+        first = _columns(op, rois, 0, 2)
+        rois = op.Concat(first, op.Max(_columns(op, rois, 2, 4), first), axis=1)
     y = op.RoiAlign(
         x,
-        _columns(op, boxes, 1, 5),
+        rois,
         _batch_index(op, boxes),
         mode="avg",
         output_height=p.output_size[0],
