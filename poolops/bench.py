@@ -121,7 +121,7 @@ def variants(spec: OpSpec) -> list[tuple[str, dict[str, Any], tuple[str, ...], t
 def make_extra_inputs(spec: OpSpec, shape: Sequence[int]) -> dict[str, np.ndarray]:
     """Every input but ``x`` that a row of the op feeds, from the kinds' example generators."""
     names = spec.inputs[1:] + _optional_with_examples(spec)
-    return example_inputs(names, tuple(shape), np.random.default_rng(1), params=spec.parse({}))
+    return example_inputs(names, tuple(shape), np.random.default_rng(1), p=spec.parse({}))
 
 
 def _session(name: str, params: dict[str, Any], outputs: tuple[str, ...], threads: int, inputs=None):

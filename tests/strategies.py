@@ -111,3 +111,21 @@ def params_for(name: str):
 # H and W from 1 to ~100; a few shapes per example so one graph is run at several sizes.
 spatial = st.integers(1, 100)
 shape = st.tuples(st.integers(1, 3), st.integers(1, 4), spatial, spatial)
+
+
+# RoI ops: small output sizes; inputs (boxes, offsets) come from poolops.inputs' examples
+# (tests/test_roi.py; the generic parity tests take only ops whose one input is x)
+_roi_common = {
+    "output_size": st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    "spatial_scale": st.sampled_from([1.0, 0.5, 0.25, 1 / 16, 2.0]),
+}
+_align = {**_roi_common, "sampling_ratio": st.sampled_from([-1, 0, 1, 2, 3]), "aligned": st.booleans()}
+PARAMS.update(
+    {
+        "roi_pool": st.fixed_dictionaries(_roi_common),
+        "roi_align": st.fixed_dictionaries(_align),
+        "deform_roi_pool": st.fixed_dictionaries({**_align, "gamma": st.sampled_from([0.1, 0.5, 1.0, -0.3])}),
+    }
+)
+ROI_OPS = ("roi_pool", "roi_align", "deform_roi_pool")
+roi_shape = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 12), st.integers(1, 12))

@@ -51,7 +51,7 @@ def test_cuda_forward_and_backward_match_torch(name, with_optional):
             spec.check(p, x)
         except ValueError:
             continue
-        extra = example_inputs(names[1:], shape, np.random.default_rng(1), params=p)
+        extra = example_inputs(names[1:], shape, np.random.default_rng(1), p=p)
         xt = torch.from_numpy(x).requires_grad_()
         args = [None if extra.get(n) is None else torch.from_numpy(extra[n]) for n in spec.all_inputs[1:]]
         expected = spec.torch_fn(p, xt, *args)

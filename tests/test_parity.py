@@ -68,7 +68,7 @@ def _draw_inputs(data, spec) -> tuple[str, ...]:
 
 def _extra_inputs(data, spec, p, names, shp) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="inputs seed"))
-    return example_inputs(names[1:], shp, rng, params=p)
+    return example_inputs(names[1:], shp, rng, p=p)
 
 
 def _torch_args(spec, arrays: dict) -> list:

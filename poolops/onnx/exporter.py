@@ -82,7 +82,7 @@ def export(
         input_name: the graph input's name (a sequence of names for several inputs).
         output_names: names for the graph outputs.
         dynamic: make N, H and W dynamic (named ``N``, ``H``, ``W``; every other
-            input's first axis is N too).
+            input's first axis is dynamic too: N for ``valid``, K for ``boxes``).
 
     Returns:
         The checked ``onnx.ModelProto`` (opset 18, IR version 10).
