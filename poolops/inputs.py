@@ -189,6 +189,8 @@ def check_inputs(op_name: str, p: Any, x, values: Mapping[str, Any]) -> None:
 
     bound: dict[str, int] = dict(zip(_X_DIMS, (int(d) for d in x.shape)))
     given = {"x": x, **{n: v for n, v in values.items() if v is not None}}
+    if hasattr(p, "output_size"):  # dims named after the output (offsets: [K, 2, oh, ow])
+        bound["oh"], bound["ow"] = (int(d) for d in p.output_size)
     for name, value in values.items():
         if value is None:
             continue
@@ -203,7 +205,7 @@ def check_inputs(op_name: str, p: Any, x, values: Mapping[str, Any]) -> None:
             if isinstance(d, str):
                 bound.setdefault(d, s)
         if k.dtype == "float32" and not _is_float(value):
-            raise ParamError(op_name, name, f"expected floating point values, got {value.dtype}")
+            raise ParamError(op_name, name, f"expected float32 (floating point) values, got {value.dtype}")
         if k.dtype == "int64" and _is_float(value):
             raise ParamError(op_name, name, f"expected integers, got {value.dtype}")
         if k.check is not None:

@@ -176,7 +176,7 @@ def test_wrong_extra_inputs_are_named(name, extra, bad, expected):
 
 
 def test_integer_extra_input_is_refused():
-    with pytest.raises(ParamError, match="'x2': expected floating point"):
+    with pytest.raises(ParamError, match="'x2': expected float32 \\(floating point\\)"):
         PF.bilinear(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3, dtype=torch.int64))
 
 
