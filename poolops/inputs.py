@@ -45,6 +45,7 @@ class InputKind:
     doc: str
     example: Callable[..., np.ndarray] | None = None
     check: Callable[..., None] | None = None
+    differentiable: bool = True  # False: ops give no gradient to it (RoI boxes)
 
 
 def _example_valid(x_shape, rng):
@@ -112,6 +113,7 @@ KINDS: dict[str, InputKind] = {
         "is an integer in [0, N); K may be 0",
         lambda x_shape, rng, p=None, inputs=None: _example_boxes(x_shape, rng, p),
         lambda op_name, p, inputs: check_boxes(op_name, inputs["x"], inputs["boxes"]),
+        differentiable=False,
     ),
     "offsets": InputKind(
         "offsets",

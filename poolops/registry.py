@@ -98,13 +98,9 @@ class OpSpec:
             raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
         if self.check_input is not None:
             self.check_input(p, x)
-        given = dict(zip(self.all_inputs[1:], extra))
-        missing = [n for n in self.inputs[1:] if given.get(n) is None]
-        if missing:
-            raise ParamError(self.name, missing[0], f"required input missing; the op takes {list(self.all_inputs)}")
         from poolops.inputs import check_inputs
 
-        check_inputs(self.name, p, x, given)
+        check_inputs(self.name, p, x, dict(zip(self.all_inputs[1:], extra)))
 
 
 _REGISTRY: dict[str, OpSpec] = {}
