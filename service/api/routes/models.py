@@ -22,6 +22,7 @@ from service.engine.errors import BadInput, NotFound
 from service.engine.models import top_k
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+INLINE_DECODE_BYTES = 64 * 1024  # larger uploads decode in a worker thread, off the event loop
 
 
 def model_info(engine: Engine, name: str) -> ModelInfo:
@@ -101,6 +102,8 @@ async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.
             for i, (fname, data) in enumerate(files)
         ]
 
+    if sum(len(data) for _, data in files) <= INLINE_DECODE_BYTES:
+        return decode_all()  # small files decode faster than a hop to a worker thread
     return await asyncio.to_thread(decode_all)
 
 
