@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     )
     # micro-batching
     batch_max_size: int = Field(default=16, ge=1, description="images per model batch; 1 turns batching off")
-    batch_wait_ms: float = Field(default=2.0, ge=0, description="how long a batch waits for more requests")
+    batch_wait_ms: float = Field(
+        default=0.0, ge=0,
+        description="how long a batch waits for more requests; 0: none, a batch takes what queued while the last ran",
+    )
     queue_max: int = Field(default=256, ge=1, description="images waiting per model before 503")
     # limits
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="request body size (413 above)")

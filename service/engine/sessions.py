@@ -101,6 +101,9 @@ def make_session(model: bytes | str | Path, providers: list[str], threads: int =
     so.intra_op_num_threads = threads or cpu_quota()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # errors only: onnxruntime-gpu on a CPU machine warns per session
+    # ORT's worker threads spin between runs by default: in a server that burns the cores
+    # the event loop needs to parse the next requests
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     src = str(model) if isinstance(model, Path) else model
     sess = ort.InferenceSession(src, sess_options=so, providers=provider_options(providers))
