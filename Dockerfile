@@ -6,7 +6,7 @@
 # (deploy/ci-image.sh). A base needs python3 (>= 3.11) with venv, or apt to install them.
 ARG BASE_IMAGE=python:3.11-slim
 ARG BUILD_IMAGE=${BASE_IMAGE}
-ARG CUDA_BASE_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
+ARG CUDA_BASE_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 
 # ---- build: torch (CPU wheel, pinned by constraints/cpu.txt) exports the models ----------
 FROM ${BUILD_IMAGE} AS build
@@ -40,13 +40,18 @@ RUN apt-get update \
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 COPY --from=build /wheels /wheels
-# the same onnxruntime version, as the GPU package (both provide the module onnxruntime)
+# onnxruntime-gpu trails onnxruntime's releases: pin one version that both have, install
+# the CPU package at it (poolops depends on "onnxruntime"), then swap in the GPU package
+# (both provide the module onnxruntime). onnxruntime-gpu 1.31.1 from PyPI links CUDA 13
+# (libcudart.so.13, libcublas.so.13) and cuDNN 9: keep CUDA_BASE_IMAGE on CUDA 13 (host
+# driver 580 or newer) when changing either.
+ARG ONNXRUNTIME_VERSION=1.31.1
 RUN python3 -m venv /opt/venv \
  && printf 'poolops[serve] @ file://%s\n' /wheels/poolops-*.whl > /wheels/requirements.txt \
- && pip install --no-cache-dir --requirement /wheels/requirements.txt \
- && ort="$(python3 -c 'from importlib.metadata import version; print(version("onnxruntime"))')" \
+ && pip install --no-cache-dir --requirement /wheels/requirements.txt "onnxruntime==${ONNXRUNTIME_VERSION}" \
  && pip uninstall -y onnxruntime \
- && pip install --no-cache-dir "onnxruntime-gpu==${ort}" \
+ && pip install --no-cache-dir "onnxruntime-gpu==${ONNXRUNTIME_VERSION}" \
+ && python3 -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" \
  && rm -rf /wheels \
  && groupadd --system --gid 10001 poolops \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/poolops \

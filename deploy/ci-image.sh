@@ -9,6 +9,8 @@
 #   deploy/ci-image.sh                 # build localhost/poolops:cpu
 #   POOLOPS_REBUILD_BASE=1 POOLOPS_NO_CACHE=1 deploy/ci-image.sh   # from scratch (timings)
 #   POOLOPS_IMAGE_TAG=... POOLOPS_IMAGE_CACHE=... POOLOPS_IMAGE_TARGET=... deploy/ci-image.sh
+#   POOLOPS_IMAGE_TARGET=cuda POOLOPS_CUDA_BASE_IMAGE=localhost/poolops-base:bookworm \
+#     POOLOPS_IMAGE_TAG=localhost/poolops:cuda-debian deploy/ci-image.sh   # the cuda recipe, no CUDA base
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TAG="${POOLOPS_IMAGE_TAG:-localhost/poolops:cpu}"
@@ -33,8 +35,8 @@ make_base() {
         log "base: cached $tar"
     else
         log "base: mmdebstrap bookworm (python3, python3-venv, ca-certificates) from $MIRROR"
-        rm -f "$tar.part"
-        mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+        rm -rf "$tar.part"
+        mmdebstrap --quiet --format=tar --variant=minbase --include=python3,python3-venv,ca-certificates \
             --aptopt='Acquire::Retries "3"' \
             --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -42,8 +44,9 @@ make_base() {
         mv "$tar.part" "$tar"
     fi
     if ! podman import --quiet "$tar" "$BASE_TAG" >/dev/null; then
+        [ "${1:-}" = retry ] && { echo "podman import $tar failed" >&2; exit 1; }
         log "base: import failed, rebuilding the tarball"
-        rm -f "$tar"; make_base; return
+        rm -rf "$tar"; make_base retry; return
     fi
 }
 if podman image exists "$BASE_TAG" && [ "${POOLOPS_REBUILD_BASE:-0}" != 1 ]; then
@@ -100,6 +103,8 @@ log "pip inside the build: $(tr '\n' ' ' < "$work/pip.conf")"
 log "build: buildah bud --target $TARGET --build-arg BASE_IMAGE=$BASE_TAG -> $TAG"
 tb=$(date +%s)
 cache=(--layers); [ "${POOLOPS_NO_CACHE:-0}" = 1 ] && cache+=(--no-cache)
+# the cuda target's base (default: the Dockerfile's nvidia/cuda image, from a registry)
+[ -n "${POOLOPS_CUDA_BASE_IMAGE:-}" ] && cache+=(--build-arg CUDA_BASE_IMAGE="$POOLOPS_CUDA_BASE_IMAGE")
 buildah bud --isolation chroot --format docker "${cache[@]}" \
     --build-arg BASE_IMAGE="$BASE_TAG" --target "$TARGET" "${mounts[@]}" \
     --tag "$TAG" --file "$ROOT/Dockerfile" "$ROOT" >&2

@@ -234,3 +234,26 @@ def test_podman_stop_finishes_requests_in_flight(image):
         assert "Shutting down" in c.logs()
     finally:
         c.remove()
+
+
+@needs_containers
+@pytest.mark.skipif(os.environ.get("POOLOPS_TEST_CUDA_RECIPE") != "1",
+                    reason="the cuda target's recipe on the Debian base: POOLOPS_TEST_CUDA_RECIPE=1 "
+                           "(+5 min, downloads onnxruntime-gpu; no CUDA base image or GPU offline)")
+def test_cuda_target_recipe_on_debian_base(image):
+    """The cuda stage built on the offline Debian base instead of nvidia/cuda: apt, the
+    onnxruntime -> onnxruntime-gpu swap, no torch, non-root; it serves on CPU (no CUDA
+    libraries in this base) and offers the CUDA provider."""
+    tag = "localhost/poolops:cuda-debian"
+    out = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "POOLOPS_IMAGE_TAG": tag, "POOLOPS_IMAGE_TARGET": "cuda",
+                              "POOLOPS_CUDA_BASE_IMAGE": "localhost/poolops-base:bookworm"})
+    assert out.returncode == 0, out.stderr[-6000:]
+    code = ("import os, importlib.util as u, onnxruntime as o; from importlib.metadata import version; "
+            "print(os.getuid(), u.find_spec('torch') is None, version('onnxruntime-gpu'), "
+            "'CUDAExecutionProvider' in o.get_available_providers())")
+    out = _podman("run", "--rm", "--runtime", "runc", *_limits(), "--network", "none", tag, "python3", "-c", code)
+    uid, no_torch, ort, cuda = out.stdout.split()
+    assert (uid, no_torch, cuda) == ("10001", "True", "True"), out.stdout
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG ONNXRUNTIME_VERSION={ort}" in dockerfile
