@@ -263,3 +263,23 @@ def test_kubernetes_schema_is_strict():
     dep["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, KUBERNETES_VERSION, strict=True)
+
+
+def test_readme_deploying_section():
+    """The README's Deploying section exists (before Layout) and names files that exist
+    and the Dockerfile's real targets and base-image arguments."""
+    readme = (ROOT / "README.md").read_text()
+    assert "\n## Deploying\n" in readme and readme.index("## Deploying") < readme.index("## Layout")
+    section = readme[readme.index("## Deploying"):readme.index("## Layout")]
+    for path in set(re.findall(r"\b((?:deploy|tests/deploy)/[\w./-]*\w)", section)):
+        assert (ROOT / path).exists(), path
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for target in re.findall(r"--target (\w+)", section):
+        assert re.search(rf"^FROM \S+ AS {target}$", dockerfile, re.M), target
+    for arg, value in re.findall(r"\b([A-Z_]*BASE_IMAGE)=(\S+)", section):
+        if arg != "BASE_IMAGE" or value == "python:3.11-slim":
+            assert f"ARG {arg}=" in dockerfile, arg
+    cuda_base = re.search(r"^ARG CUDA_BASE_IMAGE=(\S+)$", dockerfile, re.M).group(1)
+    assert cuda_base in section
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    assert compose["services"]["gpu"]["build"]["args"]["CUDA_BASE_IMAGE"] == cuda_base
