@@ -156,11 +156,11 @@ def test_extra_inputs_come_from_examples_or_are_named(engine, monkeypatch):
     assert "input `valid` [1, 2] is an example" in r.status and "x alone" in r.status
     # a required input the UI cannot make: shown as "needs inputs", and running says so
     monkeypatch.setitem(
-        op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "boxes"), optional_inputs=())
+        op_registry._REGISTRY, "spp", dataclasses.replace(spp, inputs=("x", "mystery"), optional_inputs=())
     )
-    assert "needs inputs: boxes" in common.op_label("spp")
+    assert "needs inputs: mystery" in common.op_label("spp")
     r = run(playground.run_playground(engine, "spp", "", "matrix", None, common.DEFAULT_MATRIX))
-    assert not r.ok and "boxes" in r.status and "/v1/ops/spp" in r.status
+    assert not r.ok and "mystery" in r.status and "/v1/ops/spp" in r.status
 
 
 @pytest.mark.parametrize(
