@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.registry import ModelCard, RegisteredModel
+from poolops.inputs import check_valid
+from poolops.params import ParamError
 from service.engine.errors import BadInput
 from service.engine.sessions import Session, make_session
 
@@ -78,9 +80,10 @@ class ModelRunner:
         if valid is not None:
             if not self.padding_invariant:
                 raise BadInput(f"model {self.name!r} is not padding-invariant: it takes no 'valid' input")
-            n, _, h, w = x.shape
-            if valid.shape != (n, 2) or (valid < 1).any() or (valid[:, 0] > h).any() or (valid[:, 1] > w).any():
-                raise BadInput(f"valid must be [N, 2] = [{n}, 2] of (height, width) within 1..{h} and 1..{w}")
+            try:  # the one rule for valid sizes, shared with the ops
+                check_valid(self.name, x, valid)
+            except ParamError as e:
+                raise BadInput(str(e), model=self.name) from None
 
     def run_tensor(self, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Run the graph on a ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2])."""

@@ -195,3 +195,13 @@ def _known(k: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def pixel_gallery(label: str, elem_id: str, columns: int = 2):
+    """A gallery of output planes, drawn with sharp pixels."""
+    import gradio as gr
+
+    return gr.Gallery(
+        label=label, format="png", columns=columns, object_fit="contain", fit_columns=False,
+        elem_classes="poolops-pixels", elem_id=elem_id,
+    )

@@ -12,7 +12,7 @@ from PIL import Image
 from poolops.registry import get_op, list_ops
 from service.engine import Engine
 from service.ui import render
-from service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params
+from service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params, pixel_gallery
 
 DEFAULT_OPS = ("max", "avg", "stochastic", "lp", "mixed", "adaptive_max")
 PLANES_PER_OP = 3
@@ -134,15 +134,7 @@ def build(engine: Engine) -> None:
                 )
                 run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
         status = gr.Markdown(elem_id="cmp-status")
-        gallery = gr.Gallery(
-            label="Output planes (op, output shape, plane)",
-            format="png",
-            columns=PLANES_PER_OP,
-            object_fit="contain",
-            fit_columns=False,
-            elem_classes="poolops-pixels",
-            elem_id="cmp-gallery",
-        )
+        gallery = pixel_gallery("Output planes (op, output shape, plane)", "cmp-gallery", PLANES_PER_OP)
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
 
     image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")

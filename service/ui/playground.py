@@ -25,6 +25,7 @@ from service.ui.common import (
     op_choices,
     params_json,
     parse_params,
+    pixel_gallery,
 )
 
 MAX_PLANES = 8
@@ -185,24 +186,8 @@ def build(engine: Engine) -> None:
                     schema = gr.JSON(schema0, label="Parameter schema")
         status = gr.Markdown(elem_id="pg-status")
         with gr.Row():
-            out = gr.Gallery(
-                label="Output planes (each normalised on its own)",
-                format="png",
-                columns=2,
-                object_fit="contain",
-                fit_columns=False,
-                elem_classes="poolops-pixels",
-                elem_id="pg-output",
-            )
-            grad = gr.Gallery(
-                label="Backward: where the gradient goes",
-                format="png",
-                columns=2,
-                object_fit="contain",
-                fit_columns=False,
-                elem_classes="poolops-pixels",
-                elem_id="pg-grad",
-            )
+            out = pixel_gallery("Output planes (each normalised on its own)", "pg-output", 2)
+            grad = pixel_gallery("Backward: where the gradient goes", "pg-grad", 2)
         numbers = gr.Markdown(elem_id="pg-numbers")
 
     op.change(op_info, inputs=op, outputs=[params, doc, schema], api_visibility="private")

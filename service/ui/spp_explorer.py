@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from poolops.shapes import adaptive_bins, sppnet_bins
 from service.engine import Engine
 from service.engine.errors import BadInput
-from service.ui.common import error_text, image_to_x, load_pixels
+from service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
 
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
@@ -217,15 +217,7 @@ def build(engine: Engine) -> None:
                 )
                 run = gr.Button("Show the pyramid", variant="primary", elem_id="spp-run")
         status = gr.Markdown(elem_id="spp-status")
-        gallery = gr.Gallery(
-            label="Bins of each level",
-            format="png",
-            columns=3,
-            object_fit="contain",
-            fit_columns=False,
-            elem_classes="poolops-pixels",
-            elem_id="spp-gallery",
-        )
+        gallery = pixel_gallery("Bins of each level", "spp-gallery", 3)
         sizes = gr.Dataframe(
             headers=["input HxW", "spp output shape", "C x sum(n²)"],
             interactive=False,
