@@ -19,7 +19,7 @@ from service.api.schemas import (
 from service.codecs import images
 from service.engine import Engine
 from service.engine.errors import BadInput, NotFound
-from service.engine.models import top_k
+from service.engine.models import ModelRunner, top_k
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 INLINE_DECODE_BYTES = 64 * 1024  # larger uploads decode in a worker thread, off the event loop
@@ -59,9 +59,8 @@ _EMBED_FORM = bodies.multipart_schema(
 )
 
 
-async def _images(request: Request, engine: Engine, name: str, settings, model_cls) -> tuple[list, dict]:
+async def _images(request: Request, settings, model_cls) -> tuple[list, dict]:
     """(list of (name, bytes), the request's other fields) from JSON or multipart."""
-    engine.runner(name)  # 404 / 503 before reading images
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
     if mt == bodies.JSON:
         req = await bodies.json_body(request, model_cls)
@@ -85,7 +84,7 @@ async def _images(request: Request, engine: Engine, name: str, settings, model_c
     return out, extra
 
 
-async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.ndarray]:
+async def _tensors(runner: ModelRunner, files: list, settings) -> list[np.ndarray]:
     if not files:
         raise BadInput("send at least one image (form field 'files', or 'images' in JSON)")
     if len(files) > settings.max_batch_images:
@@ -93,7 +92,6 @@ async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.
             f"{len(files)} images in one request, more than the limit {settings.max_batch_images} "
             "(POOLOPS_MAX_BATCH_IMAGES): split the request"
         )
-    runner = engine.runner(name)
     c = runner.card.input.channels
 
     def decode_all() -> list[np.ndarray]:
@@ -108,13 +106,14 @@ async def _tensors(engine: Engine, name: str, files: list, settings) -> list[np.
 
 
 async def _run(request: Request, engine: Engine, name: str, settings, model_cls):
-    """Read, decode and infer the request's images: (per image (name, input [C, H, W],
-    output), the request's other fields, the start time)."""
+    """Read, decode and infer the request's images: (the model's runner, per image (name,
+    input [C, H, W], output), the request's other fields, the start time)."""
     t0 = time.perf_counter()
-    files, extra = await _images(request, engine, name, settings, model_cls)
-    xs = await _tensors(engine, name, files, settings)
+    runner = engine.runner(name)  # 404 / 503 before reading images
+    files, extra = await _images(request, settings, model_cls)
+    xs = await _tensors(runner, files, settings)
     outs = await engine.infer_images(name, xs)
-    return [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
+    return runner, [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
 
 
 def _ms(t0: float) -> float:
@@ -133,10 +132,10 @@ _DOC = "One or many images of any sizes, as multipart files or JSON base64; size
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> PredictResponse:
-    done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
-    card, k = engine.runner(name).card, extra.get("top_k", 5)
-    results = [Prediction(name=f, input_size=list(x.shape[1:]), top=top_k(card, o.logits, k)) for f, x, o in done]
-    return PredictResponse(model=name, provider=engine.runner(name).provider, results=results, timing_ms=_ms(t0))
+    runner, done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
+    k = extra.get("top_k", 5)
+    results = [Prediction(name=f, input_size=list(x.shape[1:]), top=top_k(runner.card, o.logits, k)) for f, x, o in done]
+    return PredictResponse(model=name, provider=runner.provider, results=results, timing_ms=_ms(t0))
 
 
 @router.post(
@@ -148,10 +147,10 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
-    done, _, t0 = await _run(request, engine, name, settings, EmbedRequest)
+    runner, done, _, t0 = await _run(request, engine, name, settings, EmbedRequest)
     results = [
         Embedding(name=f, input_size=list(x.shape[1:]), embedding=o.embedding.astype(float).tolist())
         for f, x, o in done
     ]
-    return EmbedResponse(model=name, provider=engine.runner(name).provider, dim=len(results[0].embedding),
+    return EmbedResponse(model=name, provider=runner.provider, dim=len(results[0].embedding),
                          results=results, timing_ms=_ms(t0))
