@@ -44,6 +44,42 @@ class Settings(BaseSettings):
     max_tensor_elements: int = Field(default=16 * 1024 * 1024, ge=1, description="elements per op input tensor")
     max_batch_images: int = Field(default=32, ge=1, description="images per predict/embed request")
     request_timeout_s: float = Field(default=30.0, gt=0, description="inference time per request (503 above)")
+    # cost bounds: known from a request's shapes and parameters before any work
+    max_output_elements: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="elements of an op request's outputs together (413 above)"
+    )
+    max_work_elements: int = Field(
+        default=32 * 1024 * 1024, ge=1, description="elements of the largest intermediate tensor of an op graph (413 above)"
+    )
+    max_json_elements: int = Field(
+        default=1024 * 1024, ge=1,
+        description="numbers in a JSON answer (413 above: ask for `Accept: application/x-npy` instead)",
+    )
+    max_batch_pixels: int = Field(
+        default=4 * 1024 * 1024, ge=1,
+        description="padded pixels of one model batch (an image larger than this runs alone)",
+    )
+    # worker pools: ops, model batches and graph builds cannot starve each other
+    op_workers: int = Field(default=2, ge=1, description="threads running op requests")
+    op_queue_max: int = Field(default=32, ge=1, description="op requests waiting for a thread before 503")
+    build_workers: int = Field(default=1, ge=1, description="threads building op graphs (identical builds coalesced)")
+    decode_workers: int = Field(default=2, ge=1, description="threads decoding images and encoding large answers")
+    inline_decode_pixels: int = Field(
+        default=64 * 64, ge=0, description="images up to this many pixels decode on the event loop (a thread hop costs more)"
+    )
+    # access
+    api_key: str | None = Field(
+        default=None, description="comma-separated keys; when set, every route but health needs `Authorization: Bearer <key>`"
+    )
+    metrics_public: bool = Field(default=True, description="/metrics answers without a key when POOLOPS_API_KEY is set")
+    ready_when: Literal["all", "any"] = Field(
+        default="all", description="/readyz is 200 when all models are ready (strict, like Triton) or when any is"
+    )
+    # connections
+    max_connections: int = Field(default=256, ge=1, description="open connections and requests in flight (503 above)")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="time for a client to send a request's headers")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="time for a client to send a request's body")
+    keep_alive_s: float = Field(default=5.0, gt=0, description="idle keep-alive connections are closed after this")
     # web
     ui: bool = Field(default=True, description="mount the Gradio UI at /ui")
     root_path: str = Field(default="", description="path prefix when served behind a reverse proxy")
