@@ -25,11 +25,18 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def json_body(request: Request, model: type[M]) -> M:
+INLINE_BYTES = 64 * 1024  # larger JSON bodies are parsed in a worker thread, off the event loop
+
+
+async def json_body(request: Request, model: type[M], offload=None) -> M:
+    """The body validated as ``model``; ``offload(fn, *args, large=...)`` (the engine's)
+    runs the parsing of large bodies in a worker thread."""
     body = await request.body()
     if not body:
         raise BadInput(f"the request body is empty: send a JSON object ({model.__name__})")
     try:
+        if offload is not None and len(body) > INLINE_BYTES:
+            return await offload(model.model_validate_json, body, large=True)
         return model.model_validate_json(body)
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None

@@ -17,8 +17,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.engine.errors import BadInput, TooLarge, Unsupported
 
-# Pillow's own guard stays on, above ours, for any path that reaches it
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for every path
+# in the process (the UI's too); ours (POOLOPS_MAX_IMAGE_PIXELS) is checked first, from
+# the header, and a bomb warning is an error here.
+
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def is_gray(im: Image.Image) -> bool:
+    """The image has one channel of values (with or without alpha)."""
+    return im.mode in GRAY_MODES
 
 
 def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
@@ -44,6 +52,16 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
     if w < 1 or h < 1:
         raise BadInput(f"{what} has no pixels ({w}x{h})")
     return im
+
+
+def oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(height, width) after the EXIF orientation is applied, read from the header."""
+    w, h = im.size
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is ignored, as exif_transpose does
+        orientation = 1
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def _flatten_alpha(im: Image.Image) -> Image.Image:

@@ -1,9 +1,16 @@
 """Micro-batcher: concurrent requests for one model within a short wait run as one batch.
 
-Callers ``await submit(item)``; a worker task collects up to ``max_size`` items (waiting at
-most ``wait_s`` after the first), hands the list to ``run_batch`` in the model's own
-thread (one batch at a time per model, so sessions do not fight over cores) and resolves
-each caller's future. The queue is bounded: a full queue raises :class:`Overloaded`.
+Callers ``await submit_many(items)``; a worker task collects up to ``max_size`` items
+(waiting at most ``wait_s`` after the first), hands the list to ``run_batch(items,
+control)`` in the model's own thread (one batch at a time per model, so sessions do not
+fight over cores) and resolves each caller's future.
+
+Fairness and bounds: a batch takes one item from each waiting request in turn, so a
+request of many large images cannot hold a one-image request back by more than one
+batch; a batch's items weigh at most ``max_weight`` together (pixels; one item always
+fits). A whole ready tensor (``submit_job``) runs alone, in the same queue. The queue is
+bounded: a full queue raises :class:`Overloaded`. When every caller of a running batch
+has gone (timeout), the batch's :class:`RunControl` stops it.
 """
 
 from __future__ import annotations
@@ -15,17 +22,32 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from service.engine.errors import Overloaded
+from service.engine.sessions import RunControl
+
+
+class Job:
+    """A callable ``fn(control)`` that runs alone in the batch queue."""
+
+    def __init__(self, fn: Callable[[RunControl], Any]):
+        self.fn = fn
+
+
+def _pixels(item: Any) -> int:
+    shape = getattr(item, "shape", None)
+    return int(shape[-2]) * int(shape[-1]) if shape is not None and len(shape) >= 2 else 1
 
 
 class Batcher:
     def __init__(
         self,
         name: str,
-        run_batch: Callable[[list[Any]], Sequence[Any]],
+        run_batch: Callable[[list[Any], RunControl], Sequence[Any]],
         max_size: int,
         wait_s: float,
         max_queue: int,
         on_batch: Callable[[int, float], None] | None = None,
+        max_weight: int | None = None,
+        weight: Callable[[Any], int] = _pixels,
     ):
         self.name = name
         self.run_batch = run_batch
@@ -33,7 +55,10 @@ class Batcher:
         self.wait_s = wait_s
         self.max_queue = max_queue
         self.on_batch = on_batch  # (batch size, seconds) for metrics
-        self._pending: deque[tuple[Any, asyncio.Future]] = deque()
+        self.max_weight = max_weight
+        self.weight = weight
+        self._requests: deque[deque[tuple[Any, asyncio.Future]]] = deque()  # one queue per request
+        self._depth = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -41,20 +66,21 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return len(self._pending)
+        return self._depth
 
     async def submit_many(self, items: list[Any]) -> list[Any]:
         """Queue ``items`` (all or none) and wait for their results, in order."""
-        if len(self._pending) + len(items) > self.max_queue:
+        if self._depth + len(items) > self.max_queue:
             raise Overloaded(
-                f"model {self.name!r} has {len(self._pending)} images queued (limit {self.max_queue}, "
+                f"model {self.name!r} has {self._depth} images queued (limit {self.max_queue}, "
                 "POOLOPS_QUEUE_MAX): retry shortly",
                 retry_after=1.0,
             )
         self._start()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._pending.extend(zip(items, futures))
+        self._requests.append(deque(zip(items, futures)))
+        self._depth += len(items)
         self._wake.set()
         try:
             return list(await asyncio.gather(*futures))
@@ -63,35 +89,68 @@ class Batcher:
                 f.cancel()
             raise
 
+    async def submit_job(self, fn: Callable[[RunControl], Any]) -> Any:
+        """Queue ``fn(control)`` to run alone, between batches; its result."""
+        return (await self.submit_many([Job(fn)]))[0]
+
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._worker(), name=f"batcher-{self.name}")
+
+    def _take(self) -> list[tuple[Any, asyncio.Future]]:
+        """The next batch: round-robin over the waiting requests, within size and weight;
+        a :class:`Job` alone."""
+        batch: list[tuple[Any, asyncio.Future]] = []
+        weight = 0
+        while self._requests and len(batch) < self.max_size:
+            queue = self._requests[0]
+            while queue and queue[0][1].cancelled():
+                queue.popleft()
+                self._depth -= 1
+            if not queue:
+                self._requests.popleft()
+                continue
+            item, fut = queue[0]
+            w = self.weight(item) if not isinstance(item, Job) else 0
+            if batch and (isinstance(item, Job) or (self.max_weight and weight + w > self.max_weight)):
+                break
+            queue.popleft()
+            self._depth -= 1
+            batch.append((item, fut))
+            weight += w
+            self._requests.rotate(-1)  # the next item from the next request
+            if isinstance(item, Job):
+                break
+        return batch
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                if len(self._pending) < self.max_size and self.wait_s > 0:
+            while self._depth:
+                if self._depth < self.max_size and self.wait_s > 0:
                     deadline = loop.time() + self.wait_s
-                    while len(self._pending) < self.max_size and (left := deadline - loop.time()) > 0:
+                    while self._depth < self.max_size and (left := deadline - loop.time()) > 0:
                         self._wake.clear()
                         try:
                             await asyncio.wait_for(self._wake.wait(), left)
                         except asyncio.TimeoutError:
                             break
-                batch = []
-                while self._pending and len(batch) < self.max_size:
-                    item, fut = self._pending.popleft()
-                    if not fut.cancelled():
-                        batch.append((item, fut))
+                batch = self._take()
                 if not batch:
                     continue
+                control = RunControl()
+                self._stop_when_abandoned(batch, control)
                 t0 = time.perf_counter()
                 try:
-                    results = await loop.run_in_executor(self._executor, self.run_batch, [i for i, _ in batch])
+                    if isinstance(batch[0][0], Job):
+                        results = [await loop.run_in_executor(self._executor, batch[0][0].fn, control)]
+                    else:
+                        results = await loop.run_in_executor(
+                            self._executor, self.run_batch, [i for i, _ in batch], control
+                        )
                 except Exception as e:  # noqa: BLE001 - handed to every caller of this batch
                     for _, fut in batch:
                         if not fut.done():
@@ -103,6 +162,17 @@ class Batcher:
                 for (_, fut), r in zip(batch, results):
                     if not fut.done():
                         fut.set_result(r)
+
+    @staticmethod
+    def _stop_when_abandoned(batch: list[tuple[Any, asyncio.Future]], control: RunControl) -> None:
+        futures = [f for _, f in batch]
+
+        def check(_: asyncio.Future) -> None:
+            if all(f.cancelled() for f in futures):
+                control.cancel()
+
+        for f in futures:
+            f.add_done_callback(check)
 
     def close(self) -> None:
         if self._task is not None:

@@ -24,14 +24,19 @@ import onnxruntime as ort
 from models.registry import RegisteredModel, load_registry
 from service.config import Settings
 from service.engine.batcher import Batcher
-from service.engine.errors import EngineError, NotFound, Unavailable
+from service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
 from service.engine.models import ModelRunner, Output
-from service.engine.ops import OpResult, OpRunner
-from service.engine.sessions import CUDA, available_providers, choose_providers, cpu_quota
+from service.engine.ops import OpPlan, OpResult, OpRunner
+from service.engine.pools import Deadline, TimedOut, WorkPool
+from service.engine.sessions import (
+    CUDA, RunControl, available_providers, choose_providers, cpu_quota, release_memory, tune_malloc,
+)
 
 log = logging.getLogger("poolops.engine")
 
 __all__ = ["Engine", "EngineError"]
+
+SMALL_OP_WORK = 1 << 20  # elements (4 MB): op requests at most this large run in their own lane
 
 
 class Observer(Protocol):
@@ -53,7 +58,18 @@ class Engine:
         # raises when settings require CUDA and it is missing: the server refuses to start
         self.providers = choose_providers(settings.device)
         self.threads = settings.threads or cpu_quota()
-        self.ops = OpRunner(self.providers, self.threads, settings.op_cache_size, settings.max_tensor_elements)
+        self.ops = OpRunner(
+            self.providers, self.threads, settings.op_cache_size, settings.max_tensor_elements,
+            settings.max_output_elements, settings.max_work_elements,
+        )
+        tune_malloc()
+        q = settings.op_queue_max
+        self.op_pool = WorkPool("op", settings.op_workers, q, "POOLOPS_OP_WORKERS, POOLOPS_OP_QUEUE_MAX")
+        # small requests (the usual ones: milliseconds) have a lane of their own, so a few
+        # large ones cannot keep them waiting
+        self.small_op_pool = WorkPool("small op", settings.op_workers, q, "POOLOPS_OP_QUEUE_MAX")
+        self.build_pool = WorkPool("graph build", settings.build_workers, q, "POOLOPS_BUILD_WORKERS")
+        self.decode_pool = WorkPool("decode", settings.decode_workers, 4 * q, "POOLOPS_DECODE_WORKERS")
         self.registry: dict[str, RegisteredModel] = {}
         self.runners: dict[str, ModelRunner] = {}
         self.load_errors: dict[str, str] = {}
@@ -77,7 +93,7 @@ class Engine:
                 if not entry.available:
                     continue
                 try:
-                    self.runners[name] = ModelRunner(entry, self.providers, self.threads)
+                    self.runners[name] = ModelRunner(entry, self.providers, self.threads, self.settings.max_batch_pixels)
                 except Exception as e:  # noqa: BLE001 - one bad model must not stop the others
                     self.load_errors[name] = f"ONNX Runtime cannot load it: {e}"
             self.phase = "warming up op graphs"
@@ -115,7 +131,12 @@ class Engine:
     # ---- state ----------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self.phase == "ready" and not self.reasons()
+        """All models ready (``ready_when=all``, like Triton), or at least one (``any``)."""
+        if self.phase != "ready" or self.failure:
+            return False
+        if self.settings.ready_when == "any":
+            return any(self.model_status(n).get("ready") for n in self.registry) or not self.registry
+        return not self.reasons()
 
     def reasons(self) -> list[str]:
         """Why the service is not ready (empty when it is)."""
@@ -180,13 +201,14 @@ class Engine:
                 self._batchers[name] = Batcher(
                     name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
                     on_batch=lambda size, sec, n=name: self.observer.batch(n, size, sec),
+                    max_weight=s.max_batch_pixels,
                 )
             return self._batchers[name]
 
     def _timed_batch(self, r: ModelRunner):
-        def run(items: list[np.ndarray]) -> list[Output]:
+        def run(items: list[np.ndarray], control: RunControl) -> list[Output]:
             t0 = time.perf_counter()
-            out = r.run_batch(items)
+            out = r.run_batch(items, control)
             self.observer.inference("model", r.name, r.provider, time.perf_counter() - t0)
             return out
 
@@ -207,29 +229,83 @@ class Engine:
                 model=name,
             ) from None
 
-    async def run_op(self, name: str, **kw: Any) -> OpResult:
-        """:meth:`OpRunner.run` in a worker thread, with the request timeout."""
+    async def run_op(self, name: str, max_answer_elements: int | None = None, **kw: Any) -> OpResult:
+        """Plan on the event loop (shapes only: refused before any work), then check the
+        values and build the graphs in the build pool (identical builds coalesced; cached
+        graphs skip it) and run them in the op pool, all within the request timeout; a
+        timed-out run is stopped. ``max_answer_elements``: refuse outputs larger than the
+        caller can answer with (a JSON body)."""
         t0 = time.perf_counter()
+        plan = self.ops.plan(name, **kw)
+        if max_answer_elements is not None and plan.cost.output_elements > max_answer_elements:
+            raise TooLarge(
+                f"the answer would hold {plan.cost.output_elements} numbers, more than a JSON answer may "
+                f"({max_answer_elements}, POOLOPS_MAX_JSON_ELEMENTS): send `Accept: application/x-npy` for a binary "
+                "answer (one tensor per request, chosen with ?tensor=output|indices|grad_input)",
+                op=name, output_elements=plan.cost.output_elements,
+            )
+        deadline = Deadline(self.settings.request_timeout_s)
+        control = RunControl()
         try:
-            res = await asyncio.wait_for(asyncio.to_thread(self.ops.run, name, **kw), self.settings.request_timeout_s)
-        except asyncio.TimeoutError:
+            if not self.ops.cached(plan):
+                await self.build_pool.run(self._build, plan, timeout=deadline.left())
+            pool = self.small_op_pool if plan.cost.work_elements <= SMALL_OP_WORK else self.op_pool
+            res = await pool.run(self._execute, plan, control, timeout=deadline.left(), control=control)
+        except TimedOut:
             raise Unavailable(
-                f"op {name} took longer than {self.settings.request_timeout_s} s: send a smaller input", retry_after=2
+                f"op {name} took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
+                "send a smaller input", retry_after=2, op=name,
             ) from None
         self.observer.inference("op", name, res.provider, time.perf_counter() - t0)
         return res
 
+    def _build(self, plan: OpPlan) -> None:
+        self.ops.check_values(plan)
+        plan.checked = True
+        self.ops.sessions(plan)
+
+    def _execute(self, plan: OpPlan, control: RunControl) -> OpResult:
+        if not plan.checked:
+            self.ops.check_values(plan)
+        try:
+            return self.ops.execute(plan, control)
+        finally:
+            if plan.large:
+                release_memory()
+
+    async def offload(self, fn, *args: Any, large: bool = True) -> Any:
+        """``fn(*args)``: in the decode pool when ``large`` (decoding, parsing, encoding of
+        big payloads), else right here on the event loop (a thread hop costs more)."""
+        if not large:
+            return fn(*args)
+        try:
+            return await self.decode_pool.run(fn, *args, timeout=self.settings.request_timeout_s)
+        except TimedOut:
+            raise Unavailable(
+                f"decoding or encoding took longer than {self.settings.request_timeout_s} s "
+                "(POOLOPS_REQUEST_TIMEOUT_S): send a smaller payload", retry_after=2,
+            ) from None
+
     async def run_model_tensor(self, name: str, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """A ready input batch straight to the model's session (Open Inference Protocol)."""
+        """A ready input batch straight to the model's session (Open Inference Protocol),
+        queued with the model's batches (one run at a time per model)."""
         r = self.runner(name)
         t0 = time.perf_counter()
         try:
-            out = await asyncio.wait_for(asyncio.to_thread(r.run_tensor, x, valid), self.settings.request_timeout_s)
+            out = await asyncio.wait_for(
+                self.batcher(name).submit_job(lambda control: r.run_chunked(x, valid, control)),
+                self.settings.request_timeout_s,
+            )
         except asyncio.TimeoutError:
-            raise Unavailable(f"inference took longer than {self.settings.request_timeout_s} s", retry_after=2) from None
+            raise Unavailable(
+                f"inference took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
+                "send fewer or smaller images", retry_after=2, model=name,
+            ) from None
         self.observer.inference("model", name, r.provider, time.perf_counter() - t0)
         return out
 
     def close(self) -> None:
         for b in self._batchers.values():
             b.close()
+        for pool in (self.op_pool, self.small_op_pool, self.build_pool, self.decode_pool):
+            pool.close()

@@ -1,9 +1,11 @@
 """Model runner: one registered model's session, its preprocessing and batched inference.
 
-Images of one size are stacked; images of different sizes are zero-padded to the batch's
-largest H and W with each one's ``valid`` (height, width) when the model's card declares
-``padding_invariant`` (its graph then gives exactly the one-by-one results), and run in
-groups of equal size otherwise.
+Images of one size are stacked; images of different sizes are zero-padded to their
+group's largest H and W with each one's ``valid`` (height, width) when the model's card
+declares ``padding_invariant`` (its graph then gives exactly the one-by-one results), and
+run in groups of equal size otherwise. Groups are bounded: padding at most doubles a
+group's pixels (an image of an odd size runs alone) and a group's padded pixels stay
+within ``max_batch_pixels``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from models.registry import ModelCard, RegisteredModel
 from poolops.inputs import check_valid
 from poolops.params import ParamError
 from service.engine.errors import BadInput
-from service.engine.sessions import Session, make_session
+from service.engine.sessions import RunControl, Session, make_session
 
 
 @dataclass
@@ -40,8 +42,9 @@ def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
 class ModelRunner:
     """Runs one model: ``preprocess`` (HWC [0, 1] -> CHW) and ``run_batch`` (no web code)."""
 
-    def __init__(self, entry: RegisteredModel, providers: list[str], threads: int):
+    def __init__(self, entry: RegisteredModel, providers: list[str], threads: int, max_batch_pixels: int = 1 << 22):
         self.entry = entry
+        self.max_batch_pixels = max_batch_pixels
         self.card: ModelCard = entry.card
         self.session: Session = make_session(entry.onnx_path, providers, threads)
         self.mean, self.std = normalisation(self.card)
@@ -85,32 +88,74 @@ class ModelRunner:
             except ParamError as e:
                 raise BadInput(str(e), model=self.name) from None
 
-    def run_tensor(self, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def run_tensor(
+        self, x: np.ndarray, valid: np.ndarray | None = None, control: RunControl | None = None
+    ) -> dict[str, np.ndarray]:
         """Run the graph on a ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2])."""
         feeds = {"x": np.ascontiguousarray(x, np.float32)}
         if self.padding_invariant:
             n, _, h, w = x.shape
             feeds["valid"] = np.tile(np.array([[h, w]], np.int64), (n, 1)) if valid is None else valid.astype(np.int64)
-        return dict(zip(self.session.output_names, self.session.run(feeds)))
+        return dict(zip(self.session.output_names, self.session.run(feeds, control=control)))
 
-    def run_batch(self, items: list[np.ndarray]) -> list[Output]:
+    def run_chunked(
+        self, x: np.ndarray, valid: np.ndarray | None = None, control: RunControl | None = None
+    ) -> dict[str, np.ndarray]:
+        """:meth:`run_tensor` on slices of ``x``'s batch of at most ``max_batch_pixels``
+        pixels each (one sample at least), outputs concatenated: a whole tensor sent in one
+        request costs what its images would in batches."""
+        n, _, h, w = x.shape
+        step = max(1, self.max_batch_pixels // max(1, h * w))
+        if step >= n:
+            return self.run_tensor(x, valid, control)
+        parts = [
+            self.run_tensor(x[i: i + step], None if valid is None else valid[i: i + step], control)
+            for i in range(0, n, step)
+        ]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def groups(self, shapes: list[tuple[int, ...]]) -> list[list[int]]:
+        """Indices of ``shapes`` ([C, H, W] each) grouped into batches: equal shapes only
+        (or, for padding-invariant models, shapes whose padded batch has at most twice
+        their pixels), each batch's padded pixels within ``max_batch_pixels``."""
+        order = sorted(range(len(shapes)), key=lambda i: (shapes[i][1] / shapes[i][2], shapes[i][1] * shapes[i][2]))
+        out: list[list[int]] = []
+        cur: list[int] = []
+        h = w = pixels = 0
+        for i in order:
+            _, hi, wi = shapes[i]
+            nh, nw = max(h, hi), max(w, wi)
+            padded = (len(cur) + 1) * nh * nw
+            if self.padding_invariant:
+                fits = padded <= 2 * (pixels + hi * wi)
+            else:
+                fits = not cur or shapes[cur[0]] == shapes[i]
+            if cur and fits and padded <= self.max_batch_pixels:
+                cur.append(i)
+                h, w, pixels = nh, nw, pixels + hi * wi
+            else:
+                if cur:
+                    out.append(cur)
+                cur, h, w, pixels = [i], hi, wi, hi * wi
+        if cur:
+            out.append(cur)
+        return out
+
+    def run_batch(self, items: list[np.ndarray], control: RunControl | None = None) -> list[Output]:
         """Items [C, H_i, W_i] -> one :class:`Output` each, as if run one by one."""
-        if self.padding_invariant or len({a.shape for a in items}) == 1:
-            groups = {0: list(range(len(items)))}
-        else:
-            groups = defaultdict(list)
-            for i, a in enumerate(items):
-                groups[a.shape].append(i)
         out: list[Output | None] = [None] * len(items)
-        for idx in groups.values():
+        for idx in self.groups([a.shape for a in items]):
             hs = [items[i].shape[1] for i in idx]
             ws = [items[i].shape[2] for i in idx]
             h, w = max(hs), max(ws)
-            x = np.zeros((len(idx), items[idx[0]].shape[0], h, w), np.float32)
-            for j, i in enumerate(idx):
-                x[j, :, : hs[j], : ws[j]] = items[i]
+            if len(idx) == 1:
+                x = items[idx[0]][None]
+            else:
+                x = np.zeros((len(idx), items[idx[0]].shape[0], h, w), np.float32)
+                for j, i in enumerate(idx):
+                    x[j, :, : hs[j], : ws[j]] = items[i]
             valid = np.array([hs, ws], np.int64).T
-            r = self.run_tensor(x, valid)
+            r = self.run_tensor(x, valid, control)
             for j, i in enumerate(idx):
                 out[i] = Output(r["logits"][j], r["embedding"][j])
         return out

@@ -7,9 +7,12 @@ every session reports ``session.get_providers()[0]`` and the engine checks it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +78,21 @@ class Session:
     input_names: list[str]
     output_names: list[str]
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
-        if self.provider == CUDA:
-            return self._run_bound(feeds, outputs or self.output_names)
-        return self.session.run(outputs, feeds)
+    def run(
+        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, control: "RunControl | None" = None
+    ) -> list[np.ndarray]:
+        """Run on ``feeds``; ``control`` lets another thread stop the run (:class:`Cancelled`)."""
+        opts = control.start() if control is not None else None
+        try:
+            if self.provider == CUDA:
+                return self._run_bound(feeds, outputs or self.output_names, opts)
+            return self.session.run(outputs, feeds, opts)
+        except Exception as e:
+            if control is not None and control.cancelled:
+                raise Cancelled("the run was stopped (timeout or client gone)") from e
+            raise
 
-    def _run_bound(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+    def _run_bound(self, feeds: dict[str, np.ndarray], outputs: list[str], opts=None) -> list[np.ndarray]:
         # IO binding: inputs copied to the GPU once, outputs allocated there and copied back
         # once, instead of ORT's per-run staging.
         binding = self.session.io_binding()
@@ -88,16 +100,66 @@ class Session:
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
         for name in outputs:
             binding.bind_output(name, "cuda")
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, opts)
         return [o.numpy() for o in binding.get_outputs()]
 
 
-def make_session(model: bytes | str | Path, providers: list[str], threads: int = 0) -> Session:
+class Cancelled(Exception):
+    """A run stopped by :meth:`RunControl.cancel` (its request timed out)."""
+
+
+class RunControl:
+    """Stops work from another thread: ``cancel()`` sets ONNX Runtime's terminate flag on
+    the run in progress (it stops between nodes) and refuses any later run."""
+
+    def __init__(self, shrink_arena: bool = False) -> None:
+        self.cancelled = False
+        self._opts = ort.RunOptions()
+        if shrink_arena:  # hand the run's arena chunks back afterwards (large inputs)
+            self._opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._lock = threading.Lock()
+
+    def start(self) -> ort.RunOptions:
+        with self._lock:
+            if self.cancelled:
+                raise Cancelled("the request was cancelled before this run started")
+            return self._opts
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            self._opts.terminate = True
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if os.name == "posix" else None
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS (glibc keeps it otherwise); after large runs."""
+    if _libc is not None and hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
+
+
+def tune_malloc() -> None:
+    """Large blocks (>= 1 MiB) come from mmap and go back to the OS when freed: glibc's
+    default threshold grows with every large free (up to 32 MiB), after which big
+    request buffers stay in the heap for good."""
+    if _libc is not None and hasattr(_libc, "mallopt"):
+        M_MMAP_THRESHOLD = -3
+        _libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def make_session(model: bytes | str | Path, providers: list[str], threads: int = 0, arena: bool = True) -> Session:
     """A session for ``model`` (serialized bytes or a path) on ``providers``.
 
     ``threads`` = 0 uses the CPU quota for intra-op work; inter-op is 1 (the graphs are
-    sequential; parallel requests come from the server's thread pool)."""
+    sequential; parallel requests come from the server's thread pool). ``arena=False``
+    allocates each run's tensors afresh and frees them afterwards (op graphs: every
+    request has other shapes, and an arena would keep the largest forever)."""
     so = ort.SessionOptions()
+    if not arena:
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
     so.intra_op_num_threads = threads or cpu_quota()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3  # errors only: onnxruntime-gpu on a CPU machine warns per session

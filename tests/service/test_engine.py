@@ -49,7 +49,7 @@ def test_batcher_keeps_order_and_hands_errors_to_each_caller():
         return [i * 10 for i in items]
 
     async def main():
-        b = Batcher("t", run, max_size=8, wait_s=0.05, max_queue=20)
+        b = Batcher("t", lambda items, control: run(items), max_size=8, wait_s=0.05, max_queue=20)
         results = await asyncio.gather(*[b.submit_many([i]) for i in range(6)])
         assert [r[0] for r in results] == [0, 10, 20, 30, 40, 50]
         with pytest.raises(BadInput):

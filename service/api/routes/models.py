@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import time
@@ -22,7 +21,6 @@ from service.engine.errors import BadInput, NotFound
 from service.engine.models import ModelRunner, top_k
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-INLINE_DECODE_BYTES = 64 * 1024  # larger uploads decode in a worker thread, off the event loop
 
 
 def model_info(engine: Engine, name: str) -> ModelInfo:
@@ -59,18 +57,23 @@ _EMBED_FORM = bodies.multipart_schema(
 )
 
 
-async def _images(request: Request, settings, model_cls) -> tuple[list, dict]:
+async def _images(request: Request, engine: Engine, settings, model_cls) -> tuple[list, dict]:
     """(list of (name, bytes), the request's other fields) from JSON or multipart."""
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
     if mt == bodies.JSON:
-        req = await bodies.json_body(request, model_cls)
-        out = []
-        for i, im in enumerate(req.images):
-            try:
-                out.append((im.name, base64.b64decode(im.b64, validate=True)))
-            except (binascii.Error, ValueError):
-                raise BadInput(f"images.{i}.b64 is not valid base64") from None
-        return out, req.model_dump(exclude={"images"})
+        req = await bodies.json_body(request, model_cls, engine.offload)
+
+        def unpack() -> list:
+            out = []
+            for i, im in enumerate(req.images):
+                try:
+                    out.append((im.name, base64.b64decode(im.b64, validate=True)))
+                except (binascii.Error, ValueError):
+                    raise BadInput(f"images.{i}.b64 is not valid base64") from None
+            return out
+
+        size = sum(len(im.b64) for im in req.images)
+        return await engine.offload(unpack, large=size > bodies.INLINE_BYTES), req.model_dump(exclude={"images"})
     form = await bodies.form_body(request, max_files=settings.max_batch_images + 1)
     out = await bodies.files(form, "files")
     extra = {}
@@ -84,7 +87,7 @@ async def _images(request: Request, settings, model_cls) -> tuple[list, dict]:
     return out, extra
 
 
-async def _tensors(runner: ModelRunner, files: list, settings) -> list[np.ndarray]:
+async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings) -> list[np.ndarray]:
     if not files:
         raise BadInput("send at least one image (form field 'files', or 'images' in JSON)")
     if len(files) > settings.max_batch_images:
@@ -93,16 +96,18 @@ async def _tensors(runner: ModelRunner, files: list, settings) -> list[np.ndarra
             "(POOLOPS_MAX_BATCH_IMAGES): split the request"
         )
     c = runner.card.input.channels
+    opened = []
+    for i, (fname, data) in enumerate(files):  # headers only: sizes refused before any decoding
+        what = f"image {i} ({fname or 'unnamed'})"
+        im = images.open_image(data, settings.max_image_pixels, what)
+        runner.check_size(*images.oriented_size(im))
+        opened.append((im, what))
 
     def decode_all() -> list[np.ndarray]:
-        return [
-            runner.preprocess(images.decode(data, c, settings.max_image_pixels, f"image {i} ({fname or 'unnamed'})"))
-            for i, (fname, data) in enumerate(files)
-        ]
+        return [runner.preprocess(images.to_pixels(im, c, what)) for im, what in opened]
 
-    if sum(len(data) for _, data in files) <= INLINE_DECODE_BYTES:
-        return decode_all()  # small files decode faster than a hop to a worker thread
-    return await asyncio.to_thread(decode_all)
+    pixels = sum(im.width * im.height for im, _ in opened)
+    return await engine.offload(decode_all, large=pixels > settings.inline_decode_pixels)
 
 
 async def _run(request: Request, engine: Engine, name: str, settings, model_cls):
@@ -110,8 +115,8 @@ async def _run(request: Request, engine: Engine, name: str, settings, model_cls)
     input [C, H, W], output), the request's other fields, the start time)."""
     t0 = time.perf_counter()
     runner = engine.runner(name)  # 404 / 503 before reading images
-    files, extra = await _images(request, settings, model_cls)
-    xs = await _tensors(runner, files, settings)
+    files, extra = await _images(request, engine, settings, model_cls)
+    xs = await _tensors(engine, runner, files, settings)
     outs = await engine.infer_images(name, xs)
     return runner, [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
 

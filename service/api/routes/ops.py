@@ -8,14 +8,16 @@ from typing import Literal
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 
 from poolops.registry import OpSpec, get_op, list_ops
 from service.api import bodies
 from service.api.deps import EngineDep, SettingsDep
 from service.api.errors import responses
 from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor, TensorIn
-from service.codecs import images, tensors
-from service.engine.errors import BadInput
+from service.codecs import answer, images, tensors
+from service.engine.errors import BadInput, TooLarge
+from service.engine.sessions import release_memory
 from service.engine.ops import spec_or_404
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
@@ -87,10 +89,15 @@ async def run_op(
     extra: dict[str, np.ndarray] = {}
     grad = None
     if mt == bodies.JSON:
-        req = await bodies.json_body(request, OpRequest)
-        x = tensors.as_nchw(_tensor(req.input, "input", limit))
-        extra = {k: _tensor(v, f"inputs.{k}", limit) for k, v in req.inputs.items()}
-        grad = None if req.grad_output is None else _tensor(req.grad_output, "grad_output", limit)
+        req = await bodies.json_body(request, OpRequest, engine.offload)
+
+        def arrays():
+            x = tensors.as_nchw(_tensor(req.input, "input", limit))
+            extra = {k: _tensor(v, f"inputs.{k}", limit) for k, v in req.inputs.items()}
+            grad = None if req.grad_output is None else _tensor(req.grad_output, "grad_output", limit)
+            return x, extra, grad
+
+        x, extra, grad = await engine.offload(arrays, large=len(await request.body()) > bodies.INLINE_BYTES)
         params, want_indices, backward = req.params, req.return_indices, req.backward
     else:
         form = await bodies.form_body(request, max_files=1)
@@ -101,9 +108,18 @@ async def run_op(
         color = str(form.get("color", "auto"))
         if color not in ("auto", "gray", "rgb"):
             raise BadInput(f"color must be auto, gray or rgb, got {color!r}")
-        im = images.open_image(data, settings.max_image_pixels, f"image {fname or ''}".strip())
-        channels = 3 if color == "rgb" or (color == "auto" and im.mode not in ("L", "1", "I", "I;16", "F", "LA")) else 1
-        x = images.to_pixels(im, channels).transpose(2, 0, 1)[None]
+        what = f"image {fname or ''}".strip()
+        im = images.open_image(data, settings.max_image_pixels, what)  # the header only
+        channels = 1 if color == "gray" or (color == "auto" and images.is_gray(im)) else 3
+        limit_pixels = limit // channels
+        if im.width * im.height > limit_pixels:
+            raise TooLarge(
+                f"{what} is {im.width}x{im.height} with {channels} channels = {im.width * im.height * channels} "
+                f"elements, more than the limit {limit} (POOLOPS_MAX_TENSOR_ELEMENTS): send a smaller image"
+            )
+        px = await engine.offload(images.to_pixels, im, channels, what,
+                                  large=im.width * im.height > settings.inline_decode_pixels)
+        x = px.transpose(2, 0, 1)[None]
         try:
             params = json.loads(str(form.get("params") or "{}"))
         except json.JSONDecodeError as e:
@@ -111,21 +127,35 @@ async def run_op(
         if not isinstance(params, dict):
             raise BadInput("form field 'params' must be a JSON object")
         want_indices, backward = bodies.flag(form, "return_indices"), bodies.flag(form, "backward")
+    npy = bodies.NPY in request.headers.get("accept", "")
     res = await engine.run_op(
-        spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad
+        spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad,
+        max_answer_elements=None if npy else settings.max_json_elements,
     )
-    y = res.outputs["y"]
-    if bodies.NPY in request.headers.get("accept", ""):
+    after = BackgroundTask(release_memory) if res.large else None  # once the answer is sent
+    if npy:
         key = {"output": "y"}.get(tensor, tensor)
         if key not in res.outputs:
             raise BadInput(f"tensor={tensor} was not computed: ask for it (return_indices / backward)")
+        a = res.outputs[key]
+        body = await engine.offload(tensors.to_npy, a, large=a.size > LARGE_ANSWER)
         return Response(
-            tensors.to_npy(res.outputs[key]), media_type=bodies.NPY,
-            headers={"X-Poolops-Provider": res.provider, "X-Poolops-Shape": ",".join(map(str, res.outputs[key].shape))},
+            body, media_type=bodies.NPY, background=after,
+            headers={"X-Poolops-Provider": res.provider, "X-Poolops-Shape": ",".join(map(str, a.shape))},
         )
-    return OpResponse(
-        op=spec.name, params=res.params, shape=list(y.shape), output=tensors.to_nested(y),
-        indices=tensors.to_nested(res.outputs["indices"]) if "indices" in res.outputs else None,
-        grad_input=tensors.to_nested(res.outputs["grad_input"]) if "grad_input" in res.outputs else None,
-        provider=res.provider, timing_ms={k: round(v, 3) for k, v in res.ms.items()},
-    )
+    total = sum(a.size for a in res.outputs.values())
+    body = await engine.offload(_answer, spec.name, res, large=total > LARGE_ANSWER)
+    return Response(body, media_type="application/json", background=after)
+
+
+LARGE_ANSWER = 64 * 1024  # numbers: larger answers are encoded in a worker thread
+
+
+def _answer(name: str, res) -> bytes:
+    """The JSON answer (:class:`OpResponse`), encoded without pydantic's per-number work."""
+    y = res.outputs["y"]
+    return answer.dumps({
+        "op": name, "params": res.params, "shape": list(y.shape), "output": y,
+        "indices": res.outputs.get("indices"), "grad_input": res.outputs.get("grad_input"),
+        "provider": res.provider, "timing_ms": {k: round(v, 3) for k, v in res.ms.items()},
+    })
