@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         description="numbers in a JSON answer (413 above: ask for `Accept: application/x-npy` instead)",
     )
     max_batch_pixels: int = Field(
-        default=4 * 1024 * 1024, ge=1,
+        default=1024 * 1024, ge=1,
         description="padded pixels of one model batch (an image larger than this runs alone)",
     )
     # worker pools: ops, model batches and graph builds cannot starve each other

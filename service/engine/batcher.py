@@ -59,6 +59,7 @@ class Batcher:
         self.weight = weight
         self._requests: deque[deque[tuple[Any, asyncio.Future]]] = deque()  # one queue per request
         self._depth = 0
+        self._last: deque | None = None  # the request the last batch took from
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -79,7 +80,11 @@ class Batcher:
         self._start()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        self._requests.append(deque(zip(items, futures)))
+        queue = deque(zip(items, futures))
+        if self._requests and self._requests[-1] is self._last:
+            self._requests.insert(len(self._requests) - 1, queue)  # before the request served last
+        else:
+            self._requests.append(queue)
         self._depth += len(items)
         self._wake.set()
         try:
@@ -119,6 +124,7 @@ class Batcher:
             self._depth -= 1
             batch.append((item, fut))
             weight += w
+            self._last = queue
             self._requests.rotate(-1)  # the next item from the next request
             if isinstance(item, Job):
                 break

@@ -23,6 +23,11 @@ from service.engine.errors import BadInput
 from service.engine.sessions import RunControl, Session, make_session
 
 
+# Batches up to this many pixels reuse the session's memory arena (fast); larger ones hand
+# what they added back to the OS afterwards (a 1024x1024 image can need 300 MB).
+ARENA_KEEP_PIXELS = 512 * 512
+
+
 @dataclass
 class Output:
     """One image's result: ``logits`` [L] and ``embedding`` [D]."""
@@ -92,11 +97,12 @@ class ModelRunner:
         self, x: np.ndarray, valid: np.ndarray | None = None, control: RunControl | None = None
     ) -> dict[str, np.ndarray]:
         """Run the graph on a ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2])."""
+        n, _, h, w = x.shape
         feeds = {"x": np.ascontiguousarray(x, np.float32)}
         if self.padding_invariant:
-            n, _, h, w = x.shape
             feeds["valid"] = np.tile(np.array([[h, w]], np.int64), (n, 1)) if valid is None else valid.astype(np.int64)
-        return dict(zip(self.session.output_names, self.session.run(feeds, control=control)))
+        shrink = n * h * w > ARENA_KEEP_PIXELS
+        return dict(zip(self.session.output_names, self.session.run(feeds, control=control, shrink_arena=shrink)))
 
     def run_chunked(
         self, x: np.ndarray, valid: np.ndarray | None = None, control: RunControl | None = None

@@ -79,10 +79,16 @@ class Session:
     output_names: list[str]
 
     def run(
-        self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, control: "RunControl | None" = None
+        self,
+        feeds: dict[str, np.ndarray],
+        outputs: list[str] | None = None,
+        control: "RunControl | None" = None,
+        shrink_arena: bool = False,
     ) -> list[np.ndarray]:
-        """Run on ``feeds``; ``control`` lets another thread stop the run (:class:`Cancelled`)."""
-        opts = control.start() if control is not None else None
+        """Run on ``feeds``; ``control`` lets another thread stop the run (:class:`Cancelled`);
+        ``shrink_arena`` hands the memory this run added to the arena back afterwards."""
+        control = control or (RunControl() if shrink_arena else None)
+        opts = control.start(shrink_arena) if control is not None else None
         try:
             if self.provider == CUDA:
                 return self._run_bound(feeds, outputs or self.output_names, opts)
@@ -112,23 +118,26 @@ class RunControl:
     """Stops work from another thread: ``cancel()`` sets ONNX Runtime's terminate flag on
     the run in progress (it stops between nodes) and refuses any later run."""
 
-    def __init__(self, shrink_arena: bool = False) -> None:
+    def __init__(self) -> None:
         self.cancelled = False
         self._opts = ort.RunOptions()
-        if shrink_arena:  # hand the run's arena chunks back afterwards (large inputs)
-            self._opts.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        self._shrink = ort.RunOptions()
+        # the arena's chunks that this run grew are handed back afterwards (large inputs:
+        # an arena otherwise keeps the largest run's memory for good)
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._lock = threading.Lock()
 
-    def start(self) -> ort.RunOptions:
+    def start(self, shrink_arena: bool = False) -> ort.RunOptions:
         with self._lock:
             if self.cancelled:
                 raise Cancelled("the request was cancelled before this run started")
-            return self._opts
+            return self._shrink if shrink_arena else self._opts
 
     def cancel(self) -> None:
         with self._lock:
             self.cancelled = True
             self._opts.terminate = True
+            self._shrink.terminate = True
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if os.name == "posix" else None
