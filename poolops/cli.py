@@ -110,12 +110,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if v is not None:
             os.environ[f"POOLOPS_{k.upper()}"] = str(v)
     from service.config import Settings
+    from service.server import uvicorn_options
 
     s = Settings()
-    uvicorn.run(
-        "service.app:create_app", factory=True, host=s.host, port=s.port, workers=s.workers,
-        root_path=s.root_path, timeout_graceful_shutdown=s.shutdown_grace_s, log_level=args.log_level,
-    )
+    uvicorn.run("service.app:create_app", factory=True, workers=s.workers, log_level=args.log_level,
+                **uvicorn_options(s))
     return 0
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from poolops.registry import list_ops
 from service.api import errors
-from service.api.middleware import BodyLimit
+from service.api.middleware import BodyDeadline, BodyLimit, RequestId
 from service.api.routes import health, info, models, ops, v2
 from service.config import Settings
 from service.engine import Engine
@@ -48,9 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     metrics.instrument(app, engine)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
     _document(app, engine)
     if settings.ui:
         _mount_ui(app, engine, settings)
+    app.add_middleware(RequestId)  # around all: every answer has an id, a bug answers JSON 500
     return app
 
 

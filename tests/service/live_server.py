@@ -19,6 +19,7 @@ import uvicorn
 
 from service.app import create_app
 from service.config import Settings
+from service.server import uvicorn_options
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
 COMMITTED = ["digits-spp", "digits-gap", "digits-fixed", "layout-spp", "layout-gap"]
@@ -43,12 +44,16 @@ def server_settings(models_dir: Path, **kw) -> Settings:
 
 
 @contextlib.contextmanager
-def run_server(settings: Settings, wait_ready: bool = True, timeout: float = 120):
-    """Serve ``create_app(settings)`` with uvicorn in a thread; yields the base URL."""
+def run_server(settings: Settings, wait_ready: bool = True, timeout: float = 120, customize=None):
+    """Serve ``create_app(settings)`` with uvicorn in a thread, configured as ``poolops serve``
+    configures it (``service.server``); yields the base URL. ``customize(app)`` may add
+    routes first (e.g. one that fails as a bug would)."""
     app = create_app(settings)
+    if customize is not None:
+        customize(app)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                           root_path=settings.root_path))
+    options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": port}
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
