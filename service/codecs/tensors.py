@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,71 @@ OIP_DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64
 OIP_NAMES = {np.dtype(v): k for k, v in OIP_DTYPES.items()}
 
 
-def from_nested(data: Any, what: str, max_elements: int) -> np.ndarray:
-    """A JSON nested list of numbers -> float32 array (rectangular, finite or not)."""
+MAX_DIMS = 8  # no input of any op or model has more
+
+
+def element_count(shape: list[int], what: str, max_elements: int) -> int:
+    """Elements of ``shape``, counted with Python ints (numpy's would wrap around) and
+    refused above ``max_elements`` before anything is allocated."""
+    if len(shape) > MAX_DIMS:
+        raise BadInput(f"{what}: shape has {len(shape)} dimensions, at most {MAX_DIMS} are allowed")
+    if any(d < 0 for d in shape):
+        raise BadInput(f"{what}: shape must be non-negative, got {shape}")
+    n = math.prod(shape)
+    if n > max_elements:
+        raise TooLarge(f"{what}: shape {shape} has {n} elements, more than the limit {max_elements} "
+                       "(POOLOPS_MAX_TENSOR_ELEMENTS): send a smaller tensor")
+    return n
+
+
+def _float_range(what: str, dtype) -> BadInput:
+    return BadInput(f"{what}: a number is beyond the range of {np.dtype(dtype).name} "
+                    f"(largest {float(np.finfo(dtype).max):.4g}); write \"Infinity\" or \"-Infinity\" to mean infinity")
+
+
+def _not_a_number(data: Any) -> str | None:
+    """What in nested lists became NaN or infinity without being written "NaN" or
+    "Infinity": a JSON number beyond float64 (e.g. 1e400), or null."""
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif v is None:
+            return "null"
+        elif isinstance(v, float) and math.isinf(v):
+            return "overflow"
+    return None
+
+
+def _convert(data: Any, dtype, what: str) -> np.ndarray:
+    """Nested lists -> array of ``dtype``; a number beyond the dtype's range is refused,
+    not made infinite, and null is not a number (numpy would make it NaN)."""
     try:
-        a = np.asarray(data, dtype=np.float32)
+        with np.errstate(over="raise"):
+            a = np.asarray(data, dtype=dtype)
+    except FloatingPointError:
+        raise _float_range(what, dtype) from None
+    except OverflowError:  # a Python int beyond any float
+        raise _float_range(what, dtype) if np.dtype(dtype).kind == "f" else BadInput(
+            f"{what}: a number is beyond the range of {np.dtype(dtype).name}") from None
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = _not_a_number(data)
+        if bad == "overflow":
+            raise _float_range(what, dtype)
+        if bad == "null":
+            raise BadInput(f"{what}: null is not a number; write \"NaN\" for a missing value")
+    return a
+
+
+def from_nested(data: Any, what: str, max_elements: int) -> np.ndarray:
+    """A JSON nested list of numbers -> float32 array (rectangular; NaN and infinities as
+    the strings "NaN", "Infinity", "-Infinity")."""
+    try:
+        a = _convert(data, np.float32, what)
     except (ValueError, TypeError):
-        raise BadInput(f"{what} must be a rectangular nested list of numbers (every row the same length)") from None
+        raise BadInput(f"{what} must be a rectangular nested list of numbers (every row the same length; "
+                       "strings only as \"NaN\", \"Infinity\", \"-Infinity\")") from None
     if a.size > max_elements:
         raise TooLarge(f"{what} has {a.size} elements, more than the limit {max_elements}: send a smaller tensor")
     return a
@@ -35,16 +95,12 @@ def from_base64(b64: str, shape: list[int], dtype: str, what: str, max_elements:
     """Base64 of the raw little-endian C-order buffer -> array of ``shape``."""
     if dtype not in DTYPES:
         raise BadInput(f"{what}: dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    if any(d < 0 for d in shape):
-        raise BadInput(f"{what}: shape must be non-negative, got {shape}")
-    n = int(np.prod(shape)) if shape else 1
-    if n > max_elements:
-        raise TooLarge(f"{what} has {n} elements, more than the limit {max_elements}: send a smaller tensor")
+    n = element_count(shape, what, max_elements)
+    itemsize = np.dtype(DTYPES[dtype]).itemsize
     try:
         raw = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
         raise BadInput(f"{what}: 'b64' is not valid base64") from None
-    itemsize = np.dtype(DTYPES[dtype]).itemsize
     if len(raw) != n * itemsize:
         raise BadInput(f"{what}: {len(raw)} bytes do not make shape {shape} of {dtype} ({n * itemsize} bytes expected)")
     return np.frombuffer(raw, dtype=np.dtype(DTYPES[dtype]).newbyteorder("<")).reshape(shape)
@@ -54,16 +110,12 @@ def from_oip(data: Any, shape: list[int], datatype: str, what: str, max_elements
     """An Open Inference Protocol tensor (flat or nested ``data``, row-major) -> array."""
     if datatype not in OIP_DTYPES:
         raise BadInput(f"{what}: datatype must be one of {list(OIP_DTYPES)}, got {datatype!r}")
-    n = int(np.prod(shape)) if shape else 1
     if data is None:
         raise BadInput(f"{what}: give 'data', or binary data with parameters.binary_data_size")
-    if any(d < 0 for d in shape):
-        raise BadInput(f"{what}: shape must be non-negative, got {shape}")
-    if n > max_elements:
-        raise TooLarge(f"{what} has {n} elements, more than the limit {max_elements}: send a smaller tensor")
+    n = element_count(shape, what, max_elements)
     try:
-        a = np.asarray(data, dtype=OIP_DTYPES[datatype]).reshape(-1)
-    except (ValueError, TypeError, OverflowError):
+        a = _convert(data, OIP_DTYPES[datatype], what).reshape(-1)
+    except (ValueError, TypeError):
         raise BadInput(f"{what}: data must be numbers of datatype {datatype}") from None
     if a.size != n:
         raise BadInput(f"{what}: {a.size} values do not fill shape {shape} ({n} expected)")
@@ -90,11 +142,28 @@ def to_npy(a: np.ndarray) -> bytes:
 def as_nchw(a: np.ndarray, what: str = "input") -> np.ndarray:
     """2-D = one plane [H, W], 3-D = [C, H, W], 4-D = [N, C, H, W] -> [N, C, H, W]."""
     if a.ndim == 2:
-        return a[None, None]
-    if a.ndim == 3:
-        return a[None]
-    if a.ndim == 4:
-        return a
-    raise BadInput(
-        f"{what} must be 2-D (one plane H x W), 3-D (C x H x W) or 4-D (N x C x H x W), got {a.ndim}-D shape {list(a.shape)}"
-    )
+        a = a[None, None]
+    elif a.ndim == 3:
+        a = a[None]
+    elif a.ndim != 4:
+        raise BadInput(
+            f"{what} must be 2-D (one plane H x W), 3-D (C x H x W) or 4-D (N x C x H x W), got {a.ndim}-D shape {list(a.shape)}"
+        )
+    return nonempty(a, what)
+
+
+def as_float32(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` as float32, refused where a value is beyond float32's range (not made infinite)."""
+    try:
+        with np.errstate(over="raise"):
+            return a.astype(np.float32)
+    except FloatingPointError:
+        raise _float_range(what, np.float32) from None
+
+
+def nonempty(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` [N, C, H, W] unless a dimension is 0 (no op or model runs on an empty batch,
+    zero channels or an empty plane)."""
+    if 0 in a.shape:
+        raise BadInput(f"{what} has shape {list(a.shape)} as [N, C, H, W]: every dimension must be at least 1")
+    return a

@@ -24,7 +24,7 @@ from service.api.routes.health import readiness
 from service.api.schemas import (
     Live, Ready, V2InferRequest, V2InferResponse, V2RequestOutput, V2ModelMetadata, V2ServerMetadata, V2TensorMeta,
 )
-from service.codecs.tensors import OIP_DTYPES, OIP_NAMES, from_oip
+from service.codecs.tensors import OIP_DTYPES, OIP_NAMES, as_float32, element_count, from_oip, nonempty
 from service.engine import Engine
 from service.engine.errors import BadInput, NotFound, Unavailable
 
@@ -124,23 +124,36 @@ async def _parse(request: Request) -> tuple[V2InferRequest, bytes]:
         raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None
 
 
+def _binary_size(t: V2Tensor) -> int | None:
+    """``parameters.binary_data_size``: None when absent, else a byte count (an int >= 0)."""
+    size = (t.parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise BadInput(f"input {t.name}: parameters.binary_data_size must be a whole number of bytes (>= 0), "
+                       f"got {size!r}")
+    return size
+
+
 def _inputs(req: V2InferRequest, binary: bytes, limit: int) -> dict[str, np.ndarray]:
     out, offset = {}, 0
     for t in req.inputs:
-        size = (t.parameters or {}).get("binary_data_size")
+        what = f"input {t.name}"
+        if t.name in out:
+            raise BadInput(f"{what} is given twice")
+        size = _binary_size(t)
         if size is not None:
             if t.datatype not in OIP_DTYPES:
-                raise BadInput(f"input {t.name}: datatype must be one of {list(OIP_DTYPES)}")
+                raise BadInput(f"{what}: datatype must be one of {list(OIP_DTYPES)}, got {t.datatype!r}")
             dt = np.dtype(OIP_DTYPES[t.datatype]).newbyteorder("<")
-            n = int(np.prod(t.shape)) if t.shape else 1
-            if n > limit:
-                raise BadInput(f"input {t.name} has {n} elements, more than the limit {limit}")
-            if int(size) != n * dt.itemsize or offset + int(size) > len(binary):
-                raise BadInput(f"input {t.name}: binary_data_size {size} does not match shape {t.shape} of {t.datatype}")
-            out[t.name] = np.frombuffer(binary[offset: offset + int(size)], dtype=dt).reshape(t.shape)
-            offset += int(size)
+            n = element_count(t.shape, what, limit)
+            if size != n * dt.itemsize or offset + size > len(binary):
+                raise BadInput(f"{what}: binary_data_size {size} does not match shape {t.shape} of {t.datatype} "
+                               f"({n * dt.itemsize} bytes), or goes past the {len(binary)} bytes sent")
+            out[t.name] = np.frombuffer(binary[offset: offset + size], dtype=dt).reshape(t.shape)
+            offset += size
         else:
-            out[t.name] = from_oip(t.data, t.shape, t.datatype, f"input {t.name}", limit)
+            out[t.name] = from_oip(t.data, t.shape, t.datatype, what, limit)
     return out
 
 
@@ -152,7 +165,9 @@ async def _infer(name: str, request: Request, engine: Engine, settings) -> Respo
     unknown = set(tensors) - allowed
     if unknown or "x" not in tensors:
         raise BadInput(f"model {name!r} takes inputs {sorted(allowed)} (x required), got {sorted(tensors)}")
-    x = tensors["x"].astype(np.float32)
+    x = as_float32(tensors["x"], "input x")
+    if x.ndim == 4:  # check_tensor below says what x must be otherwise
+        nonempty(x, "input x")
     valid = tensors.get("valid")
     runner = engine.runner(name)
     runner.check_tensor(x, None if valid is None else valid.astype(np.int64))
