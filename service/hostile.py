@@ -264,7 +264,7 @@ def cases() -> list[Case]:
                 "boxes": b64_tensor(boxes), "offsets": b64_tensor(np.zeros((500, 2, 7, 7), np.float32))}}),
              ok | refused, max_seconds=15),
         Case("max kernel 30001 padding 15000 on [[1]], 6 at once", _post_json(
-            "/v1/ops/max", {"input": [[1]], "params": {"kernel": 30001, "padding": 15000}}), refused, copies=6,
+            "/v1/ops/max", {"input": [[1]], "params": {"kernel": 30001, "padding": 15000}}), ok | refused, copies=6,
              max_seconds=2),
         Case("stochastic train kernel 96, 4 seeds at once", lambda c, n=iter(range(10**6)): c.post(
             "/v1/ops/stochastic", json={"input": b64_tensor(np.ones((1, 1, 192, 192), np.float32)),

@@ -8,7 +8,7 @@ fight over cores) and resolves each caller's future.
 Fairness and bounds: a batch takes one item from each waiting request in turn, so a
 request of many large images cannot hold a one-image request back by more than one
 batch; a batch's items weigh at most ``max_weight`` together (pixels; one item always
-fits). A whole ready tensor (``submit_job``) runs alone, in the same queue. The queue is
+fits). A :class:`Job` (a slice of a whole ready tensor) runs alone, in the same queue. The queue is
 bounded: a full queue raises :class:`Overloaded`. When every caller of a running batch
 has gone (timeout), the batch's :class:`RunControl` stops it.
 """
@@ -93,10 +93,6 @@ class Batcher:
             for f in futures:
                 f.cancel()
             raise
-
-    async def submit_job(self, fn: Callable[[RunControl], Any]) -> Any:
-        """Queue ``fn(control)`` to run alone, between batches; its result."""
-        return (await self.submit_many([Job(fn)]))[0]
 
     def _start(self) -> None:
         if self._task is None or self._task.done():

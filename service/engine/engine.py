@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from models.registry import RegisteredModel, load_registry
 from service.config import Settings
-from service.engine.batcher import Batcher
+from service.engine.batcher import Batcher, Job
 from service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
 from service.engine.models import ModelRunner, Output
 from service.engine.ops import OpPlan, OpResult, OpRunner
@@ -288,21 +288,22 @@ class Engine:
 
     async def run_model_tensor(self, name: str, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """A ready input batch straight to the model's session (Open Inference Protocol),
-        queued with the model's batches (one run at a time per model)."""
+        queued with the model's batches in pixel-bounded slices (one run at a time per
+        model, other requests' batches in between)."""
         r = self.runner(name)
         t0 = time.perf_counter()
+        jobs = [
+            Job(lambda control, xs=xs, vs=vs: r.run_tensor(xs, vs, control)) for xs, vs in r.split(x, valid)
+        ]
         try:
-            out = await asyncio.wait_for(
-                self.batcher(name).submit_job(lambda control: r.run_chunked(x, valid, control)),
-                self.settings.request_timeout_s,
-            )
+            parts = await asyncio.wait_for(self.batcher(name).submit_many(jobs), self.settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise Unavailable(
                 f"inference took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
                 "send fewer or smaller images", retry_after=2, model=name,
             ) from None
         self.observer.inference("model", name, r.provider, time.perf_counter() - t0)
-        return out
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def close(self) -> None:
         for b in self._batchers.values():

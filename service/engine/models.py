@@ -104,21 +104,13 @@ class ModelRunner:
         shrink = n * h * w > ARENA_KEEP_PIXELS
         return dict(zip(self.session.output_names, self.session.run(feeds, control=control, shrink_arena=shrink)))
 
-    def run_chunked(
-        self, x: np.ndarray, valid: np.ndarray | None = None, control: RunControl | None = None
-    ) -> dict[str, np.ndarray]:
-        """:meth:`run_tensor` on slices of ``x``'s batch of at most ``max_batch_pixels``
-        pixels each (one sample at least), outputs concatenated: a whole tensor sent in one
-        request costs what its images would in batches."""
+    def split(self, x: np.ndarray, valid: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """``x`` [N, C, H, W] (and ``valid``) cut along N into slices of at most
+        ``max_batch_pixels`` pixels (one sample at least): a whole tensor sent in one
+        request runs as the batches its images would."""
         n, _, h, w = x.shape
         step = max(1, self.max_batch_pixels // max(1, h * w))
-        if step >= n:
-            return self.run_tensor(x, valid, control)
-        parts = [
-            self.run_tensor(x[i: i + step], None if valid is None else valid[i: i + step], control)
-            for i in range(0, n, step)
-        ]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return [(x[i: i + step], None if valid is None else valid[i: i + step]) for i in range(0, n, step)]
 
     def groups(self, shapes: list[tuple[int, ...]]) -> list[list[int]]:
         """Indices of ``shapes`` ([C, H, W] each) grouped into batches: equal shapes only
