@@ -5,15 +5,16 @@
 ``tests/service/test_hostile.py`` runs the same cases and asserts their bounds.
 
 The server runs as its own process (``python -m poolops.cli serve``), so its resident
-memory is its own. While a case runs, a prober sends a small op request and a small
-``digits-spp`` prediction in turn and records their latency; a sampler reads the
-server's ``VmRSS`` every 10 ms.
+memory is its own. While a case runs, a prober sends a small op request, a small
+``digits-spp`` prediction and ``/healthz`` in turn and records their latency; a sampler
+reads the server's ``VmRSS`` every 10 ms.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import os
 import shutil
@@ -156,7 +157,7 @@ class MemorySampler(threading.Thread):
 
 
 class Prober(threading.Thread):
-    """A normal client: a small op request and a small prediction in turn, with latencies."""
+    """A normal client: a small op request, a small prediction and /healthz in turn, with latencies."""
 
     def __init__(self, url: str, every_s: float = 0.05):
         super().__init__(daemon=True)
@@ -172,17 +173,20 @@ class Prober(threading.Thread):
             i = 0
             while not self._halt.is_set():
                 t0 = time.perf_counter()
+                kind = ("op", "predict", "healthz")[i % 3]
                 try:
-                    if i % 2 == 0:
+                    if kind == "op":
                         r = c.post("/v1/ops/max", json={"input": [[1, 3], [2, 2]], "params": {"kernel": 2}})
-                    else:
+                    elif kind == "predict":
                         r = c.post("/v1/models/digits-spp/predict", files=[("files", ("d.png", self._digit, "image/png"))])
+                    else:
+                        r = c.get("/healthz")
                     if r.status_code != 200:
                         self.failures.append(f"{r.status_code} {r.text[:200]}")
                 except httpx.HTTPError as e:
                     self.failures.append(f"{type(e).__name__}: {e}")
                 self.latencies.append(time.perf_counter() - t0)
-                self.kinds.append("op" if i % 2 == 0 else "predict")
+                self.kinds.append(kind)
                 i += 1
                 self._halt.wait(self.every)
 
@@ -212,6 +216,7 @@ class Case:
     copies: int = 1
     max_seconds: float = 10.0
     note: str = ""
+    probe_bound: bool = True  # a normal request must be answered within 1 s meanwhile
 
 
 def _post_json(path: str, body: dict, **kw) -> Callable[[httpx.Client], httpx.Response]:
@@ -237,10 +242,21 @@ def cases() -> list[Case]:
     """Every attack of issue 10, and more."""
     ok, refused = frozenset({200}), frozenset({413, 422})
     big_png = png(np.zeros((4096, 4096), np.uint8))  # ~16 KB that decodes to 16.7 M pixels
+    noise_4k = png(np.random.default_rng(3).integers(0, 4, (4096, 4096), dtype=np.uint8) * 64)  # ~4 MB
     rgb_2k = png(np.random.default_rng(0).integers(0, 255, (2048, 2048, 3), dtype=np.uint8) // 64 * 64)
     x512 = np.random.default_rng(1).random((1, 1, 512, 512), dtype=np.float32)
     boxes = np.concatenate([np.zeros((500, 1)), np.tile([[0, 0, 511, 511]], (500, 1))], 1).astype(np.float32)
     nested = np.round(np.random.default_rng(2).random((2600, 2600)), 2).tolist()  # ~28 MB of JSON
+    heavy = [
+        _post_files("/v1/models/digits-spp/predict", [(None, digit_png(1024, 1024))] * 32),
+        _post_files("/v1/ops/avg", [("image", noise_4k)], {"params": '{"kernel": 3, "stride": 1, "padding": 1}'},
+                    headers={"accept": "application/x-npy"}),
+        _post_files("/v1/ops/adaptive_max", [("image", noise_4k)], {"params": '{"output_size": [300, 300]}'}),
+        _v2_binary("digits-spp", np.zeros((7, 1, 1024, 1024), np.float32)),
+        _post_files("/v1/models/layout-spp/predict", [(None, digit_png(1024, 1024))] * 32),
+        _post_files("/v1/ops/lp", [("image", noise_4k)], {"params": '{"kernel": 2}'},
+                    headers={"accept": "application/x-npy"}),
+    ]
     return [
         Case("bilinear, 8192 channels (44 KB request)", _post_json(
             "/v1/ops/bilinear", {"input": b64_tensor(np.zeros((1, 8192, 1, 1), np.float32))}), refused),
@@ -283,9 +299,20 @@ def cases() -> list[Case]:
             "digits-spp", np.zeros((7, 1, 1024, 1024), np.float32)), ok | refused, max_seconds=30),
         Case("JSON nested list of 6.8 M numbers (28 MB)", _post_json(
             "/v1/ops/global_max", {"input": nested}), ok | refused, max_seconds=20),
+        Case("avg 3x3 stride 1 on a 4096x4096 PNG, .npy answer (64 MB), 2 at once", _post_files(
+            "/v1/ops/avg", [("image", noise_4k)], {"params": '{"kernel": 3, "stride": 1, "padding": 1}'},
+            headers={"accept": "application/x-npy"}), ok, copies=2, max_seconds=20),
+        Case("adaptive_max 300x300 + indices on a 4096x4096 PNG, 2 at once", _post_files(
+            "/v1/ops/adaptive_max", [("image", noise_4k)], {"params": '{"output_size": [300, 300]}',
+                                                            "return_indices": "true"}), ok | refused, copies=2,
+             max_seconds=20),
         Case("64 distinct op graphs (kernels 1..64), 8 at once", lambda c, n=iter(range(10**6)): c.post(
             "/v1/ops/avg", json={"input": np.ones((64, 64)).tolist(), "params": {"kernel": next(n) % 64 + 1}}),
              ok, copies=8, max_seconds=20),
+        Case("the worst of the above together: 6 heavy requests at once (deployment sizing)",
+             lambda c, it=itertools.count(): heavy[next(it) % len(heavy)](c), ok | refused | {503},
+             copies=len(heavy), max_seconds=60, probe_bound=False,
+             note="not one request but the CPU saturated: deploy/'s memory limit and probe timeouts follow from it"),
     ]
 
 
@@ -302,6 +329,7 @@ class Row:
     probe_p50_ms: float
     probe_p99_ms: float
     probe_max_ms: float
+    healthz_max_ms: float = 0.0
     probe_failures: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     slowest_s: float = 0.0
@@ -346,13 +374,14 @@ def run_case(srv: ServerProcess, case: Case, steady_mb: float) -> Row:
     peak = sampler.stop()
     after = settle(srv, steady_mb + 64)
     lat = sorted(prober.latencies) or [0.0]
+    health = [t for t, k in zip(prober.latencies, prober.kinds) if k == "healthz"] or [0.0]
     statuses: dict[int, int] = {}
     for a in answers:
         statuses[a.status] = statuses.get(a.status, 0) + 1
     return Row(
         case.name, statuses, seconds, peak - steady_mb, after - steady_mb,
         statistics.median(lat) * 1e3, lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1e3, lat[-1] * 1e3,
-        prober.failures, sorted({a.message[:160] for a in answers}), max(a.seconds for a in answers),
+        max(health) * 1e3, prober.failures, sorted({a.message[:160] for a in answers}), max(a.seconds for a in answers),
     )
 
 
@@ -385,15 +414,16 @@ def table(rows: list[Row], steady: float) -> str:
         f"Server: `poolops serve` defaults, 127.0.0.1, {os.cpu_count()} CPUs; steady state {steady:.0f} MB resident; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. Budget: {BUDGET_MB} MB above steady state.",
         "",
-        "| case | answers | time s | peak +MB | after +MB | normal request p50 / p99 / max ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| case | answers | time s | peak +MB | after +MB | normal requests p50 / p99 / max ms | /healthz max ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ans = ", ".join(f"{n}x {s}" for s, n in sorted(r.statuses.items()))
         probe = f"{r.probe_p50_ms:.0f} / {r.probe_p99_ms:.0f} / {r.probe_max_ms:.0f}"
         if r.probe_failures:
             probe += f" ({len(r.probe_failures)} failed)"
-        out.append(f"| {r.case} | {ans} | {r.seconds:.2f} | {r.peak_mb:.0f} | {r.after_mb:.0f} | {probe} |")
+        out.append(f"| {r.case} | {ans} | {r.seconds:.2f} | {r.peak_mb:.0f} | {r.after_mb:.0f} | {probe} | "
+                   f"{r.healthz_max_ms:.0f} |")
     return "\n".join(out)
 
 

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from service.engine.errors import Overloaded
-from service.engine.sessions import RunControl
+from service.engine.sessions import RunControl, background_thread
 
 
 class Job:
@@ -62,7 +62,9 @@ class Batcher:
         self._last: deque | None = None  # the request the last batch took from
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"batch-{name}", initializer=background_thread
+        )
         self.batches = 0
 
     @property

@@ -29,7 +29,8 @@ from service.engine.models import ModelRunner, Output
 from service.engine.ops import OpPlan, OpResult, OpRunner
 from service.engine.pools import Deadline, TimedOut, WorkPool
 from service.engine.sessions import (
-    CUDA, RunControl, available_providers, choose_providers, cpu_quota, release_memory, tune_malloc,
+    CUDA, RunControl, available_providers, background_thread, choose_providers, cpu_quota, release_memory,
+    tune_malloc,
 )
 
 log = logging.getLogger("poolops.engine")
@@ -83,6 +84,7 @@ class Engine:
     # ---- start-up -----------------------------------------------------------------
     def load(self) -> None:
         """Everything ``/readyz`` waits for. Never raises: failures become reasons."""
+        background_thread()  # the sessions made here get low-priority threads too
         try:
             if self.settings.build_missing:
                 self.phase = "building missing built-in models"

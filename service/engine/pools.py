@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from service.engine.errors import Overloaded, Unavailable
-from service.engine.sessions import RunControl
+from service.engine.sessions import RunControl, background_thread
 
 T = TypeVar("T")
 
@@ -34,7 +34,9 @@ class WorkPool:
         self.limit = workers + queue_max
         self.setting = setting
         self.pending = 0  # touched on the event loop only
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"pool-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"pool-{name}", initializer=background_thread
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float, control: RunControl | None = None) -> T:
         """``fn(*args)`` in a pool thread, waited for at most ``timeout`` seconds; on timeout

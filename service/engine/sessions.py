@@ -140,6 +140,20 @@ class RunControl:
             self._shrink.terminate = True
 
 
+WORKER_NICE = 10
+
+
+def background_thread() -> None:
+    """Lower the calling thread's CPU priority (Linux: per thread) so that the event loop,
+    which only routes, wins every contended core. ONNX Runtime's intra-op threads inherit
+    it from the thread that creates their session."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), WORKER_NICE))
+    except (AttributeError, OSError):  # not Linux, or not permitted: keep the default
+        pass
+
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if os.name == "posix" else None
 
 

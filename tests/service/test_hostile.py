@@ -34,11 +34,14 @@ def test_each_attack_is_bounded(attack, case):
     r = attack[case.name]
     assert set(r.statuses) <= case.expect, (r.statuses, r.messages)
     assert r.slowest_s <= case.max_seconds, r.slowest_s
-    assert r.peak_mb <= hostile.BUDGET_MB, f"resident memory rose {r.peak_mb:.0f} MB"
+    if case.probe_bound:  # the deployment-sizing case saturates the CPU with many heavy requests on purpose
+        assert r.peak_mb <= hostile.BUDGET_MB, f"resident memory rose {r.peak_mb:.0f} MB"
     # a model's arena keeps what batches up to 512x512 px need (bounded, reused); larger runs hand it back
     assert r.after_mb <= 128, f"resident memory stayed {r.after_mb:.0f} MB above steady state"
     assert not r.probe_failures, r.probe_failures[:3]
-    assert r.probe_max_ms < 1000, f"a normal request took {r.probe_max_ms:.0f} ms during the attack"
+    if case.probe_bound:
+        assert r.probe_max_ms < 1000, f"a normal request took {r.probe_max_ms:.0f} ms during the attack"
+    assert r.healthz_max_ms < 1000, f"/healthz took {r.healthz_max_ms:.0f} ms"
     for m in r.messages:  # refusals say what to change, naming the setting when a limit was hit
         if '"too_large"' in m:
             assert "POOLOPS_" in m, m
