@@ -14,6 +14,7 @@ import gradio as gr
 from service.engine import Engine
 from service.engine.errors import BadInput
 from service.engine.models import top_k
+from service.ui import uploads
 from service.ui.common import error_text, load_pixels
 
 
@@ -119,9 +120,7 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
                 names, default = initial_choices(engine)
                 model = gr.Dropdown(names, value=default, label="Model", elem_id="cls-model")
                 note = gr.Markdown(elem_id="cls-note")
-                image = gr.Image(
-                    type="filepath",
-                    image_mode=None,
+                image = uploads.image_input(
                     label="Image (any size)",
                     sources=["upload", "clipboard"],
                     elem_id="cls-image",
@@ -132,8 +131,13 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
                 label = gr.Label(label="Top k", elem_id="cls-label")
                 status = gr.Markdown(elem_id="cls-status")
 
+    uploads.track(image, "cls-image")
+
     async def on_run(name, path, kk):
-        r = await classify(engine, name, path, kk)
+        try:
+            r = await classify(engine, name, path, kk)
+        finally:
+            uploads.handled(path)
         if not r.ok:
             gr.Warning(r.status.removeprefix("**Error:** "))
         return (r.label or None), r.status

@@ -11,7 +11,7 @@ from PIL import Image
 
 from poolops.registry import get_op, list_ops
 from service.engine import Engine
-from service.ui import render
+from service.ui import render, uploads
 from service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params, pixel_gallery
 
 DEFAULT_OPS = ("max", "avg", "stochastic", "lp", "mixed", "adaptive_max")
@@ -111,9 +111,7 @@ def build(engine: Engine) -> None:
             with gr.Column():
                 source = gr.Radio([("Matrix", "matrix"), ("Image", "image")], value="matrix", label="Input")
                 matrix = gr.Textbox(DEFAULT_MATRIX, lines=8, label="Matrix (as in the Playground)")
-                image = gr.Image(
-                    type="filepath",
-                    image_mode=None,
+                image = uploads.image_input(
                     label="Image",
                     sources=["upload", "clipboard"],
                     elem_id="cmp-image",
@@ -137,10 +135,14 @@ def build(engine: Engine) -> None:
         gallery = pixel_gallery("Output planes (op, output shape, plane)", "cmp-gallery", PLANES_PER_OP)
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
 
-    image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")
+    image.change(uploads.source_for, inputs=image, outputs=source, api_visibility="private")
+    uploads.track(image, "cmp-image")
 
     async def on_run(ns, ptext, src, path, mtext, col, side):
-        r = await run_compare(engine, ns or [], ptext, src, path, mtext, col, side)
+        try:
+            r = await run_compare(engine, ns or [], ptext, src, path, mtext, col, side)
+        finally:
+            uploads.handled(path)
         if not r.ok:
             gr.Warning(r.status.removeprefix("**Error:** "))
         return r.status, r.gallery, {"headers": SUMMARY_HEADERS, "data": r.rows or [["-"] * len(SUMMARY_HEADERS)]}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from poolops.registry import get_op, list_ops
 from service.engine import Engine
-from service.ui import render
+from service.ui import render, uploads
 from service.ui.common import (
     DEFAULT_MATRIX,
     SMALL,
@@ -164,9 +164,7 @@ def build(engine: Engine) -> None:
                     label="Matrix: rows on lines (or ';'), numbers by spaces or commas; or JSON (H,W / C,H,W / N,C,H,W)",
                     elem_id="pg-matrix",
                 )
-                image = gr.Image(
-                    type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"], elem_id="pg-image"
-                )
+                image = uploads.image_input(label="Image", sources=["upload", "clipboard"], elem_id="pg-image")
                 with gr.Row():
                     color = gr.Radio(
                         [("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as"
@@ -191,10 +189,16 @@ def build(engine: Engine) -> None:
         numbers = gr.Markdown(elem_id="pg-numbers")
 
     op.change(op_info, inputs=op, outputs=[params, doc, schema], api_visibility="private")
-    image.change(lambda p: "image" if p else "matrix", inputs=image, outputs=source, api_visibility="private")
+    image.change(uploads.source_for, inputs=image, outputs=source, api_visibility="private")
+    uploads.track(image, "pg-image")
 
     async def on_run(name, params_text, src, image_path, matrix_text, color_mode, side, bw):
-        r = await run_playground(engine, name, params_text, src, image_path, matrix_text, color_mode, side, bw)
+        try:
+            r = await run_playground(
+                engine, name, params_text, src, image_path, matrix_text, color_mode, side, bw
+            )
+        finally:
+            uploads.handled(image_path)
         if not r.ok:
             gr.Warning(r.status.removeprefix("**Error:** "))
         return r.status, r.gallery, r.grad_gallery, r.numbers

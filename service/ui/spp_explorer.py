@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from poolops.shapes import adaptive_bins, sppnet_bins
 from service.engine import Engine
 from service.engine.errors import BadInput
+from service.ui import uploads
 from service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
 
 DRAW = 384  # display size (px) of the longer side
@@ -196,9 +197,7 @@ def build(engine: Engine) -> None:
     with gr.Tab("SPP explorer", id="spp"):
         with gr.Row():
             with gr.Column():
-                image = gr.Image(
-                    type="filepath",
-                    image_mode=None,
+                image = uploads.image_input(
                     label="Image (optional: without one, a blank canvas of the size below)",
                     sources=["upload", "clipboard"],
                     elem_id="spp-image",
@@ -225,8 +224,13 @@ def build(engine: Engine) -> None:
         )
         bins_md = gr.Markdown()
 
+    uploads.track(image, "spp-image")
+
     async def on_run(path, h, w, lv, r, m, col):
-        res = await explore(engine, path, h, w, lv, r, m, col)
+        try:
+            res = await explore(engine, path, h, w, lv, r, m, col)
+        finally:
+            uploads.handled(path)
         if not res.ok:
             gr.Warning(res.status.removeprefix("**Error:** "))
         data = res.sizes or [["-", "-", "-"]]

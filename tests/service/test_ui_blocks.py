@@ -6,6 +6,7 @@ that come back as messages (never exceptions)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -25,7 +26,7 @@ from poolops.shapes import adaptive_bins
 from service.config import Settings
 from service.engine import Engine
 from service.engine.models import top_k
-from service.ui import build_ui, cards, classify, common, compare, playground, render, spp_explorer
+from service.ui import build_ui, cards, classify, common, compare, playground, render, spp_explorer, uploads
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
 
@@ -75,6 +76,33 @@ def test_build_ui_has_every_tab_and_its_own_temp_dir(engine, tmp_path, monkeypat
     # the op dropdown offers every registered op
     dropdowns = [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.elem_id == "pg-op"]
     assert [v for _, v in dropdowns[0].choices] == list_ops()
+
+
+def test_every_image_input_hands_on_an_undecoded_file(engine, tmp_path, monkeypatch):
+    """Gradio would decode a data: URL itself; the UI's inputs write its bytes as they are
+    (the handlers' decoder checks the header first) and take only Gradio's own uploads."""
+    from gradio.data_classes import ImageData
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    settings = Settings(models_dir=ZOO, build_missing=False, warmup_sizes=[], gradio_temp_dir=tmp_path / "gr")
+    demo = build_ui(engine, settings)
+    images = [b for b in demo.blocks.values() if isinstance(b, gr.Image)]
+    assert sorted(b.elem_id for b in images) == ["cls-image", "cmp-image", "pg-image", "spp-image"]
+    raw = b"not even an image: never decoded here"
+    for image in images:
+        assert image.type == "filepath" and image.image_mode is None
+        path = image.preprocess(ImageData(url="data:image/png;base64," + base64.b64encode(raw).decode()))
+        assert Path(path).read_bytes() == raw and Path(path).parent == tmp_path / "gr" / uploads.INLINE
+        uploads.handled(path)
+        assert not Path(path).exists()
+        with pytest.raises(gr.Error, match="as an upload"):
+            image.preprocess(ImageData(path=str(ZOO / "digits-spp" / "card.json")))
+    upload = tmp_path / "gr" / "abc" / "a.png"
+    upload.parent.mkdir()
+    upload.write_bytes(raw)
+    assert images[0].preprocess(ImageData(path=str(upload))) == str(upload)
+    uploads.handled(str(upload))  # an upload stays for reruns
+    assert upload.exists()
 
 
 def test_no_torch_in_the_ui_modules():
