@@ -10,7 +10,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from poolops.registry import list_ops
-from service.api import errors
+from service.api import auth, errors
 from service.api.middleware import BodyDeadline, BodyLimit, RequestId
 from service.api.routes import health, info, models, ops, v2
 from service.config import Settings
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document(app, engine)
     if settings.ui:
         _mount_ui(app, engine, settings)
+    # outermost: no key, no work; /ui checks its own (Gradio's login, service/ui/guard.py)
+    auth.install(app, settings, delegated=["/ui"] if settings.ui else [])
     app.add_middleware(RequestId)  # around all: every answer has an id, a bug answers JSON 500
     return app
 

@@ -2,7 +2,8 @@
 ``create_app(settings)``: upload an image and run an op in the Playground, switch ops,
 see an error as a message, classify a digit with ``digits-spp`` (the same answer as the
 REST API), and read a card in the Models tab. The page may request nothing outside the
-server.
+server. With POOLOPS_API_KEY set, Gradio's login page asks for a key, and the UI works
+once logged in with one.
 
 Chromium is Debian's ``/usr/bin/chromium`` driven by pip ``playwright`` (never
 ``playwright install``); without it the tests are skipped.
@@ -142,3 +143,61 @@ def test_models_tab_shows_the_card(page):
     cards.get_by_role("heading", name="digits-spp").wait_for()
     text = cards.inner_text()
     assert "accuracy_seen_sizes" in text and "padding invariant: yes" in text and "status: available" in text
+
+
+# ---------------------------------------------------------------- with API keys
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def locked_server(tmp_path_factory):
+    zoo = copy_zoo(tmp_path_factory.mktemp("locked-zoo"), ["digits-spp"])
+    settings = server_settings(zoo, ui=True, warmup_sizes=[], api_key=f"other, {KEY}",
+                               gradio_temp_dir=tmp_path_factory.mktemp("locked-gradio"))
+    with run_server(settings) as url:
+        yield url
+
+
+def test_login_with_the_key_then_classify(browser, locked_server, tmp_path):
+    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+    pg.set_default_timeout(TIMEOUT_MS)
+    refused = []
+    pg.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+    try:
+        pg.goto(locked_server + "/ui/")
+        pg.get_by_text("any user name, the key as password").wait_for()
+        assert pg.locator("#pg-run").count() == 0  # nothing of the UI before the login
+
+        user, password = pg.locator("input[type=text]"), pg.locator("input[type=password]")
+        user.fill("me")
+        password.fill("not-the-key")
+        pg.get_by_role("button", name="Login").click()
+        pg.get_by_text("Incorrect Credentials").wait_for()
+
+        user.fill("me")  # the failed login emptied the form
+        password.fill(KEY)
+        pg.get_by_role("button", name="Login").click()
+        pg.wait_for_selector("#pg-run")  # the UI, in place of the login page
+        refused.clear()
+
+        _, test_ids = digits.split()
+        x, _ = digits.render(test_ids[:1], (48, 40), np.random.default_rng(0))
+        img = png(tmp_path / "digit.png", np.round(x[0, 0] * 255).astype(np.uint8))
+        pg.get_by_role("tab", name="Classify").click()
+        choose(pg, "#cls-model", "digits-spp")
+        pg.locator("#cls-image input[type=file]").set_input_files(str(img))
+        pg.locator("#cls-image img").first.wait_for()
+        pg.click("#cls-run")
+        pg.locator("#cls-status").get_by_text("input size: 48x40 (HxW)").wait_for()
+        assert pg.locator("#cls-label [data-testid=label-output-value]").inner_text().strip()
+        assert refused == [], f"requests of the logged-in page were refused: {refused}"
+    finally:
+        pg.close()
+
+    # the browser's session does not open the UI to anonymous clients
+    upload = httpx.post(locked_server + "/ui/gradio_api/upload", files=[("files", ("d.png", img.read_bytes()))])
+    join = httpx.post(locked_server + "/ui/gradio_api/queue/join",
+                      json={"data": [], "fn_index": 0, "session_hash": "x"})
+    info = httpx.get(locked_server + "/ui/gradio_api/info")
+    assert [r.status_code for r in (upload, join, info)] == [401, 401, 401]
