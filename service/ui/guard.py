@@ -7,8 +7,8 @@ upload, and no absolute temp path in any answer.
   (heartbeat, cancel, ...): this guards them all.
 - Uploads: at most ``max_files`` files per upload request, and none while Gradio's temp
   dir already holds ``max_stored_files`` files or ``max_stored_bytes`` (503). A body cut
-  short by the size limit fails as a multipart error, so that Gradio deletes its
-  partial files.
+  short by the size limit or the body timeout fails as a multipart error, so that Gradio
+  deletes its partial files.
 - Paths: see ``paths.TempPaths``.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
@@ -139,8 +140,10 @@ class UiGuard:
             nonlocal seen, tail
             try:
                 msg = await receive()
-            except BodyTooLarge as e:  # Gradio deletes its partial files on a multipart error only
-                raise MultiPartException(f"{e.detail} (maximum allowed size)") from None
+            except HTTPException as e:  # too large or too late: Gradio deletes its partial files
+                # on a multipart error only ("maximum allowed size" makes its answer a 413)
+                size = " (maximum allowed size)" if isinstance(e, BodyTooLarge) else ""
+                raise MultiPartException(f"{e.detail}{size}") from None
             if boundary and msg["type"] == "http.request":
                 chunk = tail + msg.get("body", b"")
                 seen += chunk.count(delimiter)

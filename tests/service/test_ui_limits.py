@@ -215,7 +215,7 @@ def test_uploads_are_deleted_when_replaced_and_when_the_session_closes(ui, gr_te
 def test_stored_uploads_and_cut_bodies_are_bounded(tmp_path):
     zoo = copy_zoo(tmp_path / "zoo", ["digits-spp"])
     gr_dir = tmp_path / "gr"
-    s = server_settings(zoo, ui=True, warmup_sizes=[], gradio_temp_dir=gr_dir, max_body_bytes=4096)
+    s = server_settings(zoo, ui=True, warmup_sizes=[], gradio_temp_dir=gr_dir, max_body_bytes=4096, body_timeout_s=1.0)
     with run_server(s) as url, httpx.Client(base_url=url) as c:
         ui = Ui(c)
         rng = np.random.default_rng(1)
@@ -229,11 +229,16 @@ def test_stored_uploads_and_cut_bodies_are_bounded(tmp_path):
             p.unlink()
         before = stored(gr_dir)
 
-        def body():  # no Content-Length: cut short while Gradio writes it
+        def body(pause: float = 0):  # no Content-Length: cut short while Gradio writes it
             yield b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n\r\n"
             for _ in range(4):
                 yield bytes(1500)
+                time.sleep(pause)
 
-        r = c.post("/ui/gradio_api/upload", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+        multipart = {"content-type": "multipart/form-data; boundary=b"}
+        r = c.post("/ui/gradio_api/upload", content=body(), headers=multipart)
         assert r.status_code == 413
+        assert stored(gr_dir) == before, "no partial file is left"
+        r = c.post("/ui/gradio_api/upload", content=body(pause=0.6), headers=multipart)  # slower than 1 s
+        assert r.status_code == 408 and "POOLOPS_BODY_TIMEOUT_S" in r.text
         assert stored(gr_dir) == before, "no partial file is left"
