@@ -40,6 +40,12 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_hostile(args: argparse.Namespace) -> int:
+    from service import hostile
+
+    return hostile.main(only=args.case)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from models.zoo import main_export
 
@@ -142,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--quick", action="store_true", help="few requests, short bounds (a smoke test)")
     bench_serve.add_argument("--markdown", action="store_true", help="print a Markdown table")
     bench_serve.set_defaults(func=_cmd_bench_serve)
+    bench_hostile = bench_sub.add_parser(
+        "hostile", help="hostile clients against a real server: answers, time, memory from /proc, a normal client's latency")
+    bench_hostile.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")
+    bench_hostile.set_defaults(func=_cmd_bench_hostile)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
     export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")

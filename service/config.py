@@ -52,8 +52,8 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, ge=1, description="elements of the largest intermediate tensor of an op graph (413 above)"
     )
     max_json_elements: int = Field(
-        default=1024 * 1024, ge=1,
-        description="numbers in a JSON answer (413 above: ask for `Accept: application/x-npy` instead)",
+        default=512 * 512, ge=1,
+        description="numbers in a JSON body or answer (413 above: base64 tensors, images or `Accept: application/x-npy`)",
     )
     max_batch_pixels: int = Field(
         default=1024 * 1024, ge=1,

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from service.engine.errors import BadInput, Unsupported
+from service.engine.errors import BadInput, TooLarge, Unsupported
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,12 +28,27 @@ def media_type(request: Request) -> str:
 INLINE_BYTES = 64 * 1024  # larger JSON bodies are parsed in a worker thread, off the event loop
 
 
-async def json_body(request: Request, model: type[M], offload=None) -> M:
+def check_numbers(body: bytes, limit: int) -> None:
+    """``TooLarge`` when a JSON body holds more than about ``limit`` values (counted by their
+    commas, before parsing: every parsed number is a Python object made under the GIL, so a
+    big nested list would stall the event loop even when parsed in a worker thread)."""
+    n = body.count(b",") + 1
+    if n > limit:
+        raise TooLarge(
+            f"the JSON body holds about {n} values, more than {limit} (POOLOPS_MAX_JSON_ELEMENTS): send large "
+            "tensors as base64 raw buffers ({\"b64\", \"shape\", \"dtype\"}), images as files, or /v2 binary tensors"
+        )
+
+
+async def json_body(request: Request, model: type[M], offload=None, max_numbers: int | None = None) -> M:
     """The body validated as ``model``; ``offload(fn, *args, large=...)`` (the engine's)
-    runs the parsing of large bodies in a worker thread."""
+    runs the parsing of large bodies in a worker thread; ``max_numbers``: see
+    :func:`check_numbers`."""
     body = await request.body()
     if not body:
         raise BadInput(f"the request body is empty: send a JSON object ({model.__name__})")
+    if max_numbers is not None:
+        check_numbers(body, max_numbers)
     try:
         if offload is not None and len(body) > INLINE_BYTES:
             return await offload(model.model_validate_json, body, large=True)

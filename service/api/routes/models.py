@@ -61,7 +61,7 @@ async def _images(request: Request, engine: Engine, settings, model_cls) -> tupl
     """(list of (name, bytes), the request's other fields) from JSON or multipart."""
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
     if mt == bodies.JSON:
-        req = await bodies.json_body(request, model_cls, engine.offload)
+        req = await bodies.json_body(request, model_cls, engine.offload, settings.max_json_elements)
 
         def unpack() -> list:
             out = []

@@ -89,7 +89,7 @@ async def run_op(
     extra: dict[str, np.ndarray] = {}
     grad = None
     if mt == bodies.JSON:
-        req = await bodies.json_body(request, OpRequest, engine.offload)
+        req = await bodies.json_body(request, OpRequest, engine.offload, settings.max_json_elements)
 
         def arrays():
             x = tensors.as_nchw(_tensor(req.input, "input", limit))

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 
+from service.api import bodies
 from service.api.deps import EngineDep, SettingsDep
 from service.api.errors import responses
 from service.api.routes.health import readiness
@@ -103,7 +104,7 @@ async def model_ready_v(name: str, model_version: str, engine: EngineDep):
     return await _ready(name, engine)
 
 
-async def _parse(request: Request) -> tuple[V2InferRequest, bytes]:
+async def _parse(request: Request, max_numbers: int) -> tuple[V2InferRequest, bytes]:
     body = await request.body()
     hl = request.headers.get(HEADER_LEN)
     if hl is not None:
@@ -118,6 +119,7 @@ async def _parse(request: Request) -> tuple[V2InferRequest, bytes]:
         head, rest = body, b""
     if not head:
         raise BadInput("the request body is empty: send an inference request (JSON)")
+    bodies.check_numbers(head, max_numbers)  # big tensors come as binary data instead
     try:
         return V2InferRequest.model_validate_json(head), rest
     except ValidationError as e:
@@ -159,7 +161,7 @@ def _inputs(req: V2InferRequest, binary: bytes, limit: int) -> dict[str, np.ndar
 
 async def _infer(name: str, request: Request, engine: Engine, settings) -> Response:
     meta = _metadata(engine, name)
-    req, binary = await _parse(request)
+    req, binary = await _parse(request, settings.max_json_elements)
     tensors = _inputs(req, binary, settings.max_tensor_elements)
     allowed = {i.name for i in meta.inputs}
     unknown = set(tensors) - allowed
