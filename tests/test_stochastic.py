@@ -25,10 +25,10 @@ SEED_X = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
 
 # every node of the op graphs must have an ONNX Runtime CUDA kernel (opset 18)
 CUDA_OPS = {
-    "Add", "And", "AveragePool", "Cast", "Concat", "Constant", "ConstantOfShape", "Div",
-    "Greater", "GreaterOrEqual", "Less", "MatMul", "Max", "Min", "Mod", "Mul", "Range",
-    "Relu", "Reshape", "ScatterElements", "Shape", "Slice", "Squeeze", "Sub", "Transpose",
-    "Unsqueeze", "Where",
+    "Add", "And", "ArgMax", "AveragePool", "Cast", "Concat", "Constant", "ConstantOfShape",
+    "CumSum", "Div", "Gather", "GatherElements", "Greater", "GreaterOrEqual", "Less", "MatMul",
+    "Max", "Min", "Mod", "Mul", "Range", "Relu", "Reshape", "ScatterElements", "Shape", "Slice",
+    "Squeeze", "Sub", "Transpose", "Unsqueeze", "Where",
 }  # fmt: skip
 
 

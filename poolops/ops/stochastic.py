@@ -37,8 +37,9 @@ the running sums being added in the same order in torch and ONNX, so ``train``
 outputs are identical between the torch function and ONNX Runtime. The same
 ``seed`` gives the same samples on every call; use a new seed per step.
 
-The ``train`` graph unrolls the ``kh * kw`` window offsets (a few nodes each):
-keep kernels small (as is usual for this op).
+ONNX: ``eval`` is two window sums (AveragePool). The ``train`` graph gathers every
+window ``[N, C, oh, ow, kh*kw]`` and takes its running sums with one CumSum: its size
+does not depend on the kernel, its largest tensors are ``kh*kw`` times the output.
 """
 
 from __future__ import annotations
@@ -271,8 +272,26 @@ def _onnx_prepare(op, p: StochasticParams, x):
     return op.Relu(x) if p.negative == "clamp" else x
 
 
+def _onnx_window_index(op, p: StochasticParams, w, oh, ow):
+    """Flat ``H*W`` plane index ``[oh, ow, kh*kw]`` of each window's elements, row-major:
+    ``(i*sh + t // kw) * W + j*sw + t % kw`` for window offset ``t``."""
+    (kh, kw), (sh, sw) = p.kernel, p.strides
+    zero, one = const_scalar_i64(op, 0), const_scalar_i64(op, 1)
+    t = op.Range(zero, const_scalar_i64(op, kh * kw), one)
+    kw_c = const_scalar_i64(op, kw)
+    rows = unsqueeze(op, op.Mul(op.Range(zero, scalar(op, oh), one), const_scalar_i64(op, sh)), [1, 2])
+    cols = unsqueeze(op, op.Mul(op.Range(zero, scalar(op, ow), one), const_scalar_i64(op, sw)), [1])
+    return op.Add(op.Mul(op.Add(rows, op.Div(t, kw_c)), w), op.Add(cols, op.Mod(t, kw_c)))
+
+
 def onnx_sample(op, p: StochasticParams, x):
-    """``train`` sampling in ONNX, step for step as :func:`torch_sample` (``x`` prepared).
+    """``train`` sampling in ONNX, bit for bit as :func:`torch_sample` (``x`` prepared).
+
+    The windows are gathered as ``[N, C, oh, ow, kh*kw]`` (row-major window order) and
+    summed by a CumSum along the last axis: sequential sums, the same float additions
+    in the same order as :func:`torch_sample`'s running sums. The sample is the first
+    offset whose running sum exceeds ``u * S`` (ArgMax of the comparison finds the first
+    True; none: offset 0, as in torch). The graph's size does not depend on the kernel.
 
     Returns ``(y, indices, s)``: the sampled values, their flat ``H*W`` plane
     indices (the window's first element for all-zero windows) and the window sums.
@@ -281,29 +300,15 @@ def onnx_sample(op, p: StochasticParams, x):
     h, w = dim(op, x, 2), dim(op, x, 3)
     oh = blocks.pool_out_dim(op, h, kh, sh, 0, 1, False)
     ow = blocks.pool_out_dim(op, w, kw, sw, 0, 1, False)
-    one = const_i64(op, [1])
-    ends_base = op.Concat(
-        op.Add(op.Mul(op.Sub(oh, one), const_i64(op, [sh])), one),
-        op.Add(op.Mul(op.Sub(ow, one), const_i64(op, [sw])), one),
-        axis=0,
-    )
-    axes, steps = const_i64(op, [2, 3]), const_i64(op, [sh, sw])
-    xs = [
-        op.Slice(x, const_i64(op, [a, b]), op.Add(ends_base, const_i64(op, [a, b])), axes, steps)
-        for a in range(kh)
-        for b in range(kw)
-    ]
-    cums = [xs[0]]
-    for xt in xs[1:]:
-        cums.append(op.Add(cums[-1], xt))
-    s = cums[-1]
+    last = const_i64(op, [4])
+    windows = op.Gather(op.Reshape(x, const_i64(op, [0, 0, -1])), _onnx_window_index(op, p, w, oh, ow), axis=2)
+    cums = op.CumSum(windows, const_scalar_i64(op, 4))  # [N, C, oh, ow, kh*kw]
+    s = op.Gather(cums, const_scalar_i64(op, kh * kw - 1), axis=4)  # [N, C, oh, ow]
     u = onnx_uniform(op, p.seed, [dim(op, x, 0), dim(op, x, 1), oh, ow])
-    thr = op.Mul(u, s)
-    y, t = xs[0], const_scalar_i64(op, 0)
-    for k in range(len(xs) - 1, -1, -1):
-        take = op.Greater(cums[k], thr)
-        y = op.Where(take, xs[k], y)
-        t = op.Where(take, const_scalar_i64(op, k), t)
+    take = op.Cast(op.Greater(cums, unsqueeze(op, op.Mul(u, s), [4])), to=1)
+    first = op.ArgMax(take, axis=4, keepdims=1, select_last_index=0)  # [N, C, oh, ow, 1]
+    y = op.Squeeze(op.GatherElements(windows, first, axis=4), last)
+    t = op.Squeeze(first, last)
     # plane index of window offset t of output (i, j): (i*sh + t//kw) * W + j*sw + t%kw
     rows = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, oh), const_scalar_i64(op, 1)), [1])
     cols = op.Range(const_scalar_i64(op, 0), scalar(op, ow), const_scalar_i64(op, 1))
