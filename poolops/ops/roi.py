@@ -38,8 +38,9 @@ ONNX: ``roi_align`` is ONNX ``RoiAlign`` (opset 16, mode avg, ``half_pixel`` for
 aligned, else ``output_half_pixel``), which ONNX Runtime implements with torchvision's
 rules (the tests check it against the torch function and the loop reference, adaptive
 sampling included) and has a CUDA kernel for. ``deform_roi_pool`` is built from parts:
-the samples' bilinear weights are summed into per-bin weight rows over the input rows
-and columns (bilinear interpolation is separable), so a bin is ``a_h @ x[b] @ a_w^T``;
+the samples' bilinear weights are summed (a scatter-add, memory linear in the samples
+and rows) into per-bin weight rows over the input rows and columns (bilinear
+interpolation is separable), so a bin is ``a_h @ x[b] @ a_w^T``;
 the data-dependent sample counts (adaptive ``sampling_ratio``) are handled by sampling
 every box on the largest grid of the batch (``ReduceMax`` over boxes, computed in the
 graph) and masking samples beyond a box's own grid. Only the band of rows the box's
@@ -370,11 +371,24 @@ def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band:
     else:
         lo = op.Expand(const_i64(op, [0]), dim(op, start, 0))
         rows = scalar(op, size)
-    r = op.Add(op.Reshape(lo, const_i64(op, [-1, 1, 1, 1, 1])), op.Range(const_scalar_i64(op, 0), rows, const_scalar_i64(op, 1)))
-    hit_low = op.Cast(op.Equal(unsqueeze(op, low, [4]), r), to=1)
-    hit_high = op.Cast(op.Equal(unsqueeze(op, high, [4]), r), to=1)
-    a = op.Add(op.Mul(unsqueeze(op, w_low, [4]), hit_low), op.Mul(unsqueeze(op, w_high, [4]), hit_high))
-    return op.ReduceSum(a, const_i64(op, [3]), keepdims=0), lo
+    return _scatter_weights(op, low, high, w_low, w_high, lo, rows), lo
+
+
+def _scatter_weights(op, low, high, w_low, w_high, lo, rows):
+    """``A [K, oh, ow, L]``: each sample's two weights ``[K, oh, ow, G]`` added into rows
+    ``low - lo`` and ``high - lo`` of its bin (L = ``rows``, a 0-D int64). A scatter-add
+    keeps memory at ``K*oh*ow*(G + L)`` (a one-hot ``[K, oh, ow, G, L]`` would not). Unused
+    samples weigh exactly 0; their rows are clamped into the band."""
+    last = op.Sub(rows, const_scalar_i64(op, 1))
+    idx = op.Sub(op.Concat(low, high, axis=3), op.Reshape(lo, const_i64(op, [-1, 1, 1, 1])))
+    idx = op.Min(op.Max(idx, const_i64(op, [0])), last)
+    weights = op.Concat(w_low, w_high, axis=3)
+    bins = op.Mul(op.Mul(dim(op, idx, 0), dim(op, idx, 1)), dim(op, idx, 2))
+    flat = op.Concat(bins, op.Shape(idx, start=3), axis=0)
+    length = unsqueeze(op, rows, [0])
+    zeros = op.ConstantOfShape(op.Concat(bins, length, axis=0))
+    a = op.ScatterElements(zeros, op.Reshape(idx, flat), op.Reshape(weights, flat), axis=1, reduction="add")
+    return op.Reshape(a, op.Concat(op.Shape(idx, start=0, end=3), length, axis=0))
 
 
 def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=("y",)):
