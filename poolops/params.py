@@ -86,5 +86,25 @@ def parse_params(op: str, model: type[OpParams], params: dict[str, Any]) -> OpPa
             known = ", ".join(model.model_fields)
             msg = f"unknown parameter; known parameters: {known}"
         elif "input" in err and err["type"] != "missing":
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {quote(err['input'])})"
         raise ParamError(op, name, msg) from None
+
+
+def quote(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages quote no more of an
+    input than that (a long list is cut before its repr is made)."""
+    if isinstance(value, (list, tuple)) and len(value) > limit:
+        value = value[:limit]
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_LIST_LENGTH = 16
+"""The most entries a list-valued parameter (SPP levels, multiscale kernels) may have."""
+
+
+def check_list_length(param: str, values: tuple, what: str) -> None:
+    """``invalid(param)`` (for a model validator) when ``values`` has more than
+    :data:`MAX_LIST_LENGTH` entries."""
+    if len(values) > MAX_LIST_LENGTH:
+        raise invalid(param, f"at most {MAX_LIST_LENGTH} {what}, got {len(values)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,84 @@ def test_window_of_only_padding_is_refused():
     with pytest.raises(ParamError, match="'dilation'.*only padding"):
         PF.max(torch.ones(1, 1, 2, 1), kernel=(2, 1), padding=(1, 0), dilation=(3, 1))
     PF.max(torch.ones(1, 1, 3, 1), kernel=(2, 1), padding=(1, 0), dilation=(3, 1))  # row 2 is inside
+
+
+# ---------------------------------------------------------------- validation cost
+
+
+def _old_padding_only_window(size, kernel, stride, pad, dilation):
+    """The loop check_window_fits used to run: O(padding * kernel)."""
+    w = 0
+    while w * stride - pad < 0:
+        start = w * stride - pad
+        if not any(0 <= start + j * dilation < size for j in range(kernel)):
+            return w
+        w += 1
+    return None
+
+
+def test_padding_only_window_closed_form_matches_the_loop():
+    import itertools
+
+    from poolops.ops._window import padding_only_window
+
+    # every small case, padding beyond half the kernel too (the models refuse it, the rule does not)
+    for case in itertools.product(range(0, 9), range(1, 8), range(1, 6), range(0, 8), range(1, 10)):
+        assert padding_only_window(*case) == _old_padding_only_window(*case), case
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        size, kernel, stride, dilation = (int(v) for v in rng.integers(1, 60, 4))
+        pad = int(rng.integers(0, kernel * dilation + 3))
+        case = (size, kernel, stride, pad, dilation)
+        assert padding_only_window(*case) == _old_padding_only_window(*case), case
+
+
+def test_first_residue_in_matches_brute_force():
+    from poolops.ops._window import first_residue_in
+
+    rng = np.random.default_rng(1)
+    for _ in range(20000):
+        m = int(rng.integers(1, 50))
+        a, b = int(rng.integers(0, 200)), int(rng.integers(-200, 200))
+        lo = int(rng.integers(0, m))
+        hi = int(rng.integers(lo, m))
+        want = next((x for x in range(2 * m + 1) if lo <= (a * x + b) % m <= hi), None)
+        assert first_residue_in(a, b, m, lo, hi) == want, (a, b, m, lo, hi)
+    assert first_residue_in(10**12 + 39, 7, 10**15 + 37, 10**15, 10**15 + 36) is not None  # O(log m)
+
+
+def test_window_check_is_fast_for_huge_kernels_and_padding():
+    import time
+
+    spec = poolops.get_op("max")
+    x = np.ones((1, 1, 1, 1), np.float32)
+    for params in (
+        {"kernel": 30001, "padding": 15000},
+        {"kernel": 30001, "padding": 15000, "stride": 1},
+        {"kernel": (2, 30001), "padding": (1, 15000), "dilation": (1, 1), "ceil_mode": True},
+    ):
+        p = spec.parse(params)
+        t0 = time.perf_counter()
+        spec.check(p, x)
+        assert time.perf_counter() - t0 < 0.05, params
+    p = spec.parse({"kernel": 20001, "padding": 10000, "dilation": 3})
+    t0 = time.perf_counter()
+    with pytest.raises(ParamError, match="'kernel'"):
+        spec.check(p, np.ones((1, 1, 5, 5), np.float32))
+    assert time.perf_counter() - t0 < 0.05
+
+
+@pytest.mark.parametrize("name,param", [("spp", "levels"), ("multiscale", "kernels")])
+def test_list_parameters_are_capped(name, param):
+    spec = poolops.get_op(name)
+    spec.parse({param: tuple(range(1, 17))})  # 16 entries: fine
+    for values in (tuple(range(1, 18)), list(range(1, 100_001))):
+        with pytest.raises(ParamError, match=f"'{param}': at most 16") as err:
+            spec.parse({param: values})
+        assert err.value.param == param and len(str(err.value)) < 200
+
+
+def test_error_messages_quote_little_of_the_input():
+    with pytest.raises(ParamError) as err:
+        poolops.get_op("max").parse({"kernel": "x" * 100_000})
+    assert len(str(err.value)) < 300

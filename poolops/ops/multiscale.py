@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
 from poolops.ops.max import MaxParams, onnx_max, torch_max
-from poolops.params import OpParams, ParamError, invalid
+from poolops.params import OpParams, ParamError, check_list_length, invalid
 from poolops.registry import OpSpec, register
 
 
@@ -43,6 +43,7 @@ class MultiscaleParams(OpParams):
 
     @model_validator(mode="after")
     def _positive_kernels(self):
+        check_list_length("kernels", self.kernels, "kernels (one max pool each)")
         if any(k < 1 for k in self.kernels):
             raise invalid("kernels", f"every kernel must be >= 1, got {self.kernels}")
         return self

@@ -40,8 +40,9 @@ class SPPParams(OpParams):
     """See ``max``: False skips the NaN pass in ONNX (max mode)."""
 
     def model_post_init(self, _ctx) -> None:
-        from poolops.params import invalid
+        from poolops.params import check_list_length, invalid
 
+        check_list_length("levels", self.levels, "levels (each level n adds n*n features per channel)")
         if any(n < 1 for n in self.levels):
             raise invalid("levels", f"every level must be >= 1, got {self.levels}")
 
