@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from poolops.registry import list_ops
 from service.api import auth, errors
+from service.api.inflight import Inflight
 from service.api.middleware import BodyDeadline, BodyLimit, RequestId
 from service.api.routes import health, info, models, ops, v2
 from service.config import Settings
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.instrument(app, engine)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
+    app.add_middleware(Inflight, budget=engine.budget)  # bodies charged to the memory budget before reading
     _document(app, engine)
     if settings.ui:
         _mount_ui(app, engine, settings)

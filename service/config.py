@@ -59,8 +59,15 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1,
         description="padded pixels of one model batch (an image larger than this runs alone)",
     )
+    max_inflight_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024 * 1024,
+        description="memory all requests in flight may hold together: bodies, decoded inputs, answers (503 above)",
+    )
     # worker pools: ops, model batches and graph builds cannot starve each other
-    op_workers: int = Field(default=2, ge=1, description="threads running op requests")
+    op_workers: int = Field(
+        default=1, ge=1, description="threads running large op requests (small ones have a lane of their own)"
+    )
+    model_workers: int = Field(default=2, ge=1, description="model batches running at once, over all models")
     op_queue_max: int = Field(default=32, ge=1, description="op requests waiting for a thread before 503")
     build_workers: int = Field(default=1, ge=1, description="threads building op graphs (identical builds coalesced)")
     decode_workers: int = Field(default=2, ge=1, description="threads decoding images and encoding large answers")

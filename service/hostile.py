@@ -118,11 +118,15 @@ class ServerProcess:
 
 
 @contextmanager
-def server(**settings: object) -> Iterator[ServerProcess]:
-    """A ready server over a copy of the committed models."""
+def server(full: bool = False, **settings: object) -> Iterator[ServerProcess]:
+    """A ready server over a copy of the committed models; ``full``: as deployed, with the UI
+    and ``effnet-lite0-imagenet`` (when built) too."""
     zoo = Path(__file__).resolve().parents[1] / "models" / "zoo"
+    names = COMMITTED + (["effnet-lite0-imagenet"] if full and (zoo / "effnet-lite0-imagenet").is_dir() else [])
+    if full:
+        settings = {"ui": "true", **settings}
     with tempfile.TemporaryDirectory(prefix="poolops-hostile-") as d:
-        for n in COMMITTED:
+        for n in names:
             shutil.copytree(zoo / n, Path(d) / n)
         srv = ServerProcess(Path(d), **settings)
         try:
@@ -238,8 +242,8 @@ def _v2_binary(model: str, x: np.ndarray) -> Callable[[httpx.Client], httpx.Resp
                                      "content-type": "application/octet-stream"})
 
 
-def cases() -> list[Case]:
-    """Every attack of issue 10, and more."""
+def cases(full: bool = False) -> list[Case]:
+    """Every attack of issue 10, and more (``full``: the server has effnet-lite0-imagenet)."""
     ok, refused = frozenset({200}), frozenset({413, 422})
     big_png = png(np.zeros((4096, 4096), np.uint8))  # ~16 KB that decodes to 16.7 M pixels
     noise_4k = png(np.random.default_rng(3).integers(0, 4, (4096, 4096), dtype=np.uint8) * 64)  # ~4 MB
@@ -247,6 +251,7 @@ def cases() -> list[Case]:
     x512 = np.random.default_rng(1).random((1, 1, 512, 512), dtype=np.float32)
     boxes = np.concatenate([np.zeros((500, 1)), np.tile([[0, 0, 511, 511]], (500, 1))], 1).astype(np.float32)
     nested = np.round(np.random.default_rng(2).random((2000, 2000)), 2).tolist()  # ~24 MB of JSON
+    photo_1k = png(np.random.default_rng(4).integers(0, 255, (1024, 1024, 3), dtype=np.uint8))
     nested_ok = nested[:130]  # 260,000 numbers: within POOLOPS_MAX_JSON_ELEMENTS
     heavy = [
         _post_files("/v1/models/digits-spp/predict", [(None, digit_png(1024, 1024))] * 32),
@@ -257,7 +262,7 @@ def cases() -> list[Case]:
         _post_files("/v1/models/layout-spp/predict", [(None, digit_png(1024, 1024))] * 32),
         _post_files("/v1/ops/lp", [("image", noise_4k)], {"params": '{"kernel": 2}'},
                     headers={"accept": "application/x-npy"}),
-    ]
+    ] + ([_post_files("/v1/models/effnet-lite0-imagenet/predict", [(None, photo_1k)] * 8)] if full else [])
     return [
         Case("bilinear, 8192 channels (44 KB request)", _post_json(
             "/v1/ops/bilinear", {"input": b64_tensor(np.zeros((1, 8192, 1, 1), np.float32))}), refused),
@@ -311,6 +316,10 @@ def cases() -> list[Case]:
             "/v1/ops/adaptive_max", [("image", noise_4k)], {"params": '{"output_size": [300, 300]}',
                                                             "return_indices": "true"}), ok | refused, copies=2,
              max_seconds=20),
+        Case("40 uploads of 24 MB at once (base64 tensors, .npy answers)", _post_json(
+            "/v1/ops/max", {"input": b64_tensor(np.ones((1, 1, 2400, 2500), np.float32))},
+            headers={"accept": "application/x-npy"}), ok | {503}, copies=40, max_seconds=30,
+             note="past POOLOPS_MAX_INFLIGHT_BYTES: 503 and Retry-After (overload), never the memory"),
         Case("64 distinct op graphs (kernels 1..64), 8 at once", lambda c, n=iter(range(10**6)): c.post(
             "/v1/ops/avg", json={"input": np.ones((64, 64)).tolist(), "params": {"kernel": next(n) % 64 + 1}}),
              ok, copies=8, max_seconds=20),
@@ -400,12 +409,12 @@ def steady_state(srv: ServerProcess) -> float:
     return srv.rss_mb()
 
 
-def run_all(selected: list[Case] | None = None, **settings: object) -> tuple[list[Row], float]:
+def run_all(selected: list[Case] | None = None, full: bool = False, **settings: object) -> tuple[list[Row], float]:
     """Every case against one fresh server; (rows, steady-state MB)."""
     rows = []
-    with server(**settings) as srv:
+    with server(full, **settings) as srv:
         steady = steady_state(srv)
-        for case in selected or cases():
+        for case in selected or cases(full):
             rows.append(run_case(srv, case, steady))
             if not srv.alive():
                 raise RuntimeError(f"the server died during {case.name!r}")
@@ -413,10 +422,12 @@ def run_all(selected: list[Case] | None = None, **settings: object) -> tuple[lis
     return rows, steady
 
 
-def table(rows: list[Row], steady: float) -> str:
+def table(rows: list[Row], steady: float, full: bool = False) -> str:
     load = os.getloadavg()
+    what = "with the UI and every built model" if full else "the committed models, no UI"
     out = [
-        f"Server: `poolops serve` defaults, 127.0.0.1, {os.cpu_count()} CPUs; steady state {steady:.0f} MB resident; "
+        f"Server: `poolops serve` defaults ({what}), 127.0.0.1, {os.cpu_count()} CPUs; "
+        f"steady state {steady:.0f} MB resident; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. Budget: {BUDGET_MB} MB above steady state.",
         "",
         "| case | answers | time s | peak +MB | after +MB | normal requests p50 / p99 / max ms | /healthz max ms |",
@@ -432,9 +443,9 @@ def table(rows: list[Row], steady: float) -> str:
     return "\n".join(out)
 
 
-def main(only: list[str] | None = None) -> int:
+def main(only: list[str] | None = None, full: bool = False) -> int:
     """Print the table (Markdown) for every case, or those whose name contains one of ``only``."""
-    selected = [c for c in cases() if not only or any(o in c.name for o in only)]
-    rows, steady = run_all(selected)
-    print(table(rows, steady))
+    selected = [c for c in cases(full) if not only or any(o in c.name for o in only)]
+    rows, steady = run_all(selected, full)
+    print(table(rows, steady, full))
     return 0

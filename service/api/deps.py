@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from service.config import Settings
 from service.engine import Engine
+from service.engine.budget import Reservation
 
 
 async def get_engine(request: Request) -> Engine:  # async: sync dependencies hop to a thread
@@ -20,3 +21,8 @@ async def get_settings(request: Request) -> Settings:
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def reservation(request: Request) -> Reservation:
+    """The request's share of the engine's memory budget (the ``Inflight`` middleware's)."""
+    return request.state.reservation

@@ -48,6 +48,7 @@ class Batcher:
         on_batch: Callable[[int, float], None] | None = None,
         max_weight: int | None = None,
         weight: Callable[[Any], int] = _pixels,
+        executor: ThreadPoolExecutor | None = None,
     ):
         self.name = name
         self.run_batch = run_batch
@@ -62,7 +63,10 @@ class Batcher:
         self._last: deque | None = None  # the request the last batch took from
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(
+        # batches run in ``executor`` (shared by the models: it bounds how many run at once
+        # over all of them), else in a thread of this model's own
+        self._own = executor is None
+        self._executor = executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"batch-{name}", initializer=background_thread
         )
         self.batches = 0
@@ -181,4 +185,5 @@ class Batcher:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._own:
+            self._executor.shutdown(wait=True, cancel_futures=True)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ import onnxruntime as ort
 from models.registry import RegisteredModel, load_registry
 from service.config import Settings
 from service.engine.batcher import Batcher, Job
+from service.engine.budget import MemoryBudget, Reservation
 from service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
 from service.engine.models import ModelRunner, Output
 from service.engine.ops import OpPlan, OpResult, OpRunner
@@ -38,6 +40,7 @@ log = logging.getLogger("poolops.engine")
 __all__ = ["Engine", "EngineError"]
 
 SMALL_OP_WORK = 1 << 20  # elements (4 MB): op requests at most this large run in their own lane
+SMALL_OP_WORKERS = 2
 
 
 class Observer(Protocol):
@@ -68,7 +71,11 @@ class Engine:
         self.op_pool = WorkPool("op", settings.op_workers, q, "POOLOPS_OP_WORKERS, POOLOPS_OP_QUEUE_MAX")
         # small requests (the usual ones: milliseconds) have a lane of their own, so a few
         # large ones cannot keep them waiting
-        self.small_op_pool = WorkPool("small op", settings.op_workers, q, "POOLOPS_OP_QUEUE_MAX")
+        self.small_op_pool = WorkPool("small op", SMALL_OP_WORKERS, q, "POOLOPS_OP_QUEUE_MAX")
+        self.model_executor = ThreadPoolExecutor(
+            settings.model_workers, thread_name_prefix="model", initializer=background_thread
+        )
+        self.budget = MemoryBudget(settings.max_inflight_bytes)
         self.build_pool = WorkPool("graph build", settings.build_workers, q, "POOLOPS_BUILD_WORKERS")
         self.decode_pool = WorkPool("decode", settings.decode_workers, 4 * q, "POOLOPS_DECODE_WORKERS")
         self.registry: dict[str, RegisteredModel] = {}
@@ -203,7 +210,7 @@ class Engine:
                 self._batchers[name] = Batcher(
                     name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
                     on_batch=lambda size, sec, n=name: self.observer.batch(n, size, sec),
-                    max_weight=s.max_batch_pixels,
+                    max_weight=s.max_batch_pixels, executor=self.model_executor,
                 )
             return self._batchers[name]
 
@@ -231,7 +238,9 @@ class Engine:
                 model=name,
             ) from None
 
-    async def run_op(self, name: str, max_answer_elements: int | None = None, **kw: Any) -> OpResult:
+    async def run_op(
+        self, name: str, max_answer_elements: int | None = None, reservation: Reservation | None = None, **kw: Any
+    ) -> OpResult:
         """Plan on the event loop (shapes only: refused before any work), then check the
         values and build the graphs in the build pool (identical builds coalesced; cached
         graphs skip it) and run them in the op pool, all within the request timeout; a
@@ -246,6 +255,8 @@ class Engine:
                 "answer (one tensor per request, chosen with ?tensor=output|indices|grad_input)",
                 op=name, output_elements=plan.cost.output_elements,
             )
+        if reservation is not None:  # the outputs, held until the answer is sent
+            reservation.add(4 * plan.cost.output_elements, "its answer")
         deadline = Deadline(self.settings.request_timeout_s)
         control = RunControl()
         try:
@@ -312,3 +323,4 @@ class Engine:
             b.close()
         for pool in (self.op_pool, self.small_op_pool, self.build_pool, self.decode_pool):
             pool.close()
+        self.model_executor.shutdown(wait=False, cancel_futures=True)

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from service.api import bodies
-from service.api.deps import EngineDep, SettingsDep
+from service.api.deps import EngineDep, SettingsDep, reservation
 from service.api.errors import responses
 from service.api.schemas import (
     EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
@@ -87,7 +87,7 @@ async def _images(request: Request, engine: Engine, settings, model_cls) -> tupl
     return out, extra
 
 
-async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings) -> list[np.ndarray]:
+async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings, res) -> list[np.ndarray]:
     if not files:
         raise BadInput("send at least one image (form field 'files', or 'images' in JSON)")
     if len(files) > settings.max_batch_images:
@@ -107,6 +107,7 @@ async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings) -
         return [runner.preprocess(images.to_pixels(im, c, what)) for im, what in opened]
 
     pixels = sum(im.width * im.height for im, _ in opened)
+    res.add(2 * 4 * c * pixels, "decoding its images")  # decoded pixels and the model's input
     return await engine.offload(decode_all, large=pixels > settings.inline_decode_pixels)
 
 
@@ -116,7 +117,7 @@ async def _run(request: Request, engine: Engine, name: str, settings, model_cls)
     t0 = time.perf_counter()
     runner = engine.runner(name)  # 404 / 503 before reading images
     files, extra = await _images(request, engine, settings, model_cls)
-    xs = await _tensors(engine, runner, files, settings)
+    xs = await _tensors(engine, runner, files, settings, reservation(request))
     outs = await engine.infer_images(name, xs)
     return runner, [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
 

@@ -12,7 +12,7 @@ from starlette.background import BackgroundTask
 
 from poolops.registry import OpSpec, get_op, list_ops
 from service.api import bodies
-from service.api.deps import EngineDep, SettingsDep
+from service.api.deps import EngineDep, SettingsDep, reservation
 from service.api.errors import responses
 from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor, TensorIn
 from service.codecs import answer, images, tensors
@@ -98,6 +98,7 @@ async def run_op(
             return x, extra, grad
 
         x, extra, grad = await engine.offload(arrays, large=len(await request.body()) > bodies.INLINE_BYTES)
+        reservation(request).add(4 * (x.size + sum(v.size for v in extra.values())), "its tensors")
         params, want_indices, backward = req.params, req.return_indices, req.backward
     else:
         form = await bodies.form_body(request, max_files=1)
@@ -117,6 +118,7 @@ async def run_op(
                 f"{what} is {im.width}x{im.height} with {channels} channels = {im.width * im.height * channels} "
                 f"elements, more than the limit {limit} (POOLOPS_MAX_TENSOR_ELEMENTS): send a smaller image"
             )
+        reservation(request).add(4 * channels * im.width * im.height, "decoding its image")
         px = await engine.offload(images.to_pixels, im, channels, what,
                                   large=im.width * im.height > settings.inline_decode_pixels)
         x = px.transpose(2, 0, 1)[None]
@@ -130,7 +132,7 @@ async def run_op(
     npy = bodies.NPY in request.headers.get("accept", "")
     res = await engine.run_op(
         spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad,
-        max_answer_elements=None if npy else settings.max_json_elements,
+        max_answer_elements=None if npy else settings.max_json_elements, reservation=reservation(request),
     )
     after = BackgroundTask(release_memory) if res.large else None  # once the answer is sent
     if npy:

@@ -1,0 +1,45 @@
+"""A server-wide budget of request memory: what request bodies, decoded inputs and answers
+in flight may hold together. A request reserves its share before the work that needs it
+(its body from Content-Length, then what decoding and answering will hold, known from
+headers and shapes) and gives it back when its answer is sent; beyond the budget it is
+told to retry (503) instead of pushing the process towards its memory limit."""
+
+from __future__ import annotations
+
+from service.engine.errors import Overloaded
+
+
+class MemoryBudget:
+    """``total`` bytes shared by the requests in flight (touched on the event loop only)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+
+    def reservation(self) -> "Reservation":
+        return Reservation(self)
+
+
+class Reservation:
+    """One request's share of a :class:`MemoryBudget`; :meth:`release` returns all of it."""
+
+    def __init__(self, budget: MemoryBudget):
+        self.budget = budget
+        self.held = 0
+
+    def add(self, nbytes: int, what: str = "this request") -> None:
+        """Reserve ``nbytes`` more, or raise :class:`Overloaded` (503, retry shortly). A
+        request alone may always use the whole budget, so nothing valid is refused forever."""
+        b = self.budget
+        if nbytes > 0 and b.used + nbytes > b.total and b.used > self.held:
+            raise Overloaded(
+                f"the server is holding {b.used // 2**20} MB for requests in flight and {what} needs "
+                f"{max(1, nbytes // 2**20)} MB more (POOLOPS_MAX_INFLIGHT_BYTES {b.total // 2**20} MB): retry shortly",
+                retry_after=1.0,
+            )
+        b.used += nbytes
+        self.held += nbytes
+
+    def release(self) -> None:
+        self.budget.used -= self.held
+        self.held = 0
