@@ -43,7 +43,7 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
 def _cmd_bench_hostile(args: argparse.Namespace) -> int:
     from service import hostile
 
-    return hostile.main(only=args.case)
+    return hostile.main(only=args.case, full=args.full)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_hostile = bench_sub.add_parser(
         "hostile", help="hostile clients against a real server: answers, time, memory from /proc, a normal client's latency")
     bench_hostile.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")
+    bench_hostile.add_argument("--full", action="store_true",
+                               help="as deployed: the UI and effnet-lite0-imagenet (built if missing) too")
     bench_hostile.set_defaults(func=_cmd_bench_hostile)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
