@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hostile", help="hostile clients against a real server: answers, time, memory from /proc, a normal client's latency")
     bench_hostile.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")
     bench_hostile.add_argument("--full", action="store_true",
-                               help="as deployed: the UI and effnet-lite0-imagenet (built if missing) too")
+                               help="as deployed: the UI and effnet-lite0-imagenet (when built) too")
     bench_hostile.set_defaults(func=_cmd_bench_hostile)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
