@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.codecs.tensors import OIP_DTYPES
+
 # ---- tensors ---------------------------------------------------------------------------
 
 
@@ -146,11 +148,15 @@ class EmbedResponse(BaseModel):
 # ---- Open Inference Protocol v2 --------------------------------------------------------
 
 
+OipDatatype = Literal[tuple(OIP_DTYPES)]
+
+
 class V2Tensor(BaseModel):
     name: str
     shape: list[int]
-    datatype: str = Field(description="FP32, INT64, ...")
-    parameters: dict[str, Any] | None = None
+    datatype: OipDatatype = Field(description="FP32, INT64, ...")
+    parameters: dict[str, Any] | None = Field(default=None, json_schema_extra={"properties": {"binary_data_size": {
+        "type": "integer", "minimum": 0, "description": "bytes of this tensor in the binary part of the body"}}})
     data: list[Any] | None = Field(default=None, description="row-major values; absent with binary_data_size")
 
 

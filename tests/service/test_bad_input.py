@@ -185,7 +185,7 @@ FIVE_MB = "x" * 5_000_000
     (OP, {"input": [[1, 2], [3, 4]], "params": {"kernel": FIVE_MB}}),  # a parameter's checker quotes it
     (OP, {"input": [[1, 2], [3, 4]], FIVE_MB: 1}),  # an unknown field, named in the error's location
     (OP, {"input": [[1, 2], [3, 4]], "params": {FIVE_MB: 1}}),  # an unknown parameter
-    (OP, {"input": {"b64": "", "shape": ["a"] * 1_000_000}}),  # a million validation errors
+    (OP, {"input": {"b64": "", "shape": ["a"] * 200_000}}),  # 200,000 validation errors
     (V2, {"inputs": [x_tensor([1, 1, 8, 8], ZEROS_64)], "outputs": [{"name": FIVE_MB}]}),  # an unknown output
     (V2, {"inputs": [{**x_tensor([1, 1, 8, 8], ZEROS_64), "datatype": FIVE_MB}]}),
     (V2, {"inputs": [x_tensor([1, 1, 8, 8], ZEROS_64)], "id": 5}),  # pydantic: wrong type, small input
@@ -198,7 +198,7 @@ def test_answers_quote_little_of_a_5_mb_request(api, path, body):
 
 def test_many_valid_sizes_are_not_all_listed(api):
     """``valid`` is checked by poolops' check_valid, which lists every value it got."""
-    n = 5_000
+    n = 500
     body = {"inputs": [x_tensor([n, 1, 8, 8], [0.0] * (n * 64)),
                        {"name": "valid", "shape": [n, 2], "datatype": "INT64", "data": [0] * (2 * n)}]}
     r = httpx.post(api + V2, content=j(body), headers={"Content-Type": "application/json"}, timeout=120)
