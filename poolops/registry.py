@@ -15,9 +15,33 @@ import importlib
 import inspect
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from poolops.params import OpParams, ParamError, parse_params
+from poolops.params import OpParams, ParamError, parse_params, quote
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What running an op would take, known from its parameters and input shapes alone.
+
+    Attributes:
+        output_elements: elements of the requested outputs together: ``y``, ``indices``
+            if asked, and ``grad_input`` (x's size) for a backward pass.
+        work_elements: elements of the largest tensor any node of the op's graph(s)
+            produces (the forward graph, and the backward graph when asked; a node's
+            outputs together), in float32 units: an int64 element counts 2, a bool 1.
+            An upper bound, for refusing requests before any work.
+    """
+
+    output_elements: int
+    work_elements: int
+
+
+SHAPE_WORK = 64
+"""The least ``work_elements``: every graph makes a few shape and pad vectors (int64)."""
+
+WorkRule = Callable[[Any, Mapping[str, tuple[int, ...]], tuple[str, ...], bool], int]
+"""``(p, shapes, outputs, backward) -> int``: an op's largest intermediate, see :class:`Cost`."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +72,17 @@ class OpSpec:
         check_input: ``(p, x) -> None`` raising :class:`ParamError` for inputs
             the op cannot take (shape, and values where the op needs it);
             ``x`` is a numpy array or a torch tensor. The other inputs are checked
-            against their kinds (:func:`poolops.inputs.check_inputs`).
+            against their kinds (:func:`poolops.inputs.check_inputs`). A check that
+            needs the other inputs too takes them, ``(p, x, *extra)`` (in
+            ``all_inputs[1:]`` order, None for absent ones), and runs after their
+            kind checks.
         family: a grouping for docs and the UI (window, global, adaptive, ...).
         input_domain: ``real`` or ``nonnegative`` (stochastic pooling).
+        work: the op's :data:`WorkRule`: ``(p, shapes, outputs, backward) -> int``, an
+            upper bound of the largest tensor its graphs produce (see :class:`Cost`),
+            from ``shapes`` (``{"x": (N, C, H, W), <other input>: shape, ...}``, plain
+            ints, not yet checked), in O(1) of the parameter values; through
+            :meth:`OpSpec.cost`.
     """
 
     name: str
@@ -67,6 +99,7 @@ class OpSpec:
     check_input: Callable[[Any, Any], None] | None = None
     family: str = field(default="")
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
+    work: WorkRule | None = None
 
     def parse(self, params: dict[str, Any] | OpParams | None = None) -> OpParams:
         """Validated parameters; raises :class:`ParamError` naming the bad one."""
@@ -81,9 +114,75 @@ class OpSpec:
     def shape(self, p: OpParams, x_shape: Sequence[Any], *extra_shapes: Any) -> tuple:
         """The ``y`` shape: ``output_shape``, given the other inputs' shapes (in
         ``all_inputs[1:]`` order, None for absent ones) if it takes them."""
-        params = inspect.signature(self.output_shape).parameters.values()
-        takes_more = len(params) > 2 or any(q.kind is q.VAR_POSITIONAL for q in params)
-        return self.output_shape(p, x_shape, *extra_shapes) if takes_more else self.output_shape(p, x_shape)
+        if _takes_more_than_two(self.output_shape):
+            return self.output_shape(p, x_shape, *extra_shapes)
+        return self.output_shape(p, x_shape)
+
+    def cost(
+        self,
+        p: OpParams | dict[str, Any] | None,
+        shapes: Mapping[str, Sequence[int]],
+        outputs: Sequence[str] = ("y",),
+        backward: bool = False,
+    ) -> Cost:
+        """Output and work elements of a run, from the parameters and input shapes alone.
+
+        Callable before :meth:`check` (nothing is allocated, plain ints, O(1) in the
+        parameter values): ``shapes`` must give ``x`` as 4 non-negative ints and each
+        other input given to the op by name; the shapes need not be valid for the op.
+
+        Args:
+            p: the parameters (parsed, or a dict to parse).
+            shapes: ``{"x": (N, C, H, W), "boxes": (K, 5), ...}``.
+            outputs: the forward outputs asked for (``("y", "indices")`` for indices).
+            backward: whether the gradient ``grad_input`` (x's shape) is asked for too.
+
+        Raises:
+            ParamError: bad parameters, a malformed or missing shape, an unknown
+                output, or ``backward`` for an op without a backward graph.
+        """
+        p = self.parse(p)
+        dims = self._cost_shapes(shapes)
+        outs = tuple(outputs)
+        unknown = [o for o in outs if o not in self.outputs]
+        if unknown or "y" not in outs:
+            raise ParamError(
+                self.name, "outputs", f"must include 'y' and be among {list(self.outputs)}, got {list(outs)}"
+            )
+        if backward and self.onnx_backward is None:
+            raise ParamError(self.name, "backward", "this op has no backward graph")
+        if self.work is None:
+            raise ParamError(self.name, "work", "this op states no cost rule")
+        y = _numel(max(int(d), 0) for d in self.shape(p, dims["x"], *(dims.get(n) for n in self.all_inputs[1:])))
+        out_units = [y] + ([2 * y] if "indices" in outs else [])
+        x = _numel(dims["x"]) if backward else 0
+        output_elements = y * len(out_units) + x
+        work = max(int(self.work(p, dims, outs, bool(backward))), *out_units, x, SHAPE_WORK)
+        return Cost(output_elements=output_elements, work_elements=work)
+
+    def _cost_shapes(self, shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+        """``shapes`` as tuples of non-negative ints, each of its kind's rank; ParamError else."""
+        from poolops.inputs import kind
+
+        unknown = [n for n in shapes if n not in self.all_inputs]
+        if unknown:
+            raise ParamError(self.name, unknown[0], f"is not an input of this op; it takes {list(self.all_inputs)}")
+        missing = [n for n in self.inputs if n not in shapes]
+        if missing:
+            raise ParamError(self.name, missing[0], f"is a required input; the op takes {list(self.inputs)}")
+        out: dict[str, tuple[int, ...]] = {}
+        for name, shape in shapes.items():
+            rank = len(kind(name).dims)
+            try:
+                dims = tuple(_as_dim(d) for d in shape) if len(shape) == rank else None
+            except (TypeError, ValueError):
+                dims = None
+            if dims is None:
+                raise ParamError(
+                    self.name, name, f"expected a shape of {rank} non-negative integers, got {quote(shape)}"
+                )
+            out[name] = dims
+        return out
 
     def check(self, p: OpParams, x: Any, *extra: Any) -> None:
         """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op, and each
@@ -96,11 +195,38 @@ class OpSpec:
             )
         if shape[2] < 1 or shape[3] < 1:
             raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
-        if self.check_input is not None:
+        takes_more = self.check_input is not None and _takes_more_than_two(self.check_input)
+        if self.check_input is not None and not takes_more:
             self.check_input(p, x)
         from poolops.inputs import check_inputs
 
         check_inputs(self.name, p, x, dict(zip(self.all_inputs[1:], extra)))
+        if takes_more:
+            more = tuple(extra) + (None,) * (len(self.all_inputs) - 1 - len(extra))
+            self.check_input(p, x, *more)
+
+
+def _takes_more_than_two(fn: Callable) -> bool:
+    """Whether ``fn`` takes more than ``(p, x)`` (the other inputs or their shapes)."""
+    params = inspect.signature(fn).parameters.values()
+    return len(params) > 2 or any(q.kind is q.VAR_POSITIONAL for q in params)
+
+
+def _as_dim(d: Any) -> int:
+    """A dimension as a non-negative Python int (``ValueError`` else; bools refused)."""
+    if isinstance(d, bool) or not hasattr(d, "__index__"):
+        raise TypeError(d)
+    v = int(d.__index__())
+    if v < 0:
+        raise ValueError(v)
+    return v
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
 
 
 _REGISTRY: dict[str, OpSpec] = {}

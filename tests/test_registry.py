@@ -49,3 +49,20 @@ def test_core_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_a_check_that_takes_the_other_inputs_runs_after_their_kind_checks():
+    """roi_align's sample-grid check reads the boxes: a malformed boxes tensor is
+    reported by the kind check (shape), not by an error inside the op's check."""
+    import numpy as np
+
+    from poolops.params import ParamError
+
+    spec = poolops.get_op("roi_align")
+    p = spec.parse({})
+    x = np.ones((1, 1, 4, 4), np.float32)
+    with pytest.raises(ParamError, match=r"'boxes': expected shape \[K, 5\]"):
+        spec.check(p, x, np.ones((2, 4), np.float32))
+    with pytest.raises(ParamError, match="'boxes'.*2 \\* 4 \\+ 2"):
+        spec.check(p, x, np.array([[0, 0, 0, 100, 1]], np.float32))
+    spec.check(p, x, np.array([[0, 0, 0, 3, 3]], np.float32))

@@ -161,6 +161,7 @@ def test_window_check_is_fast_for_huge_kernels_and_padding():
         p = spec.parse(params)
         t0 = time.perf_counter()
         spec.check(p, x)
+        spec.cost(p, {"x": x.shape}, ("y", "indices"), backward=True)
         assert time.perf_counter() - t0 < 0.05, params
     p = spec.parse({"kernel": 20001, "padding": 10000, "dilation": 3})
     t0 = time.perf_counter()
@@ -183,3 +184,27 @@ def test_error_messages_quote_little_of_the_input():
     with pytest.raises(ParamError) as err:
         poolops.get_op("max").parse({"kernel": "x" * 100_000})
     assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("name", ["roi_align", "deform_roi_pool"])
+def test_adaptive_sampling_refuses_boxes_far_larger_than_the_map(name):
+    """ceil(roi / o)^2 samples per bin: a box's RoI is capped at 2 * side + 2."""
+    spec = poolops.get_op(name)
+    x = np.ones((1, 1, 8, 10), np.float32)
+
+    def check(boxes, **params):
+        p = spec.parse({"output_size": 2, **params})
+        extra = [np.array(boxes, np.float32)]
+        if name == "deform_roi_pool":
+            extra.append(np.zeros((len(boxes), 2, 2, 2), np.float32))
+        spec.check(p, x, *extra)
+
+    check([[0, -5, -4, 17, 13]])  # 22 x 17: within 2 * 10 + 2 and 2 * 8 + 2
+    check([[0, 0, 0, 1e6, 1]], sampling_ratio=2)  # a fixed grid: any box
+    for boxes, axis in (([[0, -5, 0, 18, 1]], "W"), ([[0, 0, 0, 1, 1], [0, 0, -1e6, 1, 1e6]], "H")):
+        with pytest.raises(ParamError, match=f"'boxes'.*axis {axis}.*sampling_ratio") as err:
+            check(boxes)
+        assert err.value.param == "boxes"
+    with pytest.raises(ParamError, match="spatial_scale"):
+        check([[0, 0, 0, 50, 1]], spatial_scale=0.5)  # 25 > 22 after the scale
+    check([[0, 0, 0, 40, 1]], spatial_scale=0.5)  # 20: fine

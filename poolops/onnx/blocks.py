@@ -326,3 +326,119 @@ def propagate_nan(op, x, y, pool: Callable):
 def take_outputs(outputs: Sequence[str], **values):
     """The requested outputs, in order."""
     return tuple(values[name] for name in outputs)
+
+
+# ---------------------------------------------------------------- work rules
+#
+# Plain-int upper bounds of the largest tensor each block above produces (a node's
+# outputs together), in float32 units: an int64 element counts 2, a bool 1. The ops'
+# ``work`` rules (``OpSpec.cost``) combine them; tests/test_cost.py checks them against
+# ONNX Runtime's profiler. Dims are ``n, c, h, w`` of x and ``oh, ow`` of the output.
+
+
+def out_len(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:
+    """:func:`poolops.shapes.pool_out_size`, at least 0 (for shapes not yet checked)."""
+    from poolops.shapes import pool_out_size
+
+    return max(pool_out_size(size, kernel, stride, pad, dilation, ceil), 0)
+
+
+def padded_len(size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    """The length :func:`_ceil_padding` pads an axis to (ceil mode)."""
+    out = out_len(size, kernel, stride, pad, dilation, True)
+    return size + 2 * pad + max((out - 1) * stride + dilation * (kernel - 1) + 1 - (size + 2 * pad), 0)
+
+
+def adaptive_len(size: int, n: int, up_to: bool = False) -> int:
+    """The longest PyTorch adaptive bin of ``size`` into ``n`` bins (0 for no bins); with
+    ``up_to``, of any size from 1 to ``size`` (per-sample bins of a padded batch)."""
+    if size <= 0 or n <= 0:
+        return 0
+    if size % n == 0 and not up_to:
+        return size // n
+    return min(size, -(-size // n) + 1)
+
+
+def max_pool_work(n, c, h, w, kernel, stride, padding, dilation, ceil: bool, with_indices: bool) -> int:
+    """:func:`max_pool`: the pooled values (with int64 indices), the ceil-mode padding."""
+    oh, ow = (out_len((h, w)[a], kernel[a], stride[a], padding[a], dilation[a], ceil) for a in range(2))
+    y = n * c * oh * ow
+    work = 3 * y if with_indices else y
+    return max(work, _padded_work(n, c, h, w, kernel, stride, padding, dilation)) if ceil else work
+
+
+def _padded_work(n, c, h, w, kernel, stride, padding, dilation) -> int:
+    """x padded by :func:`_ceil_padding`."""
+    hp, wp = (padded_len((h, w)[a], kernel[a], stride[a], padding[a], dilation[a]) for a in range(2))
+    return n * c * hp * wp
+
+
+def propagate_nan_work(n, c, h, w, kernel, stride, padding, dilation, ceil: bool) -> int:
+    """:func:`propagate_nan` around a max pool: the NaN map of x, its pooling."""
+    return max(n * c * h * w, max_pool_work(n, c, h, w, kernel, stride, padding, dilation, ceil, False))
+
+
+def window_sum_work(n, c, h, w, kernel, stride, padding, ceil: bool) -> int:
+    """:func:`window_sum`: the window sums, the ceil-mode padding."""
+    oh, ow = (out_len((h, w)[a], kernel[a], stride[a], padding[a], 1, ceil) for a in range(2))
+    work = n * c * oh * ow
+    return max(work, _padded_work(n, c, h, w, kernel, stride, padding, (1, 1))) if ceil else work
+
+
+def avg_divisor_work(oh: int, ow: int) -> int:
+    """:func:`avg_divisor`: int64 window bounds per axis, the ``[oh, ow]`` divisors."""
+    return max(oh * ow, 2 * oh, 2 * ow)
+
+
+def membership_work(o: int, size: int, per_sample: int = 1) -> int:
+    """:func:`membership` ``[o, L]`` (``per_sample`` N: :func:`membership_per_sample`)."""
+    return max(per_sample * o * size, 2 * per_sample * o, 2 * size)
+
+
+def window_membership_work(h, w, oh, ow) -> int:
+    """:func:`window_membership`: both 0/1 matrices."""
+    return max(membership_work(oh, h), membership_work(ow, w))
+
+
+def separable_matmul_work(n, c, h, w, oh, ow) -> int:
+    """:func:`separable_matmul`: ``x @ A_w^T`` ``[N, C, H, ow]`` then ``[N, C, oh, ow]``."""
+    return max(n * c * h * ow, n * c * oh * ow, ow * w)
+
+
+def separable_matmul_t_work(n, c, h, w, oh, ow) -> int:
+    """:func:`separable_matmul_t`: ``[N, C, H, ow]`` then ``[N, C, H, W]``."""
+    return max(n * c * h * ow, n * c * h * w, oh * h)
+
+
+def scatter_add_work(n, c, h, w, m: int) -> int:
+    """:func:`scatter_add` of ``m`` values per plane: the zeros, the int64 indices."""
+    return max(n * c * h * w, 2 * n * c * m)
+
+
+def _bin_index_work(o: int, k: int, per_sample: int = 1) -> int:
+    return max(2 * per_sample * o * k, 2 * per_sample * o, 2 * k)
+
+
+def bin_max_work(n, c, h, w, oh, ow, kh, kw) -> int:
+    """:func:`bin_max` with bins at most ``kh`` rows and ``kw`` columns long."""
+    return max(
+        n * c * oh * kh * w, n * c * oh * w, n * c * oh * ow * kw, _bin_index_work(oh, kh), _bin_index_work(ow, kw)
+    )
+
+
+def bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
+    """:func:`bin_argmax`: as :func:`bin_max`, plus int64 positions of each row bin's
+    maxima ``[N, C, oh, W]`` and of each bin's candidates ``[N, C, oh, ow, kw]``."""
+    return max(bin_max_work(n, c, h, w, oh, ow, kh, kw), 2 * n * c * oh * w, 2 * n * c * oh * ow * kw, 2 * h * w)
+
+
+def bin_max_per_sample_work(n, c, h, w, oh, ow, kh, kw) -> int:
+    """:func:`bin_max_per_sample`: x's rows, the gathered row and column bins."""
+    return max(
+        n * c * h * w,
+        n * oh * kh * c * w,
+        n * oh * c * w,
+        n * ow * kw * oh * c,
+        _bin_index_work(oh, kh, n),
+        _bin_index_work(ow, kw, n),
+    )

@@ -83,6 +83,33 @@ def onnx_adaptive_max_backward(op, p, x, grad_y):
     return blocks.scatter_add(op, x, indices, grad_y)
 
 
+def adaptive_avg_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """The bin matrices ``[oh, H]``, ``[ow, W]`` and ``x @ A_w^T`` ``[N, C, H, ow]``;
+    backward: ``A_h^T g`` ``[N, C, H, ow]`` and the gradient."""
+    n, c, h, w = shapes["x"]
+    oh, ow = p.output_size
+    work = max(blocks.window_membership_work(h, w, oh, ow), blocks.separable_matmul_work(n, c, h, w, oh, ow))
+    if backward:
+        work = max(work, blocks.separable_matmul_t_work(n, c, h, w, oh, ow))
+    return work
+
+
+def adaptive_max_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """Each bin's rows gathered ``[N, C, oh, Kh, W]`` (Kh the longest bin), then columns
+    ``[N, C, oh, ow, Kw]`` (int64 positions with indices); the NaN counts as
+    adaptive_avg's matrix products; backward: the argmax and the scatter into x's shape."""
+    n, c, h, w = shapes["x"]
+    oh, ow = p.output_size
+    kh, kw = blocks.adaptive_len(h, oh), blocks.adaptive_len(w, ow)
+    bins = (n, c, h, w, oh, ow, kh, kw)
+    work = blocks.bin_argmax_work(*bins) if "indices" in outputs else blocks.bin_max_work(*bins)
+    if p.propagate_nan:
+        work = max(work, n * c * h * w, adaptive_avg_work(p, shapes))
+    if backward:
+        work = max(work, blocks.bin_argmax_work(*bins), blocks.scatter_add_work(n, c, h, w, oh * ow))
+    return work
+
+
 register(
     OpSpec(
         name="adaptive_avg",
@@ -93,6 +120,7 @@ register(
         onnx_backward=onnx_adaptive_avg_backward,
         output_shape=_shape,
         module_name="AdaptiveAvgPool",
+        work=adaptive_avg_work,
         doc=__doc__,
     )
 )
@@ -108,6 +136,7 @@ register(
         output_shape=_shape,
         module_name="AdaptiveMaxPool",
         outputs=("y", "indices"),
+        work=adaptive_max_work,
         doc=__doc__,
     )
 )

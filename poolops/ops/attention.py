@@ -70,6 +70,13 @@ def onnx_attention(op, p: AttentionParams, x, attn=None, outputs=("y",)):
     return blocks.take_outputs(outputs, y=unsqueeze(op, y, [3]))
 
 
+def attention_work(p: AttentionParams, shapes, outputs=("y",), backward=False) -> int:
+    """The softmax weights ``[N, A, H*W]`` times x (broadcast: ``[N, max(A, C), H*W]``)."""
+    n, c, h, w = shapes["x"]
+    a = shapes["attn"][1] if "attn" in shapes else 1
+    return max(n * max(a, c) * h * w, n * a * h * w)
+
+
 register(
     OpSpec(
         name="attention",
@@ -81,6 +88,7 @@ register(
         output_shape=_attention_shape,
         module_name="AttentionPool",
         optional_inputs=("attn",),
+        work=attention_work,
         doc=__doc__,
     )
 )
@@ -110,6 +118,12 @@ def onnx_se(op, p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
     return blocks.take_outputs(outputs, y=op.Mul(x, unsqueeze(op, g, [2, 3])))
 
 
+def se_work(p: SEParams, shapes, outputs=("y",), backward=False) -> int:
+    """x times the gates (x's size); the squeeze ``[N, C]`` and hidden layer ``[N, R]``."""
+    n, c, h, w = shapes["x"]
+    return max(n * c * h * w, n * c, n * shapes["se_w1"][0])
+
+
 register(
     OpSpec(
         name="se",
@@ -121,6 +135,7 @@ register(
         output_shape=lambda p, s: tuple(s),
         module_name="SqueezeExcite",
         inputs=SE_INPUTS,
+        work=se_work,
         doc=__doc__,
     )
 )

@@ -57,6 +57,25 @@ def onnx_avg_backward(op, p: AvgParams, x, grad_y):
     return blocks.separable_matmul_t(op, op.Div(grad_y, _divisor(op, p, x)), a_h, a_w)
 
 
+def avg_work(p: AvgParams, shapes, outputs=("y",), backward=False) -> int:
+    """AveragePool; else the window sums (ceil-mode padding) and the divisors; backward:
+    the 0/1 window matrices and ``A_h^T (g / D) A_w``."""
+    n, c, h, w = shapes["x"]
+    _, _, oh, ow = (max(d, 0) for d in output_shape(p, shapes["x"]))
+    work = n * c * oh * ow
+    if p.ceil_mode or p.divisor_override is not None:
+        work = max(work, blocks.window_sum_work(n, c, h, w, p.kernel, p.strides, p.padding, p.ceil_mode))
+    if p.divisor_override is None:
+        work = max(work, blocks.avg_divisor_work(oh, ow))
+    if backward:
+        work = max(
+            work,
+            blocks.window_membership_work(h, w, oh, ow),
+            blocks.separable_matmul_t_work(n, c, h, w, oh, ow),
+        )
+    return work
+
+
 register(
     OpSpec(
         name="avg",
@@ -68,6 +87,7 @@ register(
         output_shape=lambda p, s: output_shape(p, s),
         check_input=lambda p, x: check_window_fits("avg", p, x.shape),
         module_name="AvgPool",
+        work=avg_work,
         doc=__doc__,
     )
 )

@@ -92,6 +92,15 @@ def onnx_bilinear(op, p: BilinearParams, x, x2=None, outputs=("y",)):
     return blocks.take_outputs(outputs, y=z)
 
 
+def bilinear_work(p: BilinearParams, shapes, outputs=("y",), backward=False) -> int:
+    """The maps flattened (and ``x2`` transposed) and ``B`` ``[N, C1, C2]``."""
+    n, c1, h, w = shapes["x"]
+    x2 = shapes.get("x2")
+    c2 = c1 if x2 is None else x2[1]
+    second = 0 if x2 is None else x2[0] * x2[1] * x2[2] * x2[3]
+    return max(n * c1 * h * w, second, n * c1 * c2)
+
+
 register(
     OpSpec(
         name="bilinear",
@@ -103,6 +112,7 @@ register(
         output_shape=_shape,
         module_name="BilinearPool",
         optional_inputs=("x2",),
+        work=bilinear_work,
         doc=__doc__,
     )
 )

@@ -83,6 +83,22 @@ def onnx_global_max_backward(op, p, x, grad_y):
     return op.Reshape(op.Where(hit, g, const_f32(op, 0.0)), op.Shape(x))
 
 
+def global_avg_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """ReduceMean ``[N, C, 1, 1]``; backward: the gradient expanded to x's shape."""
+    n, c, h, w = shapes["x"]
+    return n * c * h * w if backward else n * c
+
+
+def global_max_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """ReduceMax (and ReduceSumSquare); indices: x flattened and an int64 ArgMax;
+    backward: a one-hot mask of x's size."""
+    n, c, h, w = shapes["x"]
+    work = 2 * n * c
+    if "indices" in outputs or backward:
+        work = max(work, n * c * h * w, 2 * h * w)
+    return work
+
+
 register(
     OpSpec(
         name="global_avg",
@@ -93,6 +109,7 @@ register(
         onnx_backward=onnx_global_avg_backward,
         output_shape=_shape,
         module_name="GlobalAvgPool",
+        work=global_avg_work,
         doc=__doc__,
     )
 )
@@ -108,6 +125,7 @@ register(
         output_shape=_shape,
         module_name="GlobalMaxPool",
         outputs=("y", "indices"),
+        work=global_max_work,
         doc=__doc__,
     )
 )

@@ -39,7 +39,7 @@ from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, dim
 from poolops.ops._window import check_window_fits
 from poolops.ops._window import output_shape as window_output_shape
-from poolops.ops.avg import AvgParams, onnx_avg, onnx_avg_backward
+from poolops.ops.avg import AvgParams, avg_work, onnx_avg, onnx_avg_backward
 from poolops.params import OpParams, OptionalPositivePair, PositivePair, invalid
 from poolops.registry import OpSpec, register
 
@@ -106,6 +106,13 @@ def onnx_lp_backward(op, p: LpParams, x, grad_y):
     return _pow_grad(op, g_xp, x, p.norm_type)
 
 
+def lp_work(p: LpParams, shapes, outputs=("y",), backward=False) -> int:
+    """``x^p`` (x's size) and the average pooling of it; backward: that pooling's backward
+    and the x-sized chain rule."""
+    n, c, h, w = shapes["x"]
+    return max(n * c * h * w, avg_work(p.window(), shapes, ("y",), backward))
+
+
 register(
     OpSpec(
         name="lp",
@@ -118,6 +125,7 @@ register(
         check_input=lambda p, x: check_window_fits("lp", p.window(), x.shape),
         module_name="LpPool",
         input_domain="nonnegative",
+        work=lp_work,
         doc=__doc__,
     )
 )
@@ -193,6 +201,13 @@ def onnx_gem_backward(op, p: GemParams, x, grad_y):
     return op.Where(op.GreaterOrEqual(x, const_f32(op, p.eps)), g_c, const_f32(op, 0.0))
 
 
+def gem_work(p: GemParams, shapes, outputs=("y",), backward=False) -> int:
+    """``max(x, eps)^p`` (x's size), then a mean (global) or the average pooling of it."""
+    n, c, h, w = shapes["x"]
+    win = p.window()
+    return max(n * c * h * w, 0 if win is None else avg_work(win, shapes, ("y",), backward))
+
+
 register(
     OpSpec(
         name="gem",
@@ -204,6 +219,7 @@ register(
         output_shape=_gem_shape,
         check_input=_gem_check,
         module_name="GeMPool",
+        work=gem_work,
         doc=__doc__,
     )
 )

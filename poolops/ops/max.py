@@ -43,6 +43,20 @@ def onnx_max_backward(op, p: MaxParams, x, grad_y):
     return blocks.scatter_add(op, x, indices, grad_y)
 
 
+def max_work(p: MaxParams, shapes, outputs=("y",), backward=False) -> int:
+    """MaxPool (with int64 indices if asked), the NaN map of x, the ceil-mode padding;
+    backward: MaxPool with indices and the scatter into x's shape."""
+    n, c, h, w = shapes["x"]
+    window = (p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode)
+    work = blocks.max_pool_work(n, c, h, w, *window, with_indices="indices" in outputs)
+    if p.propagate_nan:
+        work = max(work, blocks.propagate_nan_work(n, c, h, w, *window))
+    if backward:
+        _, _, oh, ow = (max(d, 0) for d in output_shape(p, shapes["x"], p.dilation))
+        work = max(work, blocks.max_pool_work(n, c, h, w, *window, True), blocks.scatter_add_work(n, c, h, w, oh * ow))
+    return work
+
+
 register(
     OpSpec(
         name="max",
@@ -55,6 +69,7 @@ register(
         check_input=lambda p, x: check_window_fits("max", p, x.shape, p.dilation),
         module_name="MaxPool",
         outputs=("y", "indices"),
+        work=max_work,
         doc=__doc__,
     )
 )

@@ -19,8 +19,8 @@ from pydantic import Field
 from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32
 from poolops.ops._window import WindowParams, check_window_fits, output_shape
-from poolops.ops.avg import AvgParams, onnx_avg, onnx_avg_backward, torch_avg
-from poolops.ops.max import MaxParams, onnx_max, onnx_max_backward, torch_max
+from poolops.ops.avg import AvgParams, avg_work, onnx_avg, onnx_avg_backward, torch_avg
+from poolops.ops.max import MaxParams, max_work, onnx_max, onnx_max_backward, torch_max
 from poolops.registry import OpSpec, register
 
 
@@ -69,6 +69,14 @@ def onnx_mixed_backward(op, p: MixedParams, x, grad_y):
     return op.Add(onnx_max_backward(op, pm, x, g_max), onnx_avg_backward(op, pa, x, g_avg))
 
 
+def mixed_work(p: MixedParams, shapes, outputs=("y",), backward=False) -> int:
+    """Its max and avg parts (each ``[N, C, oh, ow]``), the blend or the concatenation;
+    backward: the parts' backward graphs."""
+    pm, pa = p.parts()
+    n, c, oh, ow = (max(d, 0) for d in _shape(p, shapes["x"]))
+    return max(max_work(pm, shapes, ("y",), backward), avg_work(pa, shapes, ("y",), backward), n * c * oh * ow)
+
+
 register(
     OpSpec(
         name="mixed",
@@ -80,6 +88,7 @@ register(
         output_shape=_shape,
         check_input=lambda p, x: check_window_fits("mixed", p, x.shape),
         module_name="MixedPool",
+        work=mixed_work,
         doc=__doc__,
     )
 )

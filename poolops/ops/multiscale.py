@@ -159,6 +159,37 @@ def onnx_multiscale_backward(op, p: MultiscaleParams, x, grad_y):
     return blocks.scatter_add(op, x, indices[0], values[0])
 
 
+def multiscale_work(p: MultiscaleParams, shapes, outputs=("y",), backward=False) -> int:
+    """Per kernel k: the max pool (and its NaN map of x) ``[N, C, H//k, W//k]``, the rows
+    of each adaptive bin gathered ``[N, C, oh, Kb, W//k]`` (Kb the longest bin); the
+    concatenation. Backward: per part ``A_h^T g A_w`` and the argmax (int64), one
+    scatter into x's shape."""
+    n, c, h, w = shapes["x"]
+    oh, ow = h // p.largest, w // p.largest
+    work = n * c * len(p.kernels) * oh * ow
+    parts = 0
+    for k in p.kernels:
+        hk, wk = h // k, w // k
+        window = ((k, k), (k, k), (0, 0), (1, 1), False)
+        work = max(work, blocks.max_pool_work(n, c, h, w, *window, with_indices=backward))
+        if p.propagate_nan:
+            work = max(work, blocks.propagate_nan_work(n, c, h, w, *window))
+        parts += hk * wk
+        if k == p.largest:
+            continue
+        kh, kw = blocks.adaptive_len(hk, oh), blocks.adaptive_len(wk, ow)
+        work = max(work, n * c * oh * kh * wk, n * c * oh * ow * kw, 2 * oh * kh, 2 * ow * kw)
+        if backward:
+            work = max(
+                work,
+                blocks.window_membership_work(hk, wk, oh, ow),
+                blocks.separable_matmul_t_work(n, c, hk, wk, oh, ow),
+            )
+    if backward:
+        work = max(work, blocks.scatter_add_work(n, c, h, w, parts))
+    return work
+
+
 register(
     OpSpec(
         name="multiscale",
@@ -170,6 +201,7 @@ register(
         output_shape=_shape,
         check_input=check_input,
         module_name="MultiScalePool",
+        work=multiscale_work,
         doc=__doc__,
     )
 )

@@ -45,6 +45,10 @@ the data-dependent sample counts (adaptive ``sampling_ratio``) are handled by sa
 every box on the largest grid of the batch (``ReduceMax`` over boxes, computed in the
 graph) and masking samples beyond a box's own grid. Only the band of rows the box's
 samples touch is gathered (its height is the tallest band of the batch).
+Adaptive sampling takes ``ceil(roi / o)`` samples per bin side, so with it
+(``roi_align``, ``deform_roi_pool``) a box whose RoI, in x's coordinates, is more than
+``2 * side + 2`` on an axis is refused (``ParamError`` naming ``boxes``): the work is
+then bounded by the map's size (``OpSpec.cost``); a fixed ``sampling_ratio`` takes any box.
 ``roi_pool`` is not ONNX ``MaxRoiPool``: that has no CUDA kernel in ONNX Runtime and
 rounds box corners differently; it gathers each bin's rows (bins padded to the longest
 by repeating their last row, which does not change a max), reduces, then the columns.
@@ -61,7 +65,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
-from poolops.params import OpParams, PositivePair
+from poolops.params import OpParams, ParamError, PositivePair
 from poolops.registry import OpSpec, register
 
 FLOAT_MAX = 3.4028234663852886e38
@@ -428,12 +432,112 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
     return (op.Reshape(y, const_i64(op, [0, 0, oh, ow])),)
 
 
-_OPS = (  # name, parameters, torch function, ONNX builder, module, inputs
-    ("roi_pool", RoIPoolParams, torch_roi_pool, onnx_roi_pool, "RoIPool", ("x", "boxes")),
-    ("roi_align", RoIAlignParams, torch_roi_align, onnx_roi_align, "RoIAlign", ("x", "boxes")),
-    ("deform_roi_pool", DeformRoIPoolParams, torch_deform_roi_pool, onnx_deform_roi_pool, "DeformRoIPool", ("x", "boxes", "offsets")),
+# ---------------------------------------------------------------- checks and cost
+
+
+def grid_limit(size: int, n: int) -> int:
+    """The most adaptive samples per bin side on an axis of ``size`` into ``n`` bins:
+    those of a RoI of ``2 * size + 2`` (see :func:`check_sample_grid`)."""
+    return max(-(-(2 * size + 2) // n), 1)
+
+
+def check_sample_grid(name: str, p: RoIAlignParams, x, boxes) -> None:
+    """With adaptive sampling (``sampling_ratio`` <= 0) a bin takes ``ceil(roi / o)^2``
+    samples, so a box's RoI (in x's coordinates) is refused beyond ``2 * side + 2`` on
+    each axis: that bounds the work by the map's size (:func:`grid_limit`)."""
+    import numpy as np
+
+    if p.sampling_ratio > 0 or boxes is None or not len(boxes):
+        return
+    b = np.asarray(boxes.detach().cpu() if hasattr(boxes, "detach") else boxes, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        corners = b[:, 1:] * np.float32(p.spatial_scale) - np.float32(0.5 if p.aligned else 0.0)
+        roi = corners[:, 2:] - corners[:, :2]  # width, height
+    sides = (int(x.shape[3]), int(x.shape[2]))
+    for axis, side in enumerate(sides):
+        limit = 2 * side + 2
+        bad = np.flatnonzero(~(roi[:, axis] <= limit))
+        if bad.size:
+            k = int(bad[0])
+            raise ParamError(
+                name,
+                "boxes",
+                f"box {k} spans {float(roi[k, axis]):g} on axis {'WH'[axis]} in x's coordinates (after "
+                f"spatial_scale {p.spatial_scale:g}), more than 2 * {side} + 2 = {limit}; adaptive sampling "
+                f"(sampling_ratio {p.sampling_ratio}) would take ceil({float(roi[k, axis]):g} / "
+                f"{p.output_size[1 - axis]}) samples per bin side: use smaller boxes, check spatial_scale, "
+                "or set a fixed sampling_ratio",
+            )
+
+
+def roi_pool_work(p: RoIPoolParams, shapes, outputs=("y",), backward=False) -> int:
+    """x without NaN (x's size); each bin's rows gathered ``[K, oh, Lh, C, W]``, then its
+    columns ``[K, ow, Lw, oh, C]`` (Lh, Lw: the longest bin, at most H, W: bins are
+    clipped to the map), with int64 indices ``[K, oh, Lh]``."""
+    n, c, h, w = shapes["x"]
+    k = shapes["boxes"][0]
+    oh, ow = p.output_size
+    lh, lw = max(h, 1), max(w, 1)
+    return max(
+        n * c * h * w,
+        k * oh * lh * c * w,
+        k * ow * lw * oh * c,
+        2 * k * oh * lh,
+        2 * k * ow * lw,
+        k * oh * ow,
+        8 * k,
+    )
+
+
+def roi_align_work(p: RoIAlignParams, shapes, outputs=("y",), backward=False) -> int:
+    """ONNX RoiAlign: the output, and the boxes' columns (its internal per-box sample
+    table is not a graph tensor)."""
+    n, c, h, w = shapes["x"]
+    k = shapes["boxes"][0]
+    return max(k * c * p.output_size[0] * p.output_size[1], 5 * k)
+
+
+def deform_roi_pool_work(p: DeformRoIPoolParams, shapes, outputs=("y",), backward=False) -> int:
+    """Per axis the samples ``[K, oh, ow, G]`` (int64 rows of both neighbours: 4 units
+    per sample; G the sampling_ratio or :func:`grid_limit`) scattered into weight rows
+    ``[K, oh*ow, L]`` (L: H or W); the boxes' row bands ``[K, H, C, W]`` and their
+    column products ``[K, H, C, oh*ow]``."""
+    n, c, h, w = shapes["x"]
+    k = shapes["boxes"][0]
+    oh, ow = p.output_size
+    bins = oh * ow
+    if p.sampling_ratio > 0:
+        g = p.sampling_ratio
+    else:
+        g = max(grid_limit(h, oh), grid_limit(w, ow))
+    samples, weight_rows = 4 * k * bins * g, k * bins * max(h, w, 1)
+    return max(samples, weight_rows, k * h * c * max(w, bins), n * c * h * w, 2 * k * max(h, 1))
+
+
+_OPS = (  # name, parameters, torch function, ONNX builder, module, inputs, input check, work
+    ("roi_pool", RoIPoolParams, torch_roi_pool, onnx_roi_pool, "RoIPool", ("x", "boxes"), None, roi_pool_work),
+    (
+        "roi_align",
+        RoIAlignParams,
+        torch_roi_align,
+        onnx_roi_align,
+        "RoIAlign",
+        ("x", "boxes"),
+        lambda p, x, boxes: check_sample_grid("roi_align", p, x, boxes),
+        roi_align_work,
+    ),
+    (
+        "deform_roi_pool",
+        DeformRoIPoolParams,
+        torch_deform_roi_pool,
+        onnx_deform_roi_pool,
+        "DeformRoIPool",
+        ("x", "boxes", "offsets"),
+        lambda p, x, boxes, offsets: check_sample_grid("deform_roi_pool", p, x, boxes),
+        deform_roi_pool_work,
+    ),
 )
-for _name, _params, _torch_fn, _onnx_fn, _module, _inputs in _OPS:
+for _name, _params, _torch_fn, _onnx_fn, _module, _inputs, _check, _work in _OPS:
     register(
         OpSpec(
             name=_name,
@@ -445,6 +549,8 @@ for _name, _params, _torch_fn, _onnx_fn, _module, _inputs in _OPS:
             output_shape=_shape,
             module_name=_module,
             inputs=_inputs,
+            check_input=_check,
+            work=_work,
             doc=__doc__,
         )
     )

@@ -210,6 +210,62 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
     return blocks.scatter_add(op, x, op.Concat(*indices, axis=2), op.Concat(*values, axis=2))
 
 
+def _bin_len(p: SPPParams, size: int, n: int, per_sample: bool = False) -> int:
+    """The longest bin of ``size`` (any size up to it, ``per_sample``) into ``n``:
+    adaptive, or the SPP-net window."""
+    if p.bins == "adaptive":
+        return blocks.adaptive_len(size, n, up_to=per_sample)
+    return -(-size // n) if size > 0 else 0
+
+
+def _bin_sums_work(p: SPPParams, n, c, h, w, per_sample: bool) -> int:
+    """:func:`_bin_sums`: every level's matrices, ``x @ [A_w1; ...]^T`` ``[N, C, H, sum n]``."""
+    total = sum(p.levels)
+    rows = n if per_sample else 1
+    mats = max(max(blocks.membership_work(lv, h, rows), blocks.membership_work(lv, w, rows)) for lv in p.levels)
+    return max(mats, rows * total * w, n * c * h * total, n * c * max(lv * lv for lv in p.levels))
+
+
+def _max_levels_work(p: SPPParams, n, c, h, w, per_sample: bool) -> int:
+    """:func:`_max_levels`: each level's (or the nested finest level's) bin max."""
+    bin_max = blocks.bin_max_per_sample_work if per_sample else blocks.bin_max_work
+    base = _nested_base(p.levels) if p.bins == "adaptive" else None
+    pooled = [base] if base is not None else p.levels
+    lens = [(_bin_len(p, h, lv, per_sample), _bin_len(p, w, lv, per_sample)) for lv in pooled]
+    work = max(bin_max(n, c, h, w, lv, lv, *k) for lv, k in zip(pooled, lens))
+    if p.propagate_nan:
+        work = max(work, n * c * h * w, _bin_sums_work(p, n, c, h, w, per_sample))
+    return work
+
+
+def spp_work(p: SPPParams, shapes, outputs=("y",), backward=False) -> int:
+    """Max: each level's bins gathered (rows ``[N, C, n, Kh, W]``, Kh the longest bin; a
+    nested finest level instead of each), NaN counts as avg; avg: ``[N, C, H, sum n]``
+    and the bin matrices. With ``valid``: per-sample matrices and x's valid mask.
+    Backward: per level the argmax (max) or ``A_h^T g`` (avg), one scatter into x."""
+    n, c, h, w = shapes["x"]
+    per_sample = "valid" in shapes
+    if p.mode == "max":
+        work = _max_levels_work(p, n, c, h, w, per_sample)
+    else:
+        work = max(_bin_sums_work(p, n, c, h, w, per_sample), n * c * h * w if per_sample else 0)
+    work = max(work, n * c * feature_multiplier(p.levels))
+    if backward:
+        for lv in p.levels:
+            kh, kw = _bin_len(p, h, lv), _bin_len(p, w, lv)
+            if p.mode == "avg":
+                work = max(
+                    work,
+                    blocks.window_membership_work(h, w, lv, lv),
+                    blocks.separable_matmul_t_work(n, c, h, w, lv, lv),
+                )
+            else:
+                work = max(work, blocks.bin_argmax_work(n, c, h, w, lv, lv, kh, kw))
+        if p.mode == "max":
+            work = max(work, blocks.scatter_add_work(n, c, h, w, feature_multiplier(p.levels)))
+    return work
+
+
 register(
     OpSpec(
         name="spp",
@@ -221,6 +277,7 @@ register(
         output_shape=_shape,
         module_name="SpatialPyramidPool",
         optional_inputs=("valid",),
+        work=spp_work,
         doc=__doc__,
     )
 )

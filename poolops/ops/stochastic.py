@@ -356,6 +356,26 @@ def onnx_stochastic_backward(op, p: StochasticParams, x, grad_y):
     return grad
 
 
+def stochastic_work(p: StochasticParams, shapes, outputs=("y",), backward=False) -> int:
+    """eval: ``x*x`` (x's size) and two window sums; backward: as avg's. train: the
+    windows, their running sums and the comparison ``[N, C, oh, ow, kh*kw]``, the int64
+    window index ``[oh, ow, kh*kw]`` and hash ``[N, C, oh, ow]``; backward: the scatter
+    into x's shape."""
+    n, c, h, w = shapes["x"]
+    _, _, oh, ow = (max(d, 0) for d in output_shape(p, shapes["x"]))
+    y, area = n * c * oh * ow, p.kernel[0] * p.kernel[1]
+    work = n * c * h * w
+    if p.mode == "train":
+        work = max(work, y * area, 2 * oh * ow * area, 2 * y, 2 * area)
+        if backward:
+            work = max(work, blocks.scatter_add_work(n, c, h, w, oh * ow))
+    elif backward:
+        work = max(
+            work, blocks.window_membership_work(h, w, oh, ow), blocks.separable_matmul_t_work(n, c, h, w, oh, ow)
+        )
+    return work
+
+
 register(
     OpSpec(
         name=NAME,
@@ -368,6 +388,7 @@ register(
         check_input=check_input,
         module_name="StochasticPool",
         input_domain="nonnegative",
+        work=stochastic_work,
         doc=__doc__,
     )
 )

@@ -151,6 +151,21 @@ def onnx_strip_backward(op, p: StripParams, x, grad_y):
     return op.Gather(g, _diagonal_index(op, p, x), axis=2)  # [N, C, H, W]
 
 
+def strip_work(p: StripParams, shapes, outputs=("y",), backward=False) -> int:
+    """``h``/``v``: a ReduceMean; ``diag``/``antidiag``: each diagonal's cells gathered
+    ``[N, C, H+W-1, min(H, W)]`` with int64 indices ``[H+W-1, min(H, W)]``. Backward:
+    the gradient of x's size (and the int64 diagonal of each cell)."""
+    n, c, h, w = shapes["x"]
+    if p.direction in ("h", "v"):
+        work = n * c * (h if p.direction == "h" else w)
+    else:
+        length, shortest = max(h + w - 1, 0), min(h, w)
+        work = max(n * c * h * w, n * c * length * shortest, 2 * length * shortest, 2 * length)
+    if backward:
+        work = max(work, n * c * h * w, 2 * h * w if p.direction not in ("h", "v") else 0)
+    return work
+
+
 register(
     OpSpec(
         name="strip",
@@ -161,6 +176,7 @@ register(
         onnx_backward=onnx_strip_backward,
         output_shape=_shape,
         module_name="StripPool",
+        work=strip_work,
         doc=__doc__,
     )
 )
