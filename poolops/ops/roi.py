@@ -489,12 +489,28 @@ def roi_pool_work(p: RoIPoolParams, shapes, outputs=("y",), backward=False) -> i
     )
 
 
+PRECALC_UNITS = 12
+"""Float32 units of one entry of ONNX Runtime's CPU RoiAlign sample table (``PreCalc``:
+four int64 positions and four float weights), ``gh * gw * oh * ow`` entries per box."""
+
+
+def _grids(p: RoIAlignParams, h: int, w: int) -> tuple[int, int]:
+    """Samples per bin side (rows, columns): the sampling_ratio, or :func:`grid_limit`."""
+    if p.sampling_ratio > 0:
+        return p.sampling_ratio, p.sampling_ratio
+    return grid_limit(h, p.output_size[0]), grid_limit(w, p.output_size[1])
+
+
 def roi_align_work(p: RoIAlignParams, shapes, outputs=("y",), backward=False) -> int:
-    """ONNX RoiAlign: the output, and the boxes' columns (its internal per-box sample
-    table is not a graph tensor)."""
+    """ONNX RoiAlign: the output, the boxes' columns, and the sample table ONNX Runtime's
+    CPU kernel fills for each box (``gh * gw * oh * ow`` entries: not a graph tensor, so
+    the profiler does not see it, but the largest buffer when the grid is large)."""
     n, c, h, w = shapes["x"]
     k = shapes["boxes"][0]
-    return max(k * c * p.output_size[0] * p.output_size[1], 5 * k)
+    bins = p.output_size[0] * p.output_size[1]
+    gh, gw = _grids(p, h, w)
+    table = PRECALC_UNITS * gh * gw * bins if k else 0
+    return max(k * c * bins, 5 * k, table)
 
 
 def deform_roi_pool_work(p: DeformRoIPoolParams, shapes, outputs=("y",), backward=False) -> int:
@@ -506,10 +522,7 @@ def deform_roi_pool_work(p: DeformRoIPoolParams, shapes, outputs=("y",), backwar
     k = shapes["boxes"][0]
     oh, ow = p.output_size
     bins = oh * ow
-    if p.sampling_ratio > 0:
-        g = p.sampling_ratio
-    else:
-        g = max(grid_limit(h, oh), grid_limit(w, ow))
+    g = max(_grids(p, h, w))
     samples, weight_rows = 4 * k * bins * g, k * bins * max(h, w, 1)
     return max(samples, weight_rows, k * h * c * max(w, bins), n * c * h * w, 2 * k * max(h, 1))
 
