@@ -247,14 +247,7 @@ class Engine:
         timed-out run is stopped. ``max_answer_elements``: refuse outputs larger than the
         caller can answer with (a JSON body)."""
         t0 = time.perf_counter()
-        plan = self.ops.plan(name, **kw)
-        if max_answer_elements is not None and plan.cost.output_elements > max_answer_elements:
-            raise TooLarge(
-                f"the answer would hold {plan.cost.output_elements} numbers, more than a JSON answer may "
-                f"({max_answer_elements}, POOLOPS_MAX_JSON_ELEMENTS): send `Accept: application/x-npy` for a binary "
-                "answer (one tensor per request, chosen with ?tensor=output|indices|grad_input)",
-                op=name, output_elements=plan.cost.output_elements,
-            )
+        plan = self._plan(name, max_answer_elements, **kw)
         if reservation is not None:  # the outputs, held until the answer is sent
             reservation.add(4 * plan.cost.output_elements, "its answer")
         deadline = Deadline(self.settings.request_timeout_s)
@@ -271,6 +264,22 @@ class Engine:
             ) from None
         self.observer.inference("op", name, res.provider, time.perf_counter() - t0)
         return res
+
+    def precheck_op(self, name: str, shape: tuple[int, ...], max_answer_elements: int | None = None, **kw: Any) -> None:
+        """The checks of :meth:`run_op` from ``x``'s shape alone, before ``x`` exists (an
+        image is refused from its header, before it is decoded)."""
+        self._plan(name, max_answer_elements, x=np.broadcast_to(np.float32(0), shape), **kw)
+
+    def _plan(self, name: str, max_answer_elements: int | None, **kw: Any) -> OpPlan:
+        plan = self.ops.plan(name, **kw)
+        if max_answer_elements is not None and plan.cost.output_elements > max_answer_elements:
+            raise TooLarge(
+                f"the answer would hold {plan.cost.output_elements} numbers, more than a JSON answer may "
+                f"({max_answer_elements}, POOLOPS_MAX_JSON_ELEMENTS): send `Accept: application/x-npy` for a binary "
+                "answer (one tensor per request, chosen with ?tensor=output|indices|grad_input)",
+                op=name, output_elements=plan.cost.output_elements,
+            )
+        return plan
 
     def _build(self, plan: OpPlan) -> None:
         self.ops.check_values(plan)

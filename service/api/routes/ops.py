@@ -16,7 +16,7 @@ from service.api.deps import EngineDep, SettingsDep, reservation
 from service.api.errors import responses
 from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor, TensorIn
 from service.codecs import answer, images, tensors
-from service.engine.errors import BadInput, TooLarge
+from service.engine.errors import BadInput
 from service.engine.sessions import release_memory
 from service.engine.ops import spec_or_404
 
@@ -86,6 +86,7 @@ async def run_op(
     spec = spec_or_404(name)
     limit = settings.max_tensor_elements
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
+    npy = bodies.NPY in request.headers.get("accept", "")
     extra: dict[str, np.ndarray] = {}
     grad = None
     if mt == bodies.JSON:
@@ -109,19 +110,6 @@ async def run_op(
         color = str(form.get("color", "auto"))
         if color not in ("auto", "gray", "rgb"):
             raise BadInput(f"color must be auto, gray or rgb, got {color!r}")
-        what = f"image {fname or ''}".strip()
-        im = images.open_image(data, settings.max_image_pixels, what)  # the header only
-        channels = 1 if color == "gray" or (color == "auto" and images.is_gray(im)) else 3
-        limit_pixels = limit // channels
-        if im.width * im.height > limit_pixels:
-            raise TooLarge(
-                f"{what} is {im.width}x{im.height} with {channels} channels = {im.width * im.height * channels} "
-                f"elements, more than the limit {limit} (POOLOPS_MAX_TENSOR_ELEMENTS): send a smaller image"
-            )
-        reservation(request).add(4 * channels * im.width * im.height, "decoding its image")
-        px = await engine.offload(images.to_pixels, im, channels, what,
-                                  large=im.width * im.height > settings.inline_decode_pixels)
-        x = px.transpose(2, 0, 1)[None]
         try:
             params = json.loads(str(form.get("params") or "{}"))
         except json.JSONDecodeError as e:
@@ -129,7 +117,17 @@ async def run_op(
         if not isinstance(params, dict):
             raise BadInput("form field 'params' must be a JSON object")
         want_indices, backward = bodies.flag(form, "return_indices"), bodies.flag(form, "backward")
-    npy = bodies.NPY in request.headers.get("accept", "")
+        what = f"image {fname or ''}".strip()
+        im = images.open_image(data, settings.max_image_pixels, what)  # the header only
+        channels = 1 if color == "gray" or (color == "auto" and images.is_gray(im)) else 3
+        h, w = images.oriented_size(im)
+        engine.precheck_op(  # every limit from the header's size, before decoding
+            spec.name, (1, channels, h, w), None if npy else settings.max_json_elements,
+            params=params, indices=want_indices, backward=backward,
+        )
+        reservation(request).add(4 * channels * h * w, "decoding its image")
+        px = await engine.offload(images.to_pixels, im, channels, what, large=h * w > settings.inline_decode_pixels)
+        x = px.transpose(2, 0, 1)[None]
     res = await engine.run_op(
         spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad,
         max_answer_elements=None if npy else settings.max_json_elements, reservation=reservation(request),
