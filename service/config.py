@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     build_workers: int = Field(default=1, ge=1, description="threads building op graphs (identical builds coalesced)")
     decode_workers: int = Field(default=2, ge=1, description="threads decoding images and encoding large answers")
     inline_decode_pixels: int = Field(
-        default=64 * 64, ge=0, description="images up to this many pixels decode on the event loop (a thread hop costs more)"
+        default=256 * 256, ge=0, description="images up to this many pixels decode on the event loop (a thread hop costs more)"
     )
     # access
     api_key: str | None = Field(
