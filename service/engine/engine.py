@@ -148,7 +148,7 @@ class Engine:
         return not self.reasons()
 
     def reasons(self) -> list[str]:
-        """Why the service is not ready (empty when it is)."""
+        """What keeps the service from being ready with every model (empty when nothing does)."""
         if self.failure:
             return [self.failure]
         if self.phase != "ready":

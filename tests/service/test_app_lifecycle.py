@@ -72,6 +72,22 @@ def test_broken_model_keeps_readyz_503_and_others_serve(tmp_path):
         assert r.status_code == 503 and "sha256" in r.json()["error"]["message"]
 
 
+def test_ready_when_any_serves_the_good_models_of_a_pod_with_a_broken_one(tmp_path):
+    from live_server import copy_zoo
+
+    zoo = copy_zoo(tmp_path / "zoo", ["digits-gap", "layout-gap"])
+    (zoo / "layout-gap" / "model.onnx").write_bytes(b"garbage")
+    with run_server(server_settings(zoo, ready_when="any"), wait_ready=False) as url:
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/readyz").status_code != 200:
+            assert time.monotonic() < deadline, httpx.get(url + "/readyz").json()
+            time.sleep(0.05)
+        body = httpx.get(url + "/readyz").json()
+        assert body["ready"] and "layout-gap" in body["reasons"][0]  # still said, not hidden
+        assert httpx.get(url + "/v2/health/ready").status_code == 200
+        assert httpx.get(url + "/v2/models/layout-gap/ready").status_code == 503
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine has CUDA")
 def test_start_refused_when_cuda_required_and_missing(tmp_path):
     from service.app import create_app
