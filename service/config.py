@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         description="padded pixels of one model batch (an image larger than this runs alone)",
     )
     max_inflight_bytes: int = Field(
-        default=384 * 1024 * 1024, ge=1024 * 1024,
+        default=256 * 1024 * 1024, ge=1024 * 1024,
         description="memory all requests in flight may hold together: bodies, decoded inputs, answers (503 above)",
     )
     # worker pools: ops, model batches and graph builds cannot starve each other
