@@ -9,6 +9,9 @@ from __future__ import annotations
 from service.engine.errors import Overloaded
 
 
+SMALL = 1 << 20  # bytes
+
+
 class MemoryBudget:
     """``total`` bytes shared by the requests in flight (touched on the event loop only)."""
 
@@ -29,9 +32,13 @@ class Reservation:
 
     def add(self, nbytes: int, what: str = "this request") -> None:
         """Reserve ``nbytes`` more, or raise :class:`Overloaded` (503, retry shortly). A
-        request alone may always use the whole budget, so nothing valid is refused forever."""
+        request alone may always use the whole budget, so nothing valid is refused forever;
+        shares up to 1 MB may go a quarter beyond it."""
         b = self.budget
-        if nbytes > 0 and b.used + nbytes > b.total and b.used > self.held:
+        # small shares (a normal request) may also use a headroom of a quarter of the budget,
+        # which large ones cannot take: a big request cannot starve the usual traffic
+        limit = b.total + (b.total // 4 if nbytes <= SMALL else 0)
+        if nbytes > 0 and b.used + nbytes > limit and b.used > self.held:
             raise Overloaded(
                 f"the server is holding {b.used // 2**20} MB for requests in flight and {what} needs "
                 f"{max(1, nbytes // 2**20)} MB more (POOLOPS_MAX_INFLIGHT_BYTES {b.total // 2**20} MB): retry shortly",
