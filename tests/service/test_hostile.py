@@ -33,6 +33,7 @@ def attack():
 def test_each_attack_is_bounded(attack, case):
     r = attack[case.name]
     assert set(r.statuses) <= case.expect, (r.statuses, r.messages)
+    assert r.statuses.get(200, 0) >= case.min_ok, (r.statuses, r.messages)
     assert r.slowest_s <= case.max_seconds, r.slowest_s
     if case.probe_bound:  # the deployment-sizing case saturates the CPU with many heavy requests on purpose
         assert r.peak_mb <= hostile.BUDGET_MB, f"resident memory rose {r.peak_mb:.0f} MB"
