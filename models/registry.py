@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CARD = "card.json"
 MODEL = "model.onnx"
@@ -40,6 +40,23 @@ class InputSpec(BaseModel):
     max_size: tuple[int, int] = Field(description="largest (H, W) it was checked at")
 
 
+class SizePolicy(BaseModel):
+    """How an image is brought to the model's scale before it is fed (models/size_policy.py):
+    resize (bilinear, aspect kept, no crop) so that its shorter side lies in [lo, hi];
+    a side beyond the card's ``input.max_size`` scales it to fit instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shorter_side: tuple[int, int] = Field(description="[lo, hi]: smaller images scaled up to lo, larger down to hi")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        lo, hi = self.shorter_side
+        if not 1 <= lo <= hi:
+            raise ValueError(f"shorter_side must be [lo, hi] with 1 <= lo <= hi, got {list(self.shorter_side)}")
+        return self
+
+
 class ModelCard(BaseModel):
     """What a model is, how it was made and how well it does."""
 
@@ -58,6 +75,11 @@ class ModelCard(BaseModel):
         default=False,
         description="the graph takes valid [N, 2] int64 (each image's height, width in a zero-padded "
         "batch) and a padded batch gives exactly the one-by-one results",
+    )
+    size_policy: SizePolicy | None = Field(
+        default=None,
+        description="how the server, the UI and `poolops experiments` resize an image before feeding it "
+        "(absent: no resizing); /v2 clients apply it themselves",
     )
     metrics: list[Metric] = []
     sha256: str = Field(description="sha256 of model.onnx")
