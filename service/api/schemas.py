@@ -96,8 +96,16 @@ class ImageIn(BaseModel):
     name: str | None = None
 
 
+RESIZE_DOC = (
+    "'card' (default): each image is resized by the model card's size_policy (e.g. shorter side into "
+    "[lo, hi], bilinear, aspect kept, no crop; none when the card has no policy) before it is fed; "
+    "'none': fed at its own size (the raw behaviour), which must then lie within the card's input limits"
+)
+Resize = Literal["card", "none"]
+
+
 class PredictRequest(BaseModel):
-    """Images as base64 files; any sizes within the model's input limits."""
+    """Images as base64 files; any sizes whose size policy result lies within the model's input limits."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -105,11 +113,13 @@ class PredictRequest(BaseModel):
     )
     images: list[ImageIn] = Field(min_length=1)
     top_k: int = Field(default=5, ge=1, le=1000)
+    resize: Resize = Field(default="card", description=RESIZE_DOC)
 
 
 class EmbedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     images: list[ImageIn] = Field(min_length=1)
+    resize: Resize = Field(default="card", description=RESIZE_DOC)
 
 
 class Label(BaseModel):
@@ -118,9 +128,15 @@ class Label(BaseModel):
     probability: float
 
 
+ORIGINAL_DOC = "[height, width] of the image as sent (after its EXIF orientation)"
+POLICY_DOC = "the size policy applied: 'shorter side into [lo, hi]' (the card's) or 'none'"
+
+
 class Prediction(BaseModel):
     name: str | None
-    input_size: list[int] = Field(description="[height, width] fed to the model")
+    input_size: list[int] = Field(description="[height, width] fed to the model (after the size policy)")
+    original_size: list[int] = Field(description=ORIGINAL_DOC)
+    size_policy: str = Field(description=POLICY_DOC)
     top: list[Label]
 
 
@@ -133,7 +149,9 @@ class PredictResponse(BaseModel):
 
 class Embedding(BaseModel):
     name: str | None
-    input_size: list[int]
+    input_size: list[int] = Field(description="[height, width] fed to the model (after the size policy)")
+    original_size: list[int] = Field(description=ORIGINAL_DOC)
+    size_policy: str = Field(description=POLICY_DOC)
     embedding: list[float]
 
 
@@ -199,6 +217,12 @@ class V2ModelMetadata(BaseModel):
     platform: str
     inputs: list[V2TensorMeta]
     outputs: list[V2TensorMeta]
+    parameters: dict[str, Any] | None = Field(
+        default=None,
+        description="size_policy: the card's size policy ({'shorter_side': [lo, hi]}, or null), which /v2 "
+        "cannot apply to ready tensors: clients resize images by it themselves (bilinear, aspect kept, no crop) "
+        "before making x; min_size / max_size: the card's input limits [H, W]",
+    )
 
 
 class V2ServerMetadata(BaseModel):

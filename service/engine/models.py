@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models import size_policy
 from models.registry import ModelCard, RegisteredModel
 from poolops.inputs import check_valid
 from poolops.params import ParamError
@@ -72,9 +73,30 @@ class ModelRunner:
                 model=self.name,
             )
 
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
-        """``pixels`` [H, W, channels] float32 in [0, 1] -> the model's input [channels, H, W]."""
-        self.check_size(*pixels.shape[:2])
+    def policy(self, resize: bool = True):
+        """The size policy applied: the card's (None when it has none), or None when ``resize`` is off."""
+        return self.card.size_policy if resize else None
+
+    def describe_policy(self, resize: bool = True) -> str:
+        """``"shorter side into [lo, hi]"`` or ``"none"``: what each answer reports."""
+        return size_policy.describe(self.policy(resize))
+
+    def target_size(self, h: int, w: int, resize: bool = True) -> tuple[int, int]:
+        """The (H, W) an ``h`` x ``w`` image is fed at (the card's size policy unless ``resize``
+        is off), checked against the card's limits: ``BadInput`` naming the sizes otherwise.
+        Computed from the size alone, so a request is checked from its images' headers."""
+        try:
+            h2, w2 = size_policy.target_size(h, w, self.policy(resize), self.card.input)
+        except size_policy.SizePolicyError as e:
+            raise BadInput(f"model {self.name!r}: {e}", model=self.name) from None
+        self.check_size(h2, w2)
+        return h2, w2
+
+    def preprocess(self, pixels: np.ndarray, resize: bool = True) -> np.ndarray:
+        """``pixels`` [H, W, channels] float32 in [0, 1] -> the model's input [channels, H', W']:
+        resized by the card's size policy (models/size_policy.py) unless ``resize`` is off."""
+        h2, w2 = self.target_size(*pixels.shape[:2], resize=resize)
+        pixels = size_policy.resize(pixels, h2, w2)
         chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
         return (chw - self.mean) / self.std
 

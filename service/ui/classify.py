@@ -1,5 +1,6 @@
 """Classify tab: any registered model on an uploaded image, through the engine's
-micro-batcher (the same path as ``POST /v1/models/{name}/predict``)."""
+micro-batcher (the same path as ``POST /v1/models/{name}/predict``), resized by the model
+card's size policy (``ModelRunner.preprocess``, models/size_policy.py) unless turned off."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ class ClassifyResult:
     status: str
     label: dict[str, float] = field(default_factory=dict)  # for gr.Label: label -> probability
     top: list[dict] = field(default_factory=list)
+    original_size: tuple[int, int] | None = None  # (H, W) of the uploaded image
+    input_size: tuple[int, int] | None = None  # (H, W) fed to the model
+    size_policy: str = "none"  # the policy applied, as the API reports it
 
 
 def model_choices(engine: Engine) -> tuple[list[str], str | None, str]:
@@ -74,8 +78,11 @@ def _unique(top: list[dict]) -> dict[str, float]:
     return out
 
 
-async def classify(engine: Engine, name: str | None, image_path: str | None, k: int = 5) -> ClassifyResult:
-    """Top-``k`` labels of ``name`` for the image file; never raises (errors in ``status``)."""
+async def classify(
+    engine: Engine, name: str | None, image_path: str | None, k: int = 5, resize: bool = True
+) -> ClassifyResult:
+    """Top-``k`` labels of ``name`` for the image file, resized by the card's size policy
+    unless ``resize`` is off (the API's ``resize=none``); never raises (errors in ``status``)."""
     try:
         if not name:
             raise BadInput("choose a model")
@@ -85,9 +92,11 @@ async def classify(engine: Engine, name: str | None, image_path: str | None, k: 
         card = runner.card
         t0 = time.perf_counter()
         # decoding in a worker thread: this coroutine runs on the server's event loop
-        chw = await asyncio.to_thread(
-            lambda: runner.preprocess(load_pixels(image_path, card.input.channels, engine.settings.max_image_pixels))
-        )
+        def decode():
+            px = load_pixels(image_path, card.input.channels, engine.settings.max_image_pixels)
+            return px.shape[:2], runner.preprocess(px, resize)
+
+        original, chw = await asyncio.to_thread(decode)
         t1 = time.perf_counter()
         (out,) = await engine.infer_images(name, [chw])
         t2 = time.perf_counter()
@@ -95,10 +104,15 @@ async def classify(engine: Engine, name: str | None, image_path: str | None, k: 
     except Exception as e:  # noqa: BLE001
         return ClassifyResult(False, f"**Error:** {error_text(e)}")
     h, w = chw.shape[1:]
+    policy = runner.describe_policy(resize)
+    if policy == "none":
+        how = "no resize" + ("" if resize else " (size policy turned off)")
+    else:
+        how = f"resized from {original[0]}x{original[1]} by the card's size policy: {policy}"
     status = "\n".join(
         [
             f"**{name}**: {top[0]['label']} ({top[0]['probability']:.1%})",
-            f"- input size: {h}x{w} (HxW), {chw.shape[0]} channel(s), no resize"
+            f"- input size: {h}x{w} (HxW), {chw.shape[0]} channel(s), {how}"
             + (
                 ""
                 if card.head.get("resize") in (None, False)
@@ -107,9 +121,10 @@ async def classify(engine: Engine, name: str | None, image_path: str | None, k: 
             f"- latency: {(t2 - t1) * 1e3:.1f} ms inference (through the batcher), {(t1 - t0) * 1e3:.1f} ms decoding",
             f"- provider: {runner.provider}",
             f"- head: {card.head.get('type')}, embedding of {out.embedding.shape[-1]} values",
+            f"- size policy: {policy}; original size {original[0]}x{original[1]}, fed to the model at {h}x{w}",
         ]
     )
-    return ClassifyResult(True, status, _unique(top), top)
+    return ClassifyResult(True, status, _unique(top), top, tuple(original), (h, w), policy)
 
 
 def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
@@ -126,6 +141,10 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
                     elem_id="cls-image",
                 )
                 k = gr.Slider(1, 10, value=5, step=1, label="Top k")
+                resize = gr.Checkbox(
+                    value=True, label="Apply the model card's size policy (off: the image at its own size)",
+                    elem_id="cls-resize",
+                )
                 run = gr.Button("Classify", variant="primary", elem_id="cls-run")
             with gr.Column():
                 label = gr.Label(label="Top k", elem_id="cls-label")
@@ -133,16 +152,16 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
 
     uploads.track(image, "cls-image")
 
-    async def on_run(name, path, kk):
+    async def on_run(name, path, kk, rs=True):
         try:
-            r = await classify(engine, name, path, kk)
+            r = await classify(engine, name, path, kk, bool(rs))
         finally:
             uploads.handled(path)
         if not r.ok:
             gr.Warning(r.status.removeprefix("**Error:** "))
         return (r.label or None), r.status
 
-    run.click(on_run, inputs=[model, image, k], outputs=[label, status], api_visibility="private")
+    run.click(on_run, inputs=[model, image, k, resize], outputs=[label, status], api_visibility="private")
     return model, note
 
 

@@ -13,7 +13,7 @@ from service.api import bodies
 from service.api.deps import EngineDep, SettingsDep, reservation
 from service.api.errors import responses
 from service.api.schemas import (
-    EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
+    RESIZE_DOC, EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
 )
 from service.codecs import images
 from service.engine import Engine
@@ -44,16 +44,18 @@ async def get_model(name: str, engine: EngineDep) -> ModelInfo:
     return model_info(engine, name)
 
 
+_RESIZE = {"type": "string", "enum": ["card", "none"], "default": "card", "description": RESIZE_DOC}
 _FORM = bodies.multipart_schema(
     {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                   "description": "one or more image files, any sizes"},
         "top_k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
+        "resize": _RESIZE,
     },
     ["files"],
 )
 _EMBED_FORM = bodies.multipart_schema(
-    {"files": _FORM["properties"]["files"]}, ["files"]
+    {"files": _FORM["properties"]["files"], "resize": _RESIZE}, ["files"]
 )
 
 
@@ -84,10 +86,18 @@ async def _images(request: Request, engine: Engine, settings, model_cls) -> tupl
             raise BadInput(f"top_k must be an integer, got {form['top_k']!r}") from None
         if not 1 <= extra["top_k"] <= 1000:
             raise BadInput("top_k must be within 1..1000")
+    if "resize" in form:
+        extra["resize"] = str(form["resize"]).strip()
+        if extra["resize"] not in ("card", "none"):
+            raise BadInput(f"resize must be 'card' (the card's size policy) or 'none', got {extra['resize']!r}")
     return out, extra
 
 
-async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings, res) -> list[np.ndarray]:
+async def _tensors(
+    engine: Engine, runner: ModelRunner, files: list, settings, res, resize: bool = True
+) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Each image as the model's input [C, H, W] (resized by the card's size policy unless
+    ``resize`` is off) with its original (H, W); every size checked from the headers first."""
     if not files:
         raise BadInput("send at least one image (form field 'files', or 'images' in JSON)")
     if len(files) > settings.max_batch_images:
@@ -97,36 +107,49 @@ async def _tensors(engine: Engine, runner: ModelRunner, files: list, settings, r
         )
     c = runner.card.input.channels
     opened = []
+    pixels = 0
     for i, (fname, data) in enumerate(files):  # headers only: sizes refused before any decoding
         what = f"image {i} ({fname or 'unnamed'})"
         im = images.open_image(data, settings.max_image_pixels, what)
-        runner.check_size(*images.oriented_size(im))
-        opened.append((im, what))
+        h, w = images.oriented_size(im)
+        try:  # the size fed to the model (after the policy) is what the card's limits bound
+            h2, w2 = runner.target_size(h, w, resize)
+        except BadInput as e:
+            raise BadInput(f"{what}: {e.message}", model=runner.name) from None
+        opened.append((im, what, (h, w)))
+        pixels += max(h * w, h2 * w2)  # the decoded and the resized pixels exist together for a moment
 
-    def decode_all() -> list[np.ndarray]:
-        return [runner.preprocess(images.to_pixels(im, c, what)) for im, what in opened]
+    def decode_all() -> list[tuple[np.ndarray, tuple[int, int]]]:
+        return [(runner.preprocess(images.to_pixels(im, c, what), resize), hw) for im, what, hw in opened]
 
-    pixels = sum(im.width * im.height for im, _ in opened)
-    res.add(2 * 4 * c * pixels, "decoding its images")  # decoded pixels and the model's input
+    res.add(2 * 4 * c * pixels, "decoding its images")  # decoded (or resized) pixels and the model's input
     return await engine.offload(decode_all, large=pixels > settings.inline_decode_pixels)
 
 
 async def _run(request: Request, engine: Engine, name: str, settings, model_cls):
     """Read, decode and infer the request's images: (the model's runner, per image (name,
-    input [C, H, W], output), the request's other fields, the start time)."""
+    input [C, H, W], original (H, W), output), the request's other fields with the size
+    policy applied, the start time)."""
     t0 = time.perf_counter()
     runner = engine.runner(name)  # 404 / 503 before reading images
     files, extra = await _images(request, engine, settings, model_cls)
-    xs = await _tensors(engine, runner, files, settings, reservation(request))
-    outs = await engine.infer_images(name, xs)
-    return runner, [(f[0], x, o) for f, x, o in zip(files, xs, outs)], extra, t0
+    resize = extra.get("resize", "card") != "none"
+    done = await _tensors(engine, runner, files, settings, reservation(request), resize)
+    outs = await engine.infer_images(name, [x for x, _ in done])
+    extra["size_policy"] = runner.describe_policy(resize)
+    return runner, [(f[0], x, hw, o) for f, (x, hw), o in zip(files, done, outs)], extra, t0
 
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1e3, 3)
 
 
-_DOC = "One or many images of any sizes, as multipart files or JSON base64; sizes within the card's input limits."
+_DOC = (
+    "One or many images of any sizes, as multipart files or JSON base64. Each is resized by the model card's "
+    "size_policy (e.g. shorter side into [lo, hi], bilinear, aspect kept, no crop) unless resize=none; the "
+    "size fed to the model must lie within the card's input limits. Each result reports original_size, "
+    "input_size (fed to the model) and the size_policy applied."
+)
 
 
 @router.post(
@@ -140,7 +163,12 @@ _DOC = "One or many images of any sizes, as multipart files or JSON base64; size
 async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> PredictResponse:
     runner, done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
     k = extra.get("top_k", 5)
-    results = [Prediction(name=f, input_size=list(x.shape[1:]), top=top_k(runner.card, o.logits, k)) for f, x, o in done]
+    pol = extra["size_policy"]
+    results = [
+        Prediction(name=f, input_size=list(x.shape[1:]), original_size=list(hw), size_policy=pol,
+                   top=top_k(runner.card, o.logits, k))
+        for f, x, hw, o in done
+    ]
     return PredictResponse(model=name, provider=runner.provider, results=results, timing_ms=_ms(t0))
 
 
@@ -153,10 +181,11 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
-    runner, done, _, t0 = await _run(request, engine, name, settings, EmbedRequest)
+    runner, done, extra, t0 = await _run(request, engine, name, settings, EmbedRequest)
     results = [
-        Embedding(name=f, input_size=list(x.shape[1:]), embedding=o.embedding.astype(float).tolist())
-        for f, x, o in done
+        Embedding(name=f, input_size=list(x.shape[1:]), original_size=list(hw), size_policy=extra["size_policy"],
+                  embedding=o.embedding.astype(float).tolist())
+        for f, x, hw, o in done
     ]
     return EmbedResponse(model=name, provider=runner.provider, dim=len(results[0].embedding),
                          results=results, timing_ms=_ms(t0))

@@ -4,6 +4,15 @@ JSON tensors and Triton's binary tensor extension (``Inference-Header-Content-Le
 a JSON header followed by raw little-endian tensor bytes) both work, in and out.
 Models are the registry's; inputs ``x`` (FP32 [N, C, H, W]) and, for padding-invariant
 models, ``valid`` (INT64 [N, 2]); outputs ``logits`` and ``embedding``.
+
+Size policy: ``/v2`` takes ready tensors, so a model card's ``size_policy`` (which
+``/v1/models/{name}/predict`` and ``/embed``, the UI and ``poolops experiments`` apply) cannot
+apply here. Clients apply it themselves before making ``x``: the model metadata's
+``parameters.size_policy`` says which (``{"shorter_side": [lo, hi]}``: resize bilinear, aspect
+kept, no crop, so that the shorter side lies in [lo, hi], a side beyond ``max_size`` scaling to
+fit instead; null: no resizing); ``models/size_policy.py`` (``apply``) is the reference
+implementation, which the server's own routes use. ``x``'s H and W are checked against the
+card's limits as sent.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 
+from models import size_policy
 from service.api import bodies
 from service.api.deps import EngineDep, SettingsDep
 from service.api.errors import responses
@@ -64,7 +74,12 @@ def _metadata(engine: Engine, name: str) -> V2ModelMetadata:
     if card.padding_invariant:
         inputs.append(V2TensorMeta(name="valid", datatype="INT64", shape=[-1, 2]))
     outs = [V2TensorMeta(name=o, datatype="FP32", shape=[-1, -1]) for o in card.outputs]
-    return V2ModelMetadata(name=name, versions=["1"], platform="onnxruntime_onnx", inputs=inputs, outputs=outs)
+    params = {  # the policy /v2 cannot apply to ready tensors: clients apply it (see the module docstring)
+        "size_policy": size_policy.as_parameters(card.size_policy),
+        "min_size": list(card.input.min_size), "max_size": list(card.input.max_size),
+    }
+    return V2ModelMetadata(name=name, versions=["1"], platform="onnxruntime_onnx", inputs=inputs, outputs=outs,
+                           parameters=params)
 
 
 @router.get("/models/{name}", response_model=V2ModelMetadata, responses=responses(404, 503, v2=True), summary="Model metadata")
