@@ -128,3 +128,29 @@ def test_onnx_export_matches_torch_at_any_size(model, onnx_model):
         (out,) = sess.run(None, {"x": x.numpy()})
         assert_close(out, ref, rel=1e-4, what=f"logits {tuple(x.shape)}")
         np.testing.assert_array_equal(out.argmax(1), ref.argmax(1))
+
+
+def test_size_policy_brings_native_photos_to_the_evaluation_scale(onnx_model):
+    """The card's size policy (shorter side 224, aspect kept, no crop; models/size_policy.py)
+    on scikit-image's photos: every photo fed with its shorter side at 224, each top-1 at
+    least as confident as at native size, and the top-1 of the 224 reference kept where
+    the whole image shows the same thing as the centre crop (the card records all five)."""
+    import onnxruntime as ort
+
+    from models.effnet_zoo import SIZE_POLICY, policy_top1
+
+    assert SIZE_POLICY == {"shorter_side": [224, 224]}
+    sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    known = {"chelsea": E.CAT_CLASSES, "coffee": E.COFFEE_CLASSES}
+    rows, metrics = policy_top1(sess, E.imagenet_labels(), E.sample_images(), known)
+    by = {r["image"]: r for r in rows}
+    for r in rows:
+        assert min(r["policy_on"]["input_hw"]) == 224 and r["policy_off"]["input_hw"] == r["native_hw"]
+        h, w = r["native_hw"]
+        assert max(r["policy_on"]["input_hw"]) == round(max(h, w) * 224 / min(h, w))
+        assert r["policy_on"]["probability"] > r["policy_off"]["probability"], r
+    for name in ("coffee", "motorcycle", "astronaut"):
+        assert by[name]["policy_on"]["index"] == by[name]["at_224"]["index"], by[name]
+    assert by["chelsea"]["policy_on"]["index"] in E.CAT_CLASSES
+    m = {x["name"]: x["value"] for x in metrics}
+    assert m["top1_same_as_224_policy_on"] >= m["top1_same_as_224_policy_off"]

@@ -23,6 +23,9 @@ def test_effnet_is_built_at_start_and_classifies_a_cat(tmp_path):
                        files=[("files", ("chelsea.jpg", photo, "image/jpeg"))], data={"top_k": "5"}, timeout=60)
         assert r.status_code == 200, r.text
         res = r.json()["results"][0]
-        assert res["input_size"] == [200, 300]
+        # the card's size policy: shorter side to 224, aspect kept (300 * 224 / 200 = 336)
+        assert res["input_size"] == [224, 336] and res["original_size"] == [200, 300]
+        assert res["size_policy"] == "shorter side into [224, 224]"
+        assert card["card"]["size_policy"] == {"shorter_side": [224, 224]}
         labels = " ".join(t["label"] for t in res["top"][:3])
         assert "cat" in labels, res["top"]
