@@ -6,6 +6,10 @@ one size vs at many. Table 2 (the seeds' claims about downsampling): the digits
 backbone with max, average, stochastic and mixed pooling layers (SPP head): training
 and test accuracy and their gap. Built-in models are read from the registry (run
 through ONNX Runtime); the other rows are trained here with the same recipe and seeds.
+
+Size policy: a registry model run here is fed what the server feeds it, each image resized
+by its card's ``size_policy`` through ``models/size_policy.py`` (:func:`policy_batches`;
+``resize=False`` measures the raw behaviour, as the API's ``resize=none``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,27 @@ VARIANTS = {
 }
 
 
+def policy_batches(batches, policy, card_limits=None):
+    """Each batch ``(x [N, C, H, W], y)`` with every image resized by ``policy`` through
+    ``models/size_policy.apply`` (the server's and the UI's path); unchanged without a policy.
+    Images of one batch share a size, so their resized images do too."""
+    from models import size_policy
+
+    for x, y in batches:
+        if size_policy.shorter_side(policy) is None:
+            yield x, y
+            continue
+        out = [size_policy.apply(np.ascontiguousarray(im.transpose(1, 2, 0)), policy, card_limits) for im in x]
+        yield np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.float32), y
+
+
+def registry_accuracy(entry, batches, resize: bool = True) -> float:
+    """Accuracy of a registry model (ONNX Runtime) on ``batches``, each image resized by its
+    card's size policy unless ``resize`` is off."""
+    policy = entry.card.size_policy if resize else None
+    return _onnx_accuracy(entry.onnx_path, policy_batches(batches, policy, entry.card))
+
+
 def _onnx_accuracy(path: Path, batches) -> float:
     import onnxruntime as ort
 
@@ -61,8 +86,9 @@ def _digits_train_eval():
     return digits.eval_set(train_ids, digits.SEEN_SIZES, n_sizes=2, seed=1)
 
 
-def run(progress: bool = True) -> str:
-    """Train what is needed, measure, and return the Markdown of both tables."""
+def run(progress: bool = True, resize: bool = True) -> str:
+    """Train what is needed, measure, and return the Markdown of both tables (registry models
+    run with their card's size policy unless ``resize`` is off)."""
     from models.registry import load_registry
     from models.train import accuracy
 
@@ -110,7 +136,7 @@ def run(progress: bool = True) -> str:
         lines.append(f"| {task} | {head} | {m['accuracy_seen_sizes']:.3f} | {m['accuracy_unseen_sizes']:.3f} |")
 
     train_eval = _digits_train_eval()
-    pooling = [("max", _onnx_accuracy(reg["digits-spp"].onnx_path, train_eval), card_metrics("digits-spp"))]
+    pooling = [("max", registry_accuracy(reg["digits-spp"], train_eval, resize), card_metrics("digits-spp"))]
     for label in ("avg", "stochastic", "mixed"):
         model, m = trained[label]
         pooling.append((label, accuracy(model, train_eval), m))

@@ -100,3 +100,33 @@ def test_apply_bilinear_per_channel_like_load_pixels():
     assert sp.apply(px, None, LIMITS) is px  # no policy: the same pixels
     assert sp.apply(px, {"shorter_side": [10, 40]}, ((8, 8), (64, 64))) is px  # within: left alone
     assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_experiments_feed_registry_models_through_the_same_policy(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from models import experiments
+    from models.registry import validate
+
+    zoo = Path(__file__).resolve().parents[2] / "models" / "zoo"
+    shutil.copytree(zoo / "digits-spp", tmp_path / "digits-spp")
+    card = json.loads((tmp_path / "digits-spp" / "card.json").read_text())
+    card["size_policy"] = {"shorter_side": [32, 40]}
+    (tmp_path / "digits-spp" / "card.json").write_text(json.dumps(card))
+    entry = validate(tmp_path / "digits-spp")
+    assert entry.available, entry.reason
+    rng = np.random.default_rng(0)
+    batches = [(rng.random((3, 1, 20, 30), dtype=np.float32), np.array([0, 1, 2])),
+               (rng.random((2, 1, 64, 50), dtype=np.float32), np.array([3, 4]))]
+    resized = list(experiments.policy_batches(batches, entry.card.size_policy, entry.card))
+    assert [x.shape for x, _ in resized] == [(3, 1, 32, 48), (2, 1, 51, 40)]
+    for (x, _), (r, _) in zip(batches, resized):
+        for i in range(len(x)):
+            want = sp.apply(x[i].transpose(1, 2, 0), {"shorter_side": [32, 40]}, LIMITS).transpose(2, 0, 1)
+            np.testing.assert_array_equal(r[i], want)
+    assert all(a is b for (a, _), (b, _) in zip(batches, experiments.policy_batches(batches, None)))
+    assert experiments.registry_accuracy(entry, batches) == experiments._onnx_accuracy(entry.onnx_path, resized)
+    assert experiments.registry_accuracy(entry, batches, resize=False) == experiments._onnx_accuracy(
+        entry.onnx_path, batches)
