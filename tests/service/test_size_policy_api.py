@@ -181,3 +181,37 @@ def test_ui_classify_applies_the_same_policy(policy_zoo, tmp_path):
         assert not r.ok and "8x400" in r.status and "aspect" in r.status
     finally:
         engine.close()
+
+
+def test_memory_reservation_counts_the_resized_pixels(tmp_path):
+    """The decoding reservation counts the larger of the original and the resized pixels
+    (both exist for a moment): a 16x16 image scaled up to 512x512 reserves 2 x 4 bytes x
+    262144; a 600x600 one scaled down reserves its own 360000 pixels; resize=none its own."""
+    from service.api.routes.models import _tensors
+
+    zoo = copy_zoo(tmp_path / "zoo", ["digits-spp"])
+    path = zoo / "digits-spp" / "card.json"
+    card = json.loads(path.read_text())
+    card["size_policy"] = {"shorter_side": [512, 512]}
+    path.write_text(json.dumps(card))
+
+    class Recorder:
+        def __init__(self):
+            self.added = []
+
+        def add(self, nbytes, what=""):
+            self.added.append(nbytes)
+
+    engine = Engine(Settings(models_dir=zoo, build_missing=False, warmup_sizes=[], threads=1))
+    engine.load()
+    try:
+        runner = engine.runner("digits-spp")
+        for a, resize, pixels, fed in ((digit_canvas(16, 16, 6), True, 512 * 512, (512, 512)),
+                                       (digit_canvas(600, 600, 7), True, 600 * 600, (512, 512)),
+                                       (digit_canvas(16, 16, 6), False, 16 * 16, (16, 16))):
+            rec = Recorder()
+            done = asyncio.run(_tensors(engine, runner, [("a.png", png(a))], engine.settings, rec, resize))
+            assert rec.added == [2 * 4 * pixels]
+            assert done[0][0].shape == (1, *fed) and done[0][1] == a.shape
+    finally:
+        engine.close()
