@@ -106,7 +106,7 @@ def tab_inputs(image) -> dict[str, list]:
         "pg-run": ["max", '{"kernel": 2}', "image", image, "1 2\n3 4", "gray", 0, False],
         "cmp-run": [["max"], "{}", "image", image, "1 2\n3 4", "gray", 0],
         "spp-run": [image, 7, 10, "1,2", "adaptive", "max", "gray"],
-        "cls-run": ["digits-spp", image, 3],
+        "cls-run": ["digits-spp", image, 3, True],
     }
 
 
@@ -177,10 +177,10 @@ def test_uploads_and_answers_name_no_absolute_path(ui, gr_temp):
 
 
 def test_paths_and_urls_that_are_not_uploads_are_refused(ui):
-    msg, text = ui.run("cls-run", ["digits-spp", {"path": "/etc/hostname"}, 3], "other-file")
+    msg, text = ui.run("cls-run", ["digits-spp", {"path": "/etc/hostname"}, 3, True], "other-file")
     assert "as an upload" in text and "/etc/hostname" not in text.split("as an upload")[0][-200:]
     r = ui.c.post("/ui/gradio_api/queue/join", json={
-        "data": ["digits-spp", file_data("http://127.0.0.1:9/big.png"), 3], "fn_index": 0, "session_hash": "u"})
+        "data": ["digits-spp", file_data("http://127.0.0.1:9/big.png"), 3, True], "fn_index": 0, "session_hash": "u"})
     assert r.status_code == 400 and "not URLs" in r.json()["error"]["message"]
 
 
@@ -201,7 +201,7 @@ def test_uploads_are_deleted_when_replaced_and_when_the_session_closes(ui, gr_te
     ui.call(hold, [file_data(a)], "closing")
     ui.call(hold, [file_data(b)], "closing")  # b replaces a in this session's input
     assert not real[a].exists() and real[b].is_file()
-    _, text = ui.run("cls-run", ["digits-spp", file_data(a), 3], "closing")
+    _, text = ui.run("cls-run", ["digits-spp", file_data(a), 3, True], "closing")
     assert "no longer on the server" in text and "upload it again" in text
     # the browser's heartbeat stream ends: Gradio runs the unload event
     with ui.c.stream("GET", "/ui/gradio_api/heartbeat/closing") as s:
