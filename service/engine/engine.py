@@ -189,6 +189,9 @@ class Engine:
             "op_graphs_cached": len(self.ops.cache),
             "warmup_seconds": {k: round(v, 3) for k, v in self.warmup_s.items()},
             "phase": self.phase,
+            "inflight_bytes": {"used": self.budget.used, "limit": self.budget.total},
+            "pools": {p.name: {"busy_or_queued": p.pending, "limit": p.limit}
+                      for p in (self.small_op_pool, self.op_pool, self.build_pool, self.decode_pool)},
         }
 
     # ---- inference ------------------------------------------------------------------
