@@ -7,6 +7,11 @@ backbone with max, average, stochastic and mixed pooling layers (SPP head): trai
 and test accuracy and their gap. Built-in models are read from the registry (run
 through ONNX Runtime); the other rows are trained here with the same recipe and seeds.
 
+Table 3 (issue 11): accuracy per size bucket (canvases 16..512 px, aspect up to 4:1) of every
+registry head with no size policy, its card's, a candidate and one chosen on validation data,
+and a PNG plot of it (:func:`buckets_section`; ``poolops experiments --buckets-only --splice
+docs/experiments.md`` regenerates just that section, without training).
+
 Size policy: a registry model run here is fed what the server feeds it, each image resized
 by its card's ``size_policy`` through ``models/size_policy.py`` (:func:`policy_batches`;
 ``resize=False`` measures the raw behaviour, as the API's ``resize=none``).
@@ -160,8 +165,216 @@ def run(progress: bool = True, resize: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(progress: bool = True) -> int:
-    print(run(progress), end="")
+# ----------------------------------------------------------------------------- accuracy by size
+#: Size buckets by the canvas's *shorter* side, inclusive.
+BUCKETS = ((16, 31), (32, 63), (64, 127), (128, 255), (256, 512))
+MAX_SIDE = 512  # every canvas side in 16..512
+MAX_ASPECT = 4.0  # aspect 1:4 .. 4:1
+BUCKET_N_SIZES = 48  # canvas sizes per bucket (one batch each)
+BUCKET_N_PER_SIZE = 5  # images per canvas size: 240 per bucket per task
+BUCKET_SEED = 1000  # bucket i uses seed BUCKET_SEED + i (sizes and placements)
+DIGIT_SCALE = (0.2, 1.0)  # the digit's height, a fraction of the shorter side
+LAYOUT_SIDE = (0.1, 0.5)  # each shape's side (clipped so that both fit side by side): the pair spans ~0.2..1.0
+#: The candidate policy measured beside each card's own: the shorter side into the training range.
+CANDIDATE_POLICY = {"shorter_side": [24, 64]}
+#: Policies tried on *validation* data (digits: training digit samples; layout: other seeds) to
+#: pick one per task (best worst-bucket accuracy of the task's SPP model); never on the test buckets.
+SELECTION_POLICIES = tuple({"shorter_side": p} for p in ([24, 64], [24, 24], [32, 32], [40, 40], [48, 48], [64, 64]))
+SELECTION_SEED = 2000  # validation bucket i uses seed SELECTION_SEED + i
+BUCKET_MODELS = {"digits": ("digits-spp", "digits-gap", "digits-fixed"), "layout": ("layout-spp", "layout-gap")}
+BUCKETS_HEADING = "## Accuracy by image size"
+PLOT = Path("docs") / "accuracy_by_size.png"
+
+
+def bucket_set(task: str, bucket: tuple[int, int], seed: int = BUCKET_SEED,
+               n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE, held_out: bool = True):
+    """Held-out batches of one size bucket: ``n_sizes`` canvases (:func:`digits.bucket_sizes`:
+    shorter side in ``bucket``, aspect up to 4:1, sides up to 512) with ``n_per_size`` images each,
+    one batch per canvas. Digits: held-out digit samples (``digits.split(seed=0)``'s test ids),
+    the digit 0.2..1.0 of the shorter side, any position; layout: the generator's shapes, each
+    0.1..0.5 of the shorter side, any position. ``held_out=False``: the training digit samples
+    instead (validation, for choosing a policy)."""
+    from models.data import digits, layout
+
+    sizes = digits.bucket_sizes(bucket, n_sizes, seed=seed, max_aspect=MAX_ASPECT, max_side=MAX_SIDE)
+    if task == "digits":
+        train_ids, test_ids = digits.split(seed=0)
+        return digits.eval_set(test_ids if held_out else train_ids, sizes=sizes, n_per_size=n_per_size, seed=seed, scale_range=DIGIT_SCALE)
+    if task == "layout":
+        return layout.eval_set(sizes=sizes, n_per_size=n_per_size, seed=seed, side_range=LAYOUT_SIDE)
+    raise ValueError(f"unknown task {task!r}: digits or layout")
+
+
+def policy_accuracy(entry, batches, policy) -> float:
+    """Accuracy of a registry model (ONNX Runtime) on ``batches``, each image resized by ``policy``
+    (None: as they are) within the card's size limits, through ``models/size_policy.apply``."""
+    return _onnx_accuracy(entry.onnx_path, policy_batches(batches, policy, entry.card))
+
+
+def select_policy(task: str, reg, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES,
+                  n_per_size: int = BUCKET_N_PER_SIZE):
+    """The policy of :data:`SELECTION_POLICIES` with the best worst-bucket accuracy of the task's
+    SPP model on validation buckets (seeds :data:`SELECTION_SEED` + i; digits: training samples),
+    and ``[(policy, [accuracy per bucket])]`` of every one tried."""
+    entry = reg[BUCKET_MODELS[task][0]]
+    sets = [bucket_set(task, b, SELECTION_SEED + i, n_sizes, n_per_size, held_out=False) for i, b in enumerate(buckets)]
+    tried = [(p, [policy_accuracy(entry, s, p) for s in sets]) for p in SELECTION_POLICIES]
+    best = max(tried, key=lambda t: (min(t[1]), float(np.mean(t[1]))))  # first of equals wins
+    return best[0], tried
+
+
+def _policies(card_policy, selected=None):
+    """(label, policy) rows: none, the card's own (if any), the candidate, the one selected on
+    validation data (if any); each policy once."""
+    from models import size_policy
+
+    rows, seen = [], set()
+    for policy, tag in ((None, "resize=none"), (card_policy, "card"), (CANDIDATE_POLICY, "candidate"),
+                        (selected, "selected on validation")):
+        if tag in ("card", "selected on validation") and size_policy.shorter_side(policy) is None:
+            continue
+        if tag == "card" and size_policy.shorter_side(card_policy) is None:
+            continue
+        key = size_policy.describe(policy)
+        if key in seen:
+            rows = [(f"{lab}, {tag}" if size_policy.describe(p) == key else lab, p) for lab, p in rows]
+            continue
+        seen.add(key)
+        rows.append((f"{key}" + ("" if policy is None else f" ({tag})"), policy))
+    return rows
+
+
+def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
+                   n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE):
+    """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)})`` for every
+    registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
+    :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`."""
+    from models.registry import load_registry
+
+    reg = reg if reg is not None else load_registry(zoo_dir())
+    out, selection = [], {}
+    for task, names in BUCKET_MODELS.items():
+        selection[task] = select_policy(task, reg, buckets, n_sizes, n_per_size)
+        sets = [bucket_set(task, b, seed + i, n_sizes, n_per_size) for i, b in enumerate(buckets)]
+        for name in names:
+            for label, policy in _policies(reg[name].card.size_policy, selection[task][0]):
+                out.append((task, name, label, [policy_accuracy(reg[name], s, policy) for s in sets]))
+    return out, selection
+
+
+def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES,
+                     n_per_size: int = BUCKET_N_PER_SIZE, plot: str | Path = PLOT) -> str:
+    cols = [f"{lo}-{hi}" for lo, hi in buckets]
+    lines = [
+        BUCKETS_HEADING,
+        "",
+        "Made by `poolops experiments` (last section), or alone by `poolops experiments --buckets-only "
+        "--splice docs/experiments.md`, which replaces this section (from its heading to the end of the "
+        f"file) and redraws [{Path(plot).name}]({Path(plot).name}); no training, registry models through "
+        "ONNX Runtime.",
+        "",
+        f"Buckets by the canvas's **shorter side** (px); canvases {BUCKETS[0][0]}..{MAX_SIDE} px per side, "
+        f"aspect 1:{MAX_ASPECT:g} to {MAX_ASPECT:g}:1 (log-uniform, capped so the longer side is at most "
+        f"{MAX_SIDE}), landscape or portrait; {n_sizes} canvas sizes x {n_per_size} images = "
+        f"{n_sizes * n_per_size} images per bucket per task (seed {BUCKET_SEED} + bucket index). "
+        f"Digits: held-out digit samples (never the training samples), the digit {DIGIT_SCALE[0]}..{DIGIT_SCALE[1]} "
+        f"of the shorter side, any position; layout: two shapes, each {LAYOUT_SIDE[0]}..{LAYOUT_SIDE[1]} of the "
+        "shorter side (clipped so both fit side by side: the pair spans about 0.2..1.0), any position. "
+        "Size policy: `none` feeds the canvas as it is (the API's `resize=none`); `shorter side into "
+        f"[{CANDIDATE_POLICY['shorter_side'][0]}, {CANDIDATE_POLICY['shorter_side'][1]}]` (candidate: the "
+        "training range) resizes it with `models/size_policy.apply` (bilinear, aspect kept, no crop), as "
+        "the server does for a card that declares it; a `card` row is the card's own policy. The layout task "
+        "has no fixed-resize model in the registry. `selected on validation`: per task, the policy of "
+        + ", ".join(f"[{p['shorter_side'][0]}, {p['shorter_side'][1]}]" for p in SELECTION_POLICIES)
+        + " with the best worst-bucket accuracy of the task's SPP model on validation buckets (same "
+        f"generator, seeds {SELECTION_SEED} + bucket index; digits: the *training* digit samples), never "
+        "on the test buckets below.",
+        "",
+        "| task | model | size policy | " + " | ".join(cols) + " | worst | best - worst |",
+        "|---|---|---|" + "---:|" * (len(cols) + 2),
+    ]
+    for task, name, label, accs in results:
+        lines.append(f"| {task} | {name} | {label} | " + " | ".join(f"{a:.3f}" for a in accs)
+                     + f" | {min(accs):.3f} | {max(accs) - min(accs):.3f} |")
+    lines += ["", "Policy selection (validation buckets, the task's SPP model, accuracy per bucket):", "",
+              "| task | model | size policy | " + " | ".join(cols) + " | worst |",
+              "|---|---|---|" + "---:|" * (len(cols) + 1)]
+    from models import size_policy
+
+    for task, (best, tried) in selection.items():
+        for p, accs in tried:
+            mark = " (selected)" if p == best else ""
+            lines.append(f"| {task} | {BUCKET_MODELS[task][0]} | {size_policy.describe(p)}{mark} | "
+                         + " | ".join(f"{a:.3f}" for a in accs) + f" | {min(accs):.3f} |")
+    lines += ["", f"![accuracy by image size]({Path(plot).name})", ""]
+    return "\n".join(lines)
+
+
+def plot_buckets(results, path: str | Path = PLOT, buckets=BUCKETS) -> Path:
+    """A PNG of accuracy against the shorter side (bucket's geometric middle, log axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [float(np.sqrt(lo * hi)) for lo, hi in buckets]
+    tasks = list(dict.fromkeys(r[0] for r in results))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        rows = [r for r in results if r[0] == task]
+        colors = {n: f"C{i}" for i, n in enumerate(dict.fromkeys(r[1] for r in rows))}  # one colour per model
+        for t, name, label, accs in rows:
+            style = "-" if label.startswith("none") else ":" if "selected" in label else "--"
+            ax.plot(xs, accs, style, color=colors[name], marker="o", label=f"{name}, {label}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [f"{lo}-{hi}" for lo, hi in buckets])
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("canvas shorter side (px)")
+        ax.set_ylabel("accuracy (held-out)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def buckets_section(plot: str | Path = PLOT) -> str:
+    """Measure every bucket, draw the plot at ``plot`` and return the Markdown section."""
+    results, selection = bucket_results()
+    plot_buckets(results, plot)
+    return buckets_markdown(results, selection, plot=plot)
+
+
+def splice(path: str | Path, section: str) -> None:
+    """Replace ``path``'s section from :data:`BUCKETS_HEADING` to the end by ``section`` (append it
+    when the file has none)."""
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    at = text.find("\n" + BUCKETS_HEADING + "\n")
+    head = text if at < 0 else text[:at + 1]
+    path.write_text(head.rstrip("\n") + "\n\n" + section if head.strip() else section)
+
+
+def main(progress: bool = True, buckets_only: bool = False, splice_into: str | Path | None = None,
+         plot: str | Path = PLOT) -> int:
+    """Print every table (or only the size buckets); ``splice_into``: write the size-bucket section
+    into that file instead of printing."""
+    if buckets_only:
+        section = buckets_section(plot)
+        if splice_into is not None:
+            splice(splice_into, section)
+        else:
+            print(section, end="")
+        return 0
+    text = run(progress) + "\n" + buckets_section(plot)
+    if splice_into is not None:
+        Path(splice_into).write_text(text)
+    else:
+        print(text, end="")
     return 0
 
 

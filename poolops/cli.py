@@ -99,7 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_experiments(args: argparse.Namespace) -> int:
     from models.experiments import main as run_experiments
 
-    return run_experiments(progress=not args.quiet)
+    return run_experiments(progress=not args.quiet, buckets_only=args.buckets_only, splice_into=args.splice,
+                           plot=args.plot)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -176,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("experiments", help="the README's ablation tables (trains the extra variants; minutes)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
+    exp.add_argument("--buckets-only", action="store_true",
+                     help="only the accuracy-by-size table (registry models, no training; about a minute)")
+    exp.add_argument("--splice", type=Path, default=None, metavar="FILE",
+                     help="write into FILE instead of printing: with --buckets-only, replace FILE's "
+                          "'## Accuracy by image size' section (to the end); else the whole file")
+    exp.add_argument("--plot", type=Path, default=Path("docs") / "accuracy_by_size.png",
+                     help="where the accuracy-by-size PNG goes (default docs/accuracy_by_size.png)")
     exp.set_defaults(func=_cmd_experiments)
 
     serve = sub.add_parser("serve", help="the HTTP service (FastAPI + ONNX Runtime, UI at /ui); POOLOPS_* settings")

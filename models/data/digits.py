@@ -32,6 +32,7 @@ DESCRIPTION = (
 # Tags that keep the random streams of training batches and evaluation sets apart.
 _TRAIN_TAG = 0x7261696E
 _EVAL_TAG = 0x6576616C
+_SIZES_TAG = 0x73697A65
 
 SizeRange = tuple[tuple[int, int], tuple[int, int]]
 
@@ -67,6 +68,31 @@ def _eval_sizes(rng: np.random.Generator, size_range: SizeRange, n_sizes: int) -
     hs = strata(h0, h1)
     ws = rng.permutation(strata(w0, w1))
     return [(int(min(h, h1)), int(min(w, w1))) for h, w in zip(hs, ws)]
+
+
+def bucket_sizes(
+    shorter_side: tuple[int, int],
+    n: int,
+    seed: int = 0,
+    max_aspect: float = 4.0,
+    max_side: int = 512,
+) -> list[tuple[int, int]]:
+    """``n`` canvas sizes (H, W) for a size bucket: the shorter side uniform in ``shorter_side``
+    (inclusive), the aspect (longer / shorter) log-uniform in ``[1, max_aspect]`` but with the longer
+    side at most ``max_side``, landscape or portrait with equal odds. Deterministic given ``seed``
+    (its own stream, apart from training and evaluation placements). For ``eval_set(sizes=...)``.
+    """
+    lo, hi = int(shorter_side[0]), int(shorter_side[1])
+    if not 1 <= lo <= hi <= max_side or max_aspect < 1:
+        raise ValueError(f"bad bucket {shorter_side!r} (max_side {max_side}, max_aspect {max_aspect})")
+    rng = _stream(_SIZES_TAG, seed)
+    out = []
+    for _ in range(int(n)):
+        s = int(rng.integers(lo, hi + 1))
+        a_max = min(float(max_aspect), max_side / s)
+        long = int(min(max_side, max(s, np.floor(s * np.exp(rng.uniform(0.0, np.log(a_max))) + 0.5))))
+        out.append((s, long) if rng.integers(2) else (long, s))
+    return out
 
 
 def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -219,18 +245,20 @@ def eval_set(
     n_per_size: int | None = None,
     batch_size: int = 128,
     seed: int = 0,
+    sizes: Sequence[tuple[int, int]] | None = None,
     **render_kwargs,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """A deterministic evaluation set: a list of ``(x [B, 1, H, W], y [B])`` batches.
 
-    ``n_sizes`` sizes spread over ``size_range`` (one per stratum of H and of W); at each size
+    ``n_sizes`` sizes spread over ``size_range`` (one per stratum of H and of W), or the canvas
+    ``sizes`` given (e.g. :func:`bucket_sizes`; then ``size_range`` and ``n_sizes`` are unused); at each size
     ``n_per_size`` samples of ``ids`` (``None``: every id once), cut into batches of at most
     ``batch_size``. E.g. ``eval_set(test_ids, SEEN_SIZES)`` and ``eval_set(test_ids, UNSEEN_SIZES)``.
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     rng = _stream(_EVAL_TAG, seed)
     out = []
-    for size in _eval_sizes(rng, size_range, n_sizes):
+    for size in (_eval_sizes(rng, size_range, n_sizes) if sizes is None else [tuple(z) for z in sizes]):
         if n_per_size is None:
             chosen = ids
         elif n_per_size <= len(ids):

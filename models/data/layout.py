@@ -18,7 +18,7 @@ Tensors: ``x`` float32 ``[B, 1, H, W]`` in [0, 1], ``y`` int64 ``[B]`` indexing 
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -158,16 +158,18 @@ def eval_set(
     n_per_size: int = 512,
     batch_size: int = 128,
     seed: int = 0,
+    sizes: Sequence[tuple[int, int]] | None = None,
     **render_kwargs,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """A deterministic evaluation set: a list of ``(x [B, 1, H, W], y [B])`` batches.
 
-    ``n_sizes`` sizes spread over ``size_range`` (one per stratum of H and of W), ``n_per_size``
-    samples at each (labels balanced per batch), cut into batches of at most ``batch_size``.
+    ``n_sizes`` sizes spread over ``size_range`` (one per stratum of H and of W), or the canvas
+    ``sizes`` given (e.g. ``digits.bucket_sizes``; then ``size_range`` and ``n_sizes`` are unused),
+    ``n_per_size`` samples at each (labels balanced per batch), cut into batches of at most ``batch_size``.
     """
     rng = _stream(_EVAL_TAG, seed)
     out = []
-    for size in _eval_sizes(rng, size_range, n_sizes):
+    for size in (_eval_sizes(rng, size_range, n_sizes) if sizes is None else [tuple(z) for z in sizes]):
         for s in range(0, n_per_size, batch_size):
             out.append(render(min(batch_size, n_per_size - s), size, rng, **render_kwargs))
     return out
