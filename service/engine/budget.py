@@ -31,14 +31,17 @@ class Reservation:
         self.held = 0
 
     def add(self, nbytes: int, what: str = "this request") -> None:
-        """Reserve ``nbytes`` more, or raise :class:`Overloaded` (503, retry shortly). A
-        request alone may always use the whole budget, so nothing valid is refused forever;
-        shares up to 1 MB may go a quarter beyond it."""
+        """Reserve ``nbytes`` more, or raise :class:`Overloaded` (503, retry shortly). Shares
+        up to 1 MB may go a quarter beyond the budget; a request may exceed it while the
+        others hold at most that quarter, so nothing valid is refused forever."""
         b = self.budget
         # small shares (a normal request) may also use a headroom of a quarter of the budget,
-        # which large ones cannot take: a big request cannot starve the usual traffic
-        limit = b.total + (b.total // 4 if nbytes <= SMALL else 0)
-        if nbytes > 0 and b.used + nbytes > limit and b.used > self.held:
+        # which large ones cannot take: a big request cannot starve the usual traffic; and
+        # while the others hold no more than that headroom, a request may go beyond the
+        # budget on its own, so normal traffic cannot starve a big request either
+        headroom = b.total // 4
+        limit = b.total + (headroom if nbytes <= SMALL else 0)
+        if nbytes > 0 and b.used + nbytes > limit and b.used - self.held > headroom:
             raise Overloaded(
                 f"the server is holding {b.used // 2**20} MB for requests in flight and {what} needs "
                 f"{max(1, nbytes // 2**20)} MB more (POOLOPS_MAX_INFLIGHT_BYTES {b.total // 2**20} MB): retry shortly",
