@@ -46,6 +46,12 @@ def _cmd_bench_hostile(args: argparse.Namespace) -> int:
     return hostile.main(only=args.case, full=args.full)
 
 
+def _cmd_bench_ab(args: argparse.Namespace) -> int:
+    from service import ab_serve
+
+    return ab_serve.main(args.base)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from models.zoo import main_export
 
@@ -155,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_hostile.add_argument("--full", action="store_true",
                                help="as deployed: the UI and effnet-lite0-imagenet (when built) too")
     bench_hostile.set_defaults(func=_cmd_bench_hostile)
+    bench_ab = bench_sub.add_parser(
+        "ab", help="this tree's server against another commit's: interleaved blocks, median latency and CPU per request")
+    bench_ab.add_argument("--base", required=True, help="the commit to compare against (a git ref)")
+    bench_ab.set_defaults(func=_cmd_bench_ab)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
     export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")

@@ -1,0 +1,100 @@
+"""``poolops bench ab --base REF``: this tree's server against another commit's, side by side.
+
+Both servers run at once (``poolops serve`` from each tree, digits-spp only) and are
+driven in turn, in interleaved blocks of sequential requests (a 128x128 PNG to
+``/v1/models/digits-spp/predict``), so that the machine's drift hits both alike; the
+medians over the blocks of latency and of server CPU per request (from ``/proc``) are
+compared. For "is this change slower?" questions a few percent apart, where two separate
+``poolops bench serve`` runs differ more than that on a shared machine.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start(tree: Path, zoo: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(tree), "POOLOPS_MODELS_DIR": str(zoo), "POOLOPS_BUILD_MISSING": "false",
+           "POOLOPS_UI": "false", "POOLOPS_PORT": str(port), "POOLOPS_WARMUP_SIZES": "[[128, 128]]"}
+    return subprocess.Popen([sys.executable, "-m", "poolops.cli", "serve", "--log-level", "warning"],
+                            env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tuple[float, float]]:
+    """{tree: (median latency ms, median server CPU ms per request)} for ``base`` and HEAD's work tree."""
+    from service.hostile import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="poolops-ab-"))
+    old = tmp / "base"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(old), base], check=True)
+    trees = {f"base {base}": old, "this tree": ROOT}
+    procs, clients = {}, {}
+    try:
+        for name, tree in trees.items():
+            zoo = tmp / f"zoo-{len(procs)}"
+            shutil.copytree(tree / "models" / "zoo" / "digits-spp", zoo / "digits-spp")
+            port = free_port()
+            procs[name] = _start(tree, zoo, port)
+            clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        for c in clients.values():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if c.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        buf = io.BytesIO()
+        Image.fromarray((np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8)).save(buf, "PNG")
+        files = [("files", ("a.png", buf.getvalue(), "image/png"))]
+        for c in clients.values():  # warm-up
+            for _ in range(100):
+                c.post("/v1/models/digits-spp/predict", files=files).raise_for_status()
+        lat: dict[str, list[float]] = {n: [] for n in trees}
+        cpu: dict[str, list[float]] = {n: [] for n in trees}
+        for _ in range(blocks):
+            for name, c in clients.items():
+                c0, t0 = _cpu_s(procs[name].pid), time.perf_counter()
+                for _ in range(per_block):
+                    c.post("/v1/models/digits-spp/predict", files=files).raise_for_status()
+                lat[name].append((time.perf_counter() - t0) / per_block * 1e3)
+                cpu[name].append((_cpu_s(procs[name].pid) - c0) / per_block * 1e3)
+        return {n: (statistics.median(lat[n]), statistics.median(cpu[n])) for n in trees}
+    finally:
+        for c in clients.values():
+            c.close()
+        for p in procs.values():
+            p.terminate()
+            p.wait(30)
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(base: str) -> int:
+    res = compare(base)
+    print(f"digits-spp, 128x128 PNG, concurrency 1, interleaved blocks; load average {os.getloadavg()[0]:.2f}\n")
+    print("| server | latency per request, median ms | server CPU per request, median ms |")
+    print("|---|---:|---:|")
+    for name, (lat, cpu) in res.items():
+        print(f"| {name} | {lat:.2f} | {cpu:.2f} |")
+    return 0
