@@ -105,6 +105,9 @@ def naive_app():
     from PIL import Image
 
     model, card = naive_torch_model(os.environ[NAIVE_MODEL_ENV], Path(os.environ[NAIVE_DIR_ENV]))
+    # on a GPU machine the naive user puts the model on the GPU too (POOLOPS_DEVICE=cuda)
+    device = "cuda" if os.environ.get("POOLOPS_DEVICE") == "cuda" and torch.cuda.is_available() else "cpu"
+    model = model.to(device)
     c = card.input.channels
     mean = np.asarray(card.preprocessing.get("mean", [0.0] * c), np.float32).reshape(c, 1, 1)
     std = np.asarray(card.preprocessing.get("std", [1.0] * c), np.float32).reshape(c, 1, 1)
@@ -113,7 +116,7 @@ def naive_app():
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "torch_threads": torch.get_num_threads()}
+        return {"status": "ok", "torch_threads": torch.get_num_threads(), "device": device}
 
     @app.post("/predict")
     async def predict(files: UploadFile = File(...)):
@@ -121,9 +124,9 @@ def naive_app():
         img = Image.open(io.BytesIO(data)).convert("L" if c == 1 else "RGB")
         a = np.asarray(img, dtype=np.float32) / 255.0
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        x = torch.from_numpy((a - mean) / std)[None]
+        x = torch.from_numpy((a - mean) / std)[None].to(device)
         with torch.no_grad():
-            probs = torch.softmax(model(x), dim=1)[0]
+            probs = torch.softmax(model(x), dim=1)[0].cpu()
         top = torch.topk(probs, min(5, len(labels)))
         return {"results": [{"label": labels[i], "probability": p}
                             for p, i in zip(top.values.tolist(), top.indices.tolist())]}
@@ -553,7 +556,9 @@ def run_serve(
         try:
             import httpx
 
-            torch_threads = httpx.get(servers[NAIVE].url + "/healthz", timeout=10).json().get("torch_threads")
+            naive_health = httpx.get(servers[NAIVE].url + "/healthz", timeout=10).json()
+            torch_threads = naive_health.get("torch_threads")
+            naive_device = naive_health.get("device", "cpu")
             raw = Raw(reg / model / "model.onnx", hw, channels)
             raw.warm_up()
             http = {(st, c): Http(servers[st], "/predict" if st == NAIVE else f"/v1/models/{model}/predict",
@@ -593,7 +598,8 @@ def run_serve(
         f"(batch_max_size={fields['batch_max_size'].default}, batch_wait_ms={fields['batch_wait_ms'].default:g}), "
         "off = POOLOPS_BATCH_MAX_SIZE=1; POST /v1/models/{name}/predict, multipart files",
         f"naive: FastAPI async def endpoint under uvicorn (own process), Pillow decode, torch eager "
-        f"(torch.no_grad, {torch_threads} threads), freshly initialised weights (time does not depend on them)",
+        f"on {naive_device} (torch.no_grad, {torch_threads} threads), freshly initialised weights "
+        "(time does not depend on them)",
         f"client: httpx.AsyncClient in the benchmark process, N workers with keep-alive connections; per level "
         f"max(2N, 10) warm-up requests (bound {WARMUP_TIMEOUT_S:.0f} s), then {n_req} timed requests "
         f"(bound {level_timeout:.0f} s); the multipart body is encoded once",

@@ -26,6 +26,11 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_ops(args: argparse.Namespace) -> int:
+    if args.device == "cuda":
+        from poolops import bench_cuda
+
+        bench_cuda.run_cuda_ops(ops=args.op or None, quick=args.quick, repeat=args.repeat, markdown=args.markdown)
+        return 0
     from poolops import bench
 
     bench.run_ops(ops=args.op or None, quick=args.quick, repeat=args.repeat, markdown=args.markdown)
@@ -145,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ops.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke test)")
     bench_ops.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
     bench_ops.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench_ops.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                           help="cpu: torch vs ONNX Runtime on the CPU; cuda: torch CUDA vs ORT's CUDA provider")
     bench_ops.set_defaults(func=_cmd_bench_ops)
     bench_serve = bench_sub.add_parser(
         "serve", help="raw session.run vs this server (batching on/off) vs a naive FastAPI + torch app, over HTTP")

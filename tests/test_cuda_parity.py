@@ -4,11 +4,17 @@ creation fail if any node would silently fall back to the CPU."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from conftest import assert_close
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_parity import _draw_case, _draw_inputs, _extra_inputs, _floor, _torch_args
+from test_parity import _input as _drawn_input
 
 import poolops
 from poolops.inputs import example_inputs
@@ -67,3 +73,61 @@ def test_cuda_forward_and_backward_match_torch(name, with_optional):
             expected[0].backward(g)
             (grad_x,) = bwd.run(None, {"x": x, "grad_y": g.numpy()})
             assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward on CUDA at {shape}")
+
+
+# Every session is compiled for the GPU: fewer drawn cases than on the CPU (test_parity).
+CUDA_EXAMPLES = int(os.environ.get("POOLOPS_CUDA_EXAMPLES", "8"))
+
+
+@pytest.mark.parametrize("name", OPS)
+@settings(max_examples=CUDA_EXAMPLES)
+@given(data=st.data())
+def test_cuda_drawn_parameters_match_torch(name, data):
+    """Drawn parameters (every variant the strategies reach: outputs, padding, modes,
+    ``propagate_nan``, optional inputs), several dynamic sizes per graph."""
+    spec, p, shapes = _draw_case(data, name, max_shapes=2)
+    names = _draw_inputs(data, spec)
+    sess = cuda_session(op_model(name, inputs=names, **p.model_dump()))
+    for shp in shapes:
+        x = _drawn_input(data, spec, shp)
+        extra = _extra_inputs(data, spec, p, names, shp)
+        expected = spec.torch_fn(p, torch.from_numpy(x), *_torch_args(spec, extra))
+        for out_name, e, a in zip(spec.outputs, expected, sess.run(None, {"x": x, **extra})):
+            if out_name == "indices":
+                np.testing.assert_array_equal(a, e.numpy(), err_msg=f"{name} {p} indices on CUDA at {shp}")
+            else:
+                assert_close(a, e.numpy(), what=f"{name} {p} on CUDA at {shp}", floor=_floor(x))
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if poolops.get_op(n).onnx_backward is not None])
+@settings(max_examples=CUDA_EXAMPLES)
+@given(data=st.data())
+def test_cuda_drawn_parameters_backward_match_autograd(name, data):
+    spec, p, shapes = _draw_case(data, name, max_shapes=2)
+    sess = cuda_session(op_backward_model(name, **p.model_dump()))
+    for shp in shapes:
+        x = _drawn_input(data, spec, shp)
+        xt = torch.from_numpy(x).requires_grad_()
+        y = spec.torch_fn(p, xt)[0]
+        g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(np.float32))
+        y.backward(g)
+        (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
+        assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward {p} on CUDA at {shp}", floor=_floor(g.numpy()))
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if "propagate_nan" in poolops.get_op(n).params.model_fields])
+@pytest.mark.parametrize("propagate_nan", [True, False])
+def test_cuda_nan_and_inf(name, propagate_nan):
+    """NaN, +-inf and overflow on CUDA kernels (whose max/compare rules differ from the CPU's);
+    ``propagate_nan=False`` leaves windows with NaN or only -inf unspecified (see ``max``),
+    so it gets neither."""
+    spec = poolops.get_op(name)
+    x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+    x[0, 1, 3, 5] = np.nan if propagate_nan else -1.0
+    x[0, 0, 0, :2] = [np.inf, -np.inf]
+    x[1, 2, :, :] = -np.inf if propagate_nan else -3.0
+    x[1, 1, 4:, 4:] = np.finfo(np.float32).max
+    p = spec.parse({"propagate_nan": propagate_nan})
+    expected = spec.torch_fn(p, torch.from_numpy(x))[0].numpy()
+    (actual,) = cuda_session(op_model(name, outputs=("y",), propagate_nan=propagate_nan)).run(None, {"x": x})
+    assert_close(actual, expected, what=f"{name} propagate_nan={propagate_nan} on CUDA")

@@ -16,7 +16,8 @@ class MaxParams(WindowParams):
     dilation: PositivePair = (1, 1)
     propagate_nan: bool = True
     """NaN in a window gives NaN (PyTorch). False skips that pass in ONNX (faster;
-    ONNX Runtime then ignores NaN); the torch function always propagates."""
+    ONNX Runtime then ignores NaN, and its CPU MaxPool gives the lowest float, not -inf,
+    for a window of only -inf at kernels >= 4); the torch function always propagates."""
 
 
 def torch_max(p: MaxParams, x, outputs=("y", "indices")):
