@@ -18,7 +18,7 @@ if ls .gpu2/whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site2 .gpu2/whl/*.whl
   export PYTHONPATH=/tmp/site2:${PYTHONPATH:-}
 fi
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.txt" 2>&1 || tail -5 "$OUT/install.txt"
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/tmp/poolops-install.txt 2>&1 || tail -5 /tmp/poolops-install.txt
 # ONNX Runtime's CUDA provider finds cuBLAS, cuRAND, cuDNN by soname: the NVIDIA wheels' lib folders
 NV=$(python3 -c "import nvidia, os; print(list(nvidia.__path__)[0])" 2>/dev/null)
 [ -n "$NV" ] && export LD_LIBRARY_PATH=$(find "$NV" -name 'lib*.so*' -printf '%h\n' | sort -u | paste -sd:):${LD_LIBRARY_PATH:-}
