@@ -20,6 +20,7 @@ import numpy as np
 
 from poolops.bench import _short_error, make_extra_inputs, make_input, variants
 from poolops.inputs import kind
+from poolops.onnx.placement import data_nodes_on_cpu, placements
 from poolops.registry import OpSpec, get_op, list_ops
 
 SIZES = ((1, 64, 512, 512), (8, 256, 64, 64))
@@ -80,11 +81,13 @@ def _session(name: str, params: dict[str, Any], outputs, inputs, device: str):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if device == "cuda":  # a node without a CUDA kernel must fail here, not run on the CPU
-        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     model = op_model(name, outputs=outputs, inputs=inputs, **params)
-    return ort.InferenceSession(model.SerializeToString(), so, providers=[provider])
+    return model, ort.InferenceSession(model.SerializeToString(), so, providers=_providers(device))
+
+
+def _providers(device: str) -> list[str]:
+    # ORT puts shape arithmetic on the CPU by design: the CPU provider must be there
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
 
 
 def _bound_runner(sess, feed: dict[str, np.ndarray], outputs: Sequence[str], device: str):
@@ -133,14 +136,24 @@ def _bench_op(spec: OpSpec, shape, repeat: int, copy_bw: float, torch, device: s
         feed = {"x": x, **{n: extra[n] for n in inputs[1:]}}
         try:
             ref = torch_run()[0].float().cpu().numpy()
-            sess = _session(spec.name, params, outputs, inputs, device)
+            model, sess = _session(spec.name, params, outputs, inputs, device)
             run, fetch, _ = _bound_runner(sess, feed, [o.name for o in sess.get_outputs()], device)
             run()
             res = fetch()
             row["bytes"] = sum(v.nbytes for v in feed.values()) + sum(r.nbytes for r in res)
+            notes = []
             if res[0].shape != ref.shape or not np.allclose(res[0], ref, rtol=1e-4, atol=1e-5, equal_nan=True):
                 diff = np.abs(res[0] - ref).max() if res[0].shape == ref.shape else f"shape {res[0].shape}"
-                row["note"] = f"MISMATCH vs torch CUDA ({diff})"
+                notes.append(f"MISMATCH vs torch ({diff})")
+            if device == "cuda":
+                _, found = placements(model, feed, _providers(device))
+                bad = data_nodes_on_cpu(found)
+                on_cpu = [f for f in found if f.provider == "CPUExecutionProvider"]
+                if bad:
+                    notes.append(f"DATA ON CPU: {', '.join(sorted({b.op_type for b in bad}))}")
+                elif on_cpu:
+                    notes.append(f"{len(on_cpu)} shape nodes on CPU")
+            row["note"] = "; ".join(notes)
             fns += [torch_run, run]
         except Exception as e:  # noqa: BLE001
             row["error"] = _short_error(e)
@@ -226,8 +239,9 @@ def _run(ops, quick, repeat, markdown, device, torch, ort) -> list[dict[str, Any
     header = [
         f"device: {name}; "
         f"torch {torch.__version__} (CUDA {torch.version.cuda}, eager, inference_mode); "
-        f"onnxruntime {ort.__version__} (CUDAExecutionProvider, CPU fallback disabled, IO binding: "
-        "inputs on the GPU, outputs left there)",
+        f"onnxruntime {ort.__version__} ({', '.join(_providers(device))}, IO binding: inputs on the GPU, "
+        "outputs left there; ORT runs shape arithmetic on the CPU by design, and a row's note says how "
+        "many such nodes there were, or DATA ON CPU if a node with outputs over 1 KiB ran there)",
         "device-to-device copy (torch copy_, read + write): "
         + ", ".join(f"{'x'.join(map(str, s))}: {v:.0f} GB/s" for s, v in bw.items()),
         f"per call: median over {n_rep} rounds of bursts of back-to-back calls (about {BURST_S * 1e3:.0f} ms "

@@ -43,15 +43,15 @@ step() {  # step NAME SECONDS CMD...: bounded, output to $OUT/NAME.txt and the l
   echo "=== $name: rc=$rc in $((SECONDS - t0))s ==="
 }
 
-step parity 150 python3 -m pytest tests/test_cuda_parity.py tests/test_cuda_kernels.py -q -rfE --tb=short -p no:cacheprovider
+POOLOPS_CUDA_EXAMPLES=${POOLOPS_CUDA_EXAMPLES:-5} step parity 150 python3 -m pytest tests/test_cuda_parity.py tests/test_cuda_kernels.py -q -rfE --tb=short -p no:cacheprovider
 
 POOLOPS_UI=false POOLOPS_BUILD_MISSING=false poolops serve --device "$DEVICE" --host 127.0.0.1 --port 8765 \
   >"$OUT/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 60); do curl -sf localhost:8765/readyz >/dev/null && break; sleep 1; done
-step service 60 python3 -m service.device_check http://127.0.0.1:8765
+for _ in $(seq 45); do curl -sf localhost:8765/readyz >/dev/null && break; sleep 1; done
+step service 45 python3 -m service.device_check http://127.0.0.1:8765
 kill $SERVER; wait $SERVER 2>/dev/null
 
-POOLOPS_DEVICE=$DEVICE step bench_serve 120 poolops bench serve --model effnet-lite0-imagenet --size 224 \
-  --concurrency 1 32 --requests 300 --markdown $QUICK
-step bench_ops 150 poolops bench ops --device "$DEVICE" --markdown $QUICK
+POOLOPS_DEVICE=$DEVICE step bench_serve 100 poolops bench serve --model effnet-lite0-imagenet --size 224 \
+  --concurrency 1 32 --requests 200 --markdown $QUICK
+step bench_ops 120 poolops bench ops --device "$DEVICE" --markdown $QUICK

@@ -162,7 +162,7 @@ def _geometry(p, boxes):
     start, roi = corners[:, :2], corners[:, 2:] - corners[:, :2]  # (x, y) columns
     if not p.aligned:
         roi = roi.clamp_min(1.0)
-    bins = roi / torch.tensor([p.output_size[1], p.output_size[0]], dtype=torch.float32)
+    bins = roi / torch.tensor([p.output_size[1], p.output_size[0]], dtype=torch.float32, device=boxes.device)
     grid = torch.ceil(bins).long() if p.sampling_ratio <= 0 else torch.full_like(bins, p.sampling_ratio, dtype=torch.long)
     return start, roi, bins, grid
 
