@@ -54,7 +54,8 @@ def choose_providers(device: str) -> list[str]:
         if CUDA not in have:
             raise RuntimeError(
                 f"POOLOPS_DEVICE=cuda but this ONNX Runtime has no CUDA provider (available: {have}); "
-                "install onnxruntime-gpu with CUDA 12 and cuDNN 9, or set POOLOPS_DEVICE=auto or cpu"
+                "install onnxruntime-gpu with the CUDA and cuDNN libraries its build names (1.31: CUDA 13, "
+                "cuDNN 9), or set POOLOPS_DEVICE=auto or cpu"
             )
         return [CUDA, CPU]
     if device == "auto" and CUDA in have:
