@@ -1,17 +1,17 @@
-"""The worked examples of the source documents, in torch and in ONNX Runtime."""
+"""The worked examples of the ops' docstrings, in torch and in ONNX Runtime."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import run
 
 import poolops.functional as PF
 from poolops.onnx import op_backward_model, op_model
+from support.runtime import run
 
 SEED_2X2 = np.array([[[[1, 3], [2, 2]]]], np.float32)
-# A 4x4 matrix, 2x2 windows, stride 2 (the comparison the seeds draw).
+# A 4x4 matrix, 2x2 windows, stride 2: max and average pooling, windowed and global.
 MATRIX_4X4 = np.array([[[[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]]], np.float32)
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import check_export, session
 from torch import nn
 
 import poolops.nn as PN
+from support.runtime import check_export, session
 from poolops.onnx import export
 
 SIZES = [(1, 17, 23), (3, 64, 48), (2, 5, 3), (1, 2, 2), (2, 97, 31)]

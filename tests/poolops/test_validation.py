@@ -28,6 +28,12 @@ BAD_PARAMS = [
     ("spp", {"mode": "median"}, "mode"),
     ("spp", {"bins": "fixed"}, "bins"),
     ("stochastic", {"mode": "test"}, "mode"),
+    ("bilinear", {"eps": 0}, "eps"),
+    ("bilinear", {"eps": float("nan")}, "eps"),
+    ("bilinear", {"signed_sqrt": "maybe"}, "signed_sqrt"),
+    ("attention", {"temperature": 0}, "temperature"),
+    ("attention", {"temperature": float("inf")}, "temperature"),
+    ("se", {"reduction": 4}, "reduction"),
 ]
 
 
@@ -208,3 +214,35 @@ def test_adaptive_sampling_refuses_boxes_far_larger_than_the_map(name):
     with pytest.raises(ParamError, match="spatial_scale"):
         check([[0, 0, 0, 50, 1]], spatial_scale=0.5)  # 25 > 22 after the scale
     check([[0, 0, 0, 40, 1]], spatial_scale=0.5)  # 20: fine
+
+
+# ---------------------------------------------------------------- extra inputs (bilinear, attention, se)
+
+
+@pytest.mark.parametrize(
+    "name, extra, bad, expected",
+    [
+        ("bilinear", [(2, 4, 5, 6)], "x2", r"'x2': expected shape \[N, C2, H, W\] = \[2, C2, 5, 7\], got \(2, 4, 5, 6\)"),
+        ("bilinear", [(1, 4, 5, 7)], "x2", r"= \[2, C2, 5, 7\], got \(1, 4, 5, 7\)"),
+        ("attention", [(2, 2, 5, 7)], "attn", r"'attn': expected shape \[N, 1, H, W\] or \[N, C, H, W\]"),
+        ("attention", [(2, 1, 5)], "attn", r"'attn': expected shape \[N, A, H, W\]"),
+        ("se", [(2, 3), (2,), (3, 3), (3,)], "se_w2", r"'se_w2': expected shape \[C, R\] = \[3, 2\], got \(3, 3\)"),
+        ("se", [(2, 4), (2,), (3, 2), (3,)], "se_w1", r"'se_w1': expected shape \[R, C\] = \[R, 3\]"),
+        ("se", [(2, 3), (3,), (3, 2), (3,)], "se_b1", r"'se_b1': expected shape \[R\] = \[2\]"),
+        ("se", [(2, 3), (2,), (3, 2)], "se_b2", r"'se_b2': is a required input"),
+    ],
+)
+def test_wrong_extra_inputs_are_named(name, extra, bad, expected):
+    x = torch.ones(2, 3, 5, 7)
+    with pytest.raises(ParamError, match=expected) as err:
+        PF.call(name, x, *[torch.ones(s) for s in extra])
+    assert err.value.param == bad
+    if "required" not in expected:  # the same check on numpy inputs (what the service has)
+        spec = poolops.get_op(name)
+        with pytest.raises(ParamError, match=expected):
+            spec.check(spec.parse({}), x.numpy(), *[np.ones(s, np.float32) for s in extra])
+
+
+def test_integer_extra_input_is_refused():
+    with pytest.raises(ParamError, match="'x2': expected float32 \\(floating point\\)"):
+        PF.bilinear(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3, dtype=torch.int64))

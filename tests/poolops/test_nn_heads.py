@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import check_export
 from torch import nn
 
 import poolops.functional as PF
 import poolops.nn as PN
+from support.runtime import check_export
 
 C = 8
 SIZES = [(1, 17, 23), (2, 32, 32), (3, 64, 48), (2, 100, 7)]

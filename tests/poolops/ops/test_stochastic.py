@@ -72,7 +72,7 @@ def _close(actual, expected, tol=1e-5):
     np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
 
 
-# ---------------------------------------------------------------- the seed
+# ---------------------------------------------------------------- the worked example
 
 
 def test_seed_example_probabilities_and_eval():

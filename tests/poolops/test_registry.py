@@ -66,3 +66,21 @@ def test_a_check_that_takes_the_other_inputs_runs_after_their_kind_checks():
     with pytest.raises(ParamError, match="'boxes'.*2 \\* 4 \\+ 2"):
         spec.check(p, x, np.array([[0, 0, 0, 100, 1]], np.float32))
     spec.check(p, x, np.array([[0, 0, 0, 3, 3]], np.float32))
+
+
+def test_parameter_strategies_sit_beside_their_op_files():
+    """Each ``tests/support/ops/<file>.py`` gives the strategies of the ops of
+    ``poolops/ops/<file>.py`` only, and no op has two."""
+    import importlib
+    import pkgutil
+
+    import support.ops
+    from support.strategies import all_params
+
+    names = []
+    for info in pkgutil.iter_modules(support.ops.__path__):
+        module = importlib.import_module(f"support.ops.{info.name}")
+        for name in module.PARAMS:
+            assert poolops.get_op(name).torch_fn.__module__ == f"poolops.ops.{info.name}", name
+            names.append(name)
+    assert sorted(names) == sorted(all_params())

@@ -1,23 +1,21 @@
 """RoI ops (``roi_pool``, ``roi_align``, ``deform_roi_pool``): worked examples, the torch
-functions against naive loop references (tests/roi_reference.py), ONNX Runtime against
-the torch functions on dynamic shapes (several N, C, H, W and numbers of boxes K, 0
-included, through one graph), gradients, input checks, modules and export.
+functions against naive loop references (tests/support/roi_reference.py), ONNX Runtime
+against the torch functions on dynamic shapes (several N, C, H, W and numbers of boxes
+K, 0 included, through one graph), gradients, input checks, modules and export.
 
-These ops take required extra inputs (``boxes``, ``offsets``), so the generic parity
-tests (tests/test_parity.py, which take the ops whose only input is ``x``) skip them;
-this file is their parity suite. Inputs come from the ``poolops.inputs`` examples.
+These ops take required extra inputs (``boxes``, ``offsets``) from their input kinds'
+examples (defined in poolops/ops/roi.py); this file is their parity suite, with
+reference checks the generic parity tests (tests/poolops/test_torch_onnx_parity.py)
+do not make.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import roi_reference as ref
 import torch
-from conftest import assert_close, session
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import ROI_OPS, params_for, roi_shape
 
 import poolops
 import poolops.functional as PF
@@ -25,6 +23,11 @@ import poolops.nn as PN
 from poolops.inputs import kind
 from poolops.onnx import export, op_model
 from poolops.params import ParamError
+from support import roi_reference as ref
+from support.ops.roi import OPS as ROI_OPS
+from support.ops.roi import shape as roi_shape
+from support.runtime import assert_close, session
+from support.strategies import params_for
 
 RAMP = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
 

@@ -1,0 +1,160 @@
+"""Worked examples and edge cases of ``lp`` and ``gem`` (poolops/ops/lp.py): torch
+reference, ONNX forward and ONNX backward. (The property tests of
+tests/poolops/test_torch_onnx_parity.py cover random parameters and shapes; these pin
+the semantics.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import poolops
+import poolops.functional as PF
+import poolops.nn as PN
+from poolops.onnx import op_model
+from poolops.params import ParamError
+from support.faces import (
+    autograd,
+    check_all_faces,
+    check_head_export,
+    check_worked_example_and_backward,
+    onnx_backward,
+    onnx_forward,
+)
+from support.runtime import assert_close
+
+PLANE = np.array([[[[1, 2], [3, 4]]]], np.float32)
+
+
+# ---------------------------------------------------------------- lp
+
+
+def test_lp_worked_example():
+    y = np.sqrt(30.0)
+    check_all_faces("lp", PLANE, [[[[y]]]], [[[[1.0]]]], PLANE / y, norm_type=2.0, kernel=2)
+
+
+def test_lp_is_torch_lp_pool2d_not_onnx_lppool():
+    """ONNX LpPool takes |x|; PyTorch does not: odd p on negative values keeps the sign
+    of x^p, a negative window sum with non-integer 1/p is NaN, p = 1 is the plain sum."""
+    x = np.array([[[[-1, -2], [3, 4], [-3, -4]]]], np.float32)  # kernel (1, 2): one window per row
+    for p in (1.0, 2.0, 3.0, 1.5):
+        expected = F.lp_pool2d(torch.from_numpy(x), p, (1, 2)).numpy()
+        actual = onnx_forward("lp", x, norm_type=p, kernel=(1, 2))
+        np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+        assert_close(actual, expected, what=f"lp p={p}")
+    np.testing.assert_allclose(onnx_forward("lp", x, norm_type=1.0, kernel=(1, 2)).ravel(), [-3, 7, -7])
+    assert np.isnan(onnx_forward("lp", x, norm_type=3.0, kernel=(1, 2))).ravel().tolist() == [True, False, True]
+    assert not any(n.op_type == "LpPool" for f in op_model("lp").functions for n in f.node)
+
+
+def test_lp_zero_window_has_zero_gradient():
+    """PyTorch: "if the sum of all inputs to the power of p is zero, the gradient is set to zero"."""
+    x = np.zeros((1, 1, 2, 4), np.float32)
+    x[0, 0, :, 2:] = [[1, 2], [0, 3]]
+    g = np.ones((1, 1, 1, 2), np.float32)
+    for p in (1.0, 2.0, 3.0):
+        _, expected = autograd("lp", x, g, norm_type=p, kernel=2)
+        actual = onnx_backward("lp", x, g, norm_type=p, kernel=2)
+        np.testing.assert_array_equal(expected[..., :2], 0)
+        assert_close(actual, expected, what=f"lp zero window p={p}")
+
+
+def test_lp_real_inputs_with_even_power_match_autograd():
+    """p = 2: x^2 >= 0, so the op is finite on any real input; forward and backward match."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 11, 9)).astype(np.float32)
+    spec = poolops.get_op("lp")
+    for params in ({"kernel": 3, "stride": 2, "ceil_mode": True}, {"kernel": (2, 3)}):
+        g = rng.standard_normal(spec.output_shape(spec.parse(params), x.shape)).astype(np.float32)
+        y, grad = autograd("lp", x, g, **params)
+        assert_close(onnx_forward("lp", x, **params), y, what=f"lp {params}")
+        assert_close(onnx_backward("lp", x, g, **params), grad, what=f"lp backward {params}")
+
+
+def test_lp_ceil_mode_scales_clipped_windows_like_torch():
+    """PyTorch's lp_pool2d is avg_pool2d(x^p) * kh*kw: a window clipped at the edge (ceil
+    mode) is scaled by kh*kw / cells, not summed."""
+    x = np.ones((1, 1, 3, 3), np.float32)
+    y = onnx_forward("lp", x, norm_type=1.0, kernel=2, ceil_mode=True)
+    np.testing.assert_allclose(y, F.lp_pool2d(torch.from_numpy(x), 1.0, 2, ceil_mode=True).numpy())
+    np.testing.assert_allclose(y.ravel(), [4, 4, 4, 4])  # not [4, 2, 2, 1]
+
+
+def test_lp_params():
+    for bad in ({"norm_type": 0}, {"norm_type": -1}, {"norm_type": float("inf")}, {"norm_type": float("nan")}):
+        with pytest.raises(ParamError) as err:
+            poolops.get_op("lp").parse(bad)
+        assert err.value.param == "norm_type"
+    with pytest.raises(ParamError, match="'kernel'"):
+        PF.lp(torch.ones(1, 1, 2, 5), kernel=3)
+
+
+# ---------------------------------------------------------------- gem
+
+
+def test_gem_worked_example():
+    y = 25.0 ** (1 / 3)  # mean of cubes (1 + 8 + 27 + 64) / 4 = 25
+    grad = PLANE**2 / (4 * y**2)  # d/dx (mean x^3)^(1/3) = x^2 / (4 y^2)
+    check_all_faces("gem", PLANE, [[[[y]]]], [[[[1.0]]]], grad)
+
+
+def test_gem_clamps_at_eps():
+    x = np.array([[[[-5, 0], [2, 2]]]], np.float32)
+    eps = 0.5
+    y = ((eps**3 + eps**3 + 8 + 8) / 4) ** (1 / 3)
+    grad = np.array([[[[0, 0], [4 / (4 * y**2), 4 / (4 * y**2)]]]], np.float32)  # no gradient below eps
+    check_all_faces("gem", x, [[[[y]]]], [[[[1.0]]]], grad, eps=eps)
+
+
+def test_gem_p1_is_average_and_large_p_approaches_max():
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3, 7, 5))).astype(np.float32) + 0.1
+    np.testing.assert_allclose(onnx_forward("gem", x, p=1.0), x.mean(axis=(2, 3), keepdims=True), rtol=1e-5)
+    big = onnx_forward("gem", x, p=60.0)
+    top = x.max(axis=(2, 3), keepdims=True)
+    assert np.all(big <= top * (1 + 1e-6)) and np.all(big >= top * 35 ** (-1 / 60) * (1 - 1e-6))
+
+
+def test_gem_windowed():
+    x = np.abs(np.random.default_rng(1).standard_normal((1, 2, 9, 8))).astype(np.float32)
+    params = {"p": 2.0, "kernel": 3, "stride": 2}
+    y, grad = autograd("gem", x, np.ones((1, 2, 4, 3), np.float32), **params)
+    assert y.shape == (1, 2, 4, 3)
+    expected = np.sqrt(F.avg_pool2d(torch.from_numpy(np.maximum(x, 1e-6) ** 2), 3, 2).numpy())
+    assert_close(y, expected)
+    assert_close(onnx_forward("gem", x, **params), y)
+    assert_close(onnx_backward("gem", x, np.ones_like(y), **params), grad)
+
+
+def test_gem_params():
+    with pytest.raises(ParamError, match="'stride'"):
+        poolops.get_op("gem").parse({"stride": 2})
+    for name in ("p", "eps"):
+        with pytest.raises(ParamError) as err:
+            poolops.get_op("gem").parse({name: 0})
+        assert err.value.param == name
+    with pytest.raises(ParamError, match="'kernel'"):
+        PF.gem(torch.ones(1, 1, 2, 5), kernel=3)
+    assert PN.GeMPool().out_features(16) == 16  # global: a fixed-length head
+
+
+# ---------------------------------------------------------------- every face
+
+
+@pytest.mark.parametrize("name", ('lp', 'gem'))
+def test_registered_with_a_worked_example(name):
+    check_worked_example_and_backward(name, onnx_backward_graph=True)
+
+
+EXPORT_HEADS = {
+    "lp": lambda: torch.nn.Sequential(PN.LpPool(norm_type=3.0, kernel=2, ceil_mode=True), PN.GlobalAvgPool()),
+    "gem": lambda: PN.GeMPool(),
+    "gem-windowed": lambda: torch.nn.Sequential(PN.GeMPool(kernel=2), PN.GlobalMaxPool()),
+}
+
+
+@pytest.mark.parametrize("head", EXPORT_HEADS)
+def test_modules_export_with_dynamic_sizes(head, tmp_path):
+    check_head_export(EXPORT_HEADS[head](), tmp_path, head)

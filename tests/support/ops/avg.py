@@ -1,0 +1,3 @@
+from support.strategies import window
+
+PARAMS = {"avg": window(divisor=True)}

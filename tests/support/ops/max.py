@@ -1,0 +1,3 @@
+from support.strategies import window
+
+PARAMS = {"max": window(dilation=True, nan=True)}
