@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 import poolops.nn as PN
+from poolops.ops.spp import DEFAULT_LEVELS
 
 
 class SPPHead(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, levels=(1, 2, 4), mode: str = "max", dropout: float = 0.0):
+    def __init__(self, in_channels: int, num_classes: int, levels=DEFAULT_LEVELS, mode: str = "max", dropout: float = 0.0):
         super().__init__()
         self.pool = PN.SpatialPyramidPool(levels=tuple(levels), mode=mode)
         self.dropout = nn.Dropout(dropout)

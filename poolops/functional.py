@@ -21,15 +21,12 @@ from poolops.registry import OpSpec, get_op, list_ops
 
 def apply(spec: OpSpec, p: OpParams, inputs: tuple, return_indices: bool = False):
     """Run ``spec`` with parsed params ``p`` on ``inputs``: ``y`` or ``(y, indices)``."""
-    if return_indices and "indices" not in spec.outputs:
-        raise ParamError(spec.name, "return_indices", f"op {spec.name!r} has no indices output")
-    wanted = ("y", "indices") if return_indices else ("y",)
     if len(inputs) > len(spec.all_inputs):
         raise ParamError(spec.name, "inputs", f"takes at most {len(spec.all_inputs)} tensors {list(spec.all_inputs)}")
     inputs = tuple(inputs) + (None,) * (len(spec.all_inputs) - len(inputs))
-    missing = [n for n, v in zip(spec.inputs, inputs) if v is None]
-    if missing:
-        raise ParamError(spec.name, missing[0], f"is a required input; the op takes {list(spec.inputs)}")
+    _, wanted = spec.bind(
+        [n for n, v in zip(spec.all_inputs, inputs) if v is not None], ("y", "indices") if return_indices else ("y",)
+    )
     if torch.compiler.is_exporting():
         from poolops import torch_ops
 

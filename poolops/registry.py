@@ -15,7 +15,7 @@ import importlib
 import inspect
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from poolops.params import OpParams, ParamError, parse_params, quote
 
@@ -63,7 +63,7 @@ class OpSpec:
             ``(p, x_shape, *extra_shapes)`` (None for an absent optional input);
             call it through :meth:`OpSpec.shape`.
         module_name: class name of the ``poolops.nn`` module.
-        doc: a short description with the seed's example.
+        doc: a short description with a worked example.
         inputs: names of the required tensor inputs (ONNX graph inputs, in order);
             each a kind of :mod:`poolops.inputs`.
         optional_inputs: names of optional tensor inputs, after the required ones
@@ -76,6 +76,9 @@ class OpSpec:
             needs the other inputs too takes them, ``(p, x, *extra)`` (in
             ``all_inputs[1:]`` order, None for absent ones), and runs after their
             kind checks.
+        param_dims: ``(p) -> {dim name: size}``: the symbolic dims of the op's other
+            inputs that its parameters fix (an input kind ``[K, 2, oh, ow]`` with
+            ``oh, ow`` the op's output size), checked exactly; None: none.
         family: a grouping for docs and the UI (window, global, adaptive, ...).
         input_domain: ``real`` or ``nonnegative`` (stochastic pooling).
         work: the op's :data:`WorkRule`: ``(p, shapes, outputs, backward) -> int``, an
@@ -97,6 +100,7 @@ class OpSpec:
     outputs: tuple[str, ...] = ("y",)
     optional_inputs: tuple[str, ...] = ()
     check_input: Callable[[Any, Any], None] | None = None
+    param_dims: Callable[[Any], Mapping[str, int]] | None = None
     family: str = field(default="")
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
     work: WorkRule | None = None
@@ -117,6 +121,53 @@ class OpSpec:
         if _takes_more_than_two(self.output_shape):
             return self.output_shape(p, x_shape, *extra_shapes)
         return self.output_shape(p, x_shape)
+
+    def bind(
+        self, inputs: Iterable[str], outputs: Sequence[str] = ("y",), backward: bool = False
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Check a run's tensors by name: the inputs given (``x`` and any others), the
+        outputs asked for and, with ``backward``, that the gradient graph can take them.
+
+        The one such check of every face: the torch functions
+        (:func:`poolops.functional.apply`), the ONNX graphs (:func:`poolops.onnx.op_model`),
+        :meth:`cost` and the service's engine call it.
+
+        Returns:
+            The inputs in ``all_inputs`` order (the graph's inputs) and the outputs.
+
+        Raises:
+            ParamError: naming an unknown or missing input, ``outputs`` (an unknown output,
+                or no ``y``) or ``backward``.
+        """
+        given = list(inputs)
+        twice = [n for n in given if given.count(n) > 1]
+        if twice:
+            raise ParamError(self.name, twice[0], "is given twice")
+        unknown = [n for n in given if n not in self.all_inputs]
+        if unknown:
+            raise ParamError(self.name, unknown[0], f"is not an input of this op; it takes {list(self.all_inputs)}")
+        missing = [n for n in self.inputs if n not in given]
+        if missing:
+            from poolops.inputs import kind
+
+            raise ParamError(
+                self.name, missing[0], f"is a required input ({kind(missing[0]).doc}); the op takes {list(self.inputs)}"
+            )
+        outs = tuple(outputs)
+        bad = [o for o in outs if o not in self.outputs]
+        if bad:
+            hint = " (no indices: return_indices is not available)" if "indices" in bad else ""
+            raise ParamError(self.name, "outputs", f"unknown outputs {bad}; the op has {list(self.outputs)}{hint}")
+        if "y" not in outs:
+            raise ParamError(self.name, "outputs", f"must include 'y', got {list(outs)}")
+        if backward:
+            if self.onnx_backward is None:
+                served = [n for n in list_ops() if _REGISTRY[n].onnx_backward is not None]
+                raise ParamError(self.name, "backward", f"this op has no backward graph; ops with one: {served}")
+            others = [n for n in given if n != "x"]
+            if others:
+                raise ParamError(self.name, "backward", f"backward takes x alone (its graph has no other inputs), not {others}")
+        return tuple(n for n in self.all_inputs if n in given), outs
 
     def cost(
         self,
@@ -142,15 +193,8 @@ class OpSpec:
                 output, or ``backward`` for an op without a backward graph.
         """
         p = self.parse(p)
+        _, outs = self.bind(shapes, outputs, backward)
         dims = self._cost_shapes(shapes)
-        outs = tuple(outputs)
-        unknown = [o for o in outs if o not in self.outputs]
-        if unknown or "y" not in outs:
-            raise ParamError(
-                self.name, "outputs", f"must include 'y' and be among {list(self.outputs)}, got {list(outs)}"
-            )
-        if backward and self.onnx_backward is None:
-            raise ParamError(self.name, "backward", "this op has no backward graph")
         if self.work is None:
             raise ParamError(self.name, "work", "this op states no cost rule")
         y = _numel(max(int(d), 0) for d in self.shape(p, dims["x"], *(dims.get(n) for n in self.all_inputs[1:])))
@@ -161,15 +205,10 @@ class OpSpec:
         return Cost(output_elements=output_elements, work_elements=work)
 
     def _cost_shapes(self, shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
-        """``shapes`` as tuples of non-negative ints, each of its kind's rank; ParamError else."""
+        """``shapes`` (of inputs :meth:`bind` has checked) as tuples of non-negative ints,
+        each of its kind's rank; ParamError else."""
         from poolops.inputs import kind
 
-        unknown = [n for n in shapes if n not in self.all_inputs]
-        if unknown:
-            raise ParamError(self.name, unknown[0], f"is not an input of this op; it takes {list(self.all_inputs)}")
-        missing = [n for n in self.inputs if n not in shapes]
-        if missing:
-            raise ParamError(self.name, missing[0], f"is a required input; the op takes {list(self.inputs)}")
         out: dict[str, tuple[int, ...]] = {}
         for name, shape in shapes.items():
             rank = len(kind(name).dims)
@@ -200,7 +239,8 @@ class OpSpec:
             self.check_input(p, x)
         from poolops.inputs import check_inputs
 
-        check_inputs(self.name, p, x, dict(zip(self.all_inputs[1:], extra)))
+        param_dims = self.param_dims(p) if self.param_dims is not None else None
+        check_inputs(self.name, p, x, dict(zip(self.all_inputs[1:], extra)), param_dims)
         if takes_more:
             more = tuple(extra) + (None,) * (len(self.all_inputs) - 1 - len(extra))
             self.check_input(p, x, *more)
@@ -260,10 +300,19 @@ def list_ops() -> list[str]:
     return list(_REGISTRY)
 
 
+class UnknownOp(ValueError):
+    """No op of that name is registered; ``name`` is the name asked for."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"unknown op {name!r}; known ops: {', '.join(_REGISTRY)}")
+
+
 def get_op(name: str) -> OpSpec:
-    """The :class:`OpSpec` named ``name``; ``ValueError`` listing the known ops if none."""
+    """The :class:`OpSpec` named ``name``; :class:`UnknownOp` (a ``ValueError``) listing
+    the known ops if none."""
     _load()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(_REGISTRY)}") from None
+        raise UnknownOp(name) from None

@@ -64,20 +64,13 @@ def op_model(
         outputs: the outputs to compute, default all of the op's (``("y",)`` skips
             the indices).
         inputs: the graph inputs, default the op's required ones; add optional ones
-            by name (``inputs=("x", "valid")``; see :mod:`poolops.inputs`).
+            by name (``inputs=("x", "valid")``; see :mod:`poolops.inputs`); the graph
+            takes them in the op's order (``OpSpec.all_inputs``).
         **params: the op's parameters (validated; ``ParamError`` names a bad one).
     """
     spec = get_op(name)
     p = spec.parse(params)
-    outs = tuple(outputs or spec.outputs)
-    unknown = [o for o in outs if o not in spec.outputs]
-    if unknown:
-        raise ValueError(f"{name}: unknown outputs {unknown}; the op has {list(spec.outputs)}")
-    ins = tuple(inputs or spec.inputs)
-    if ins[: len(spec.inputs)] != spec.inputs or any(i not in spec.optional_inputs for i in ins[len(spec.inputs) :]):
-        raise ValueError(
-            f"{name}: inputs must be {list(spec.inputs)} followed by any of {list(spec.optional_inputs)}, got {list(ins)}"
-        )
+    ins, outs = spec.bind(inputs or spec.inputs, outputs or spec.outputs)
     pj = p.model_dump_json()
     by_name = lambda xs: [dict(zip(ins, xs)).get(n) for n in spec.all_inputs]  # noqa: E731 - None for absent ones
     fn = _function(spec, name, lambda op, *xs: spec.onnx_fn(op, p, *by_name(xs), outputs=outs), ins, pj)

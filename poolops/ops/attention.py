@@ -33,11 +33,13 @@ Runtime CUDA kernels at opset 18.
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
+from poolops.inputs import InputKind, register_kind
 from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, unsqueeze
-from poolops.params import OpParams
+from poolops.params import OpParams, ParamError
 from poolops.registry import OpSpec, register
 
 # ---------------------------------------------------------------- attention
@@ -77,6 +79,31 @@ def attention_work(p: AttentionParams, shapes, outputs=("y",), backward=False) -
     return max(n * max(a, c) * h * w, n * a * h * w)
 
 
+def _example_attn(x_shape, rng):
+    n, c, h, w = x_shape
+    return rng.standard_normal((n, int(rng.choice([1, c])), h, w)).astype(np.float32)
+
+
+def check_attn(op_name: str, x, attn) -> None:
+    """``ParamError`` unless the attention map has 1 or C channels."""
+    a, c = int(attn.shape[1]), int(x.shape[1])
+    if a not in (1, c):
+        raise ParamError(
+            op_name, "attn", f"expected shape [N, 1, H, W] or [N, C, H, W] = [N, {c}, H, W], got {tuple(attn.shape)}"
+        )
+
+
+register_kind(
+    InputKind(
+        "attn",
+        ("N", "A", "H", "W"),
+        "float32",
+        "attention logits, softmaxed over the H*W positions: A = 1 (one map for all channels) or A = C "
+        "(one map per channel); same N, H, W as x",
+        _example_attn,
+        check=lambda op, p, inputs: check_attn(op, inputs["x"], inputs["attn"]),
+    )
+)
 register(
     OpSpec(
         name="attention",
@@ -124,6 +151,28 @@ def se_work(p: SEParams, shapes, outputs=("y",), backward=False) -> int:
     return max(n * c * h * w, n * c, n * shapes["se_w1"][0])
 
 
+def se_hidden(channels: int) -> int:
+    """The hidden size R of the example ``se`` weights: ``max(2, C // 4)``."""
+    return max(2, channels // 4)
+
+
+def _example_se(rows, cols, scale_by):
+    def make(x_shape, rng):
+        c = x_shape[1]
+        sizes = {"C": c, "R": se_hidden(c)}
+        shape = tuple(sizes[d] for d in (rows, cols) if d)
+        return (rng.standard_normal(shape) / np.sqrt(sizes[scale_by])).astype(np.float32)
+
+    return make
+
+
+for _kind in (
+    InputKind("se_w1", ("R", "C"), "float32", "squeeze-and-excitation reduction weights [R, C]", _example_se("R", "C", "C")),
+    InputKind("se_b1", ("R",), "float32", "squeeze-and-excitation reduction bias [R]", _example_se("R", None, "R")),
+    InputKind("se_w2", ("C", "R"), "float32", "squeeze-and-excitation expansion weights [C, R]", _example_se("C", "R", "R")),
+    InputKind("se_b2", ("C",), "float32", "squeeze-and-excitation expansion bias [C]", _example_se("C", None, "C")),
+):
+    register_kind(_kind)
 register(
     OpSpec(
         name="se",

@@ -4,7 +4,7 @@
 ``x`` at position l and ``y_l`` the C2 channels of the second map there:
 ``B = X Y^T / HW`` with ``X = x.reshape(N, C1, HW)``. Homogeneous (default): the second
 map is ``x``. Multimodal: the optional input ``x2`` (``[N, C2, H, W]``, same N, H, W
-as ``x``; see :mod:`poolops.inputs`; not called ``y``, the name of the output).
+as ``x``; its input kind is defined below; not called ``y``, the name of the output).
 Then, each switchable:
 
 * ``signed_sqrt`` (default on): ``sign(B) * sqrt(|B|)``;
@@ -31,8 +31,10 @@ opset-18 nodes that ONNX Runtime's CUDA provider has kernels for.
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
+from poolops.inputs import InputKind, register_kind
 from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, dim
 from poolops.params import OpParams
@@ -101,6 +103,20 @@ def bilinear_work(p: BilinearParams, shapes, outputs=("y",), backward=False) -> 
     return max(n * c1 * h * w, second, n * c1 * c2)
 
 
+def _example_x2(x_shape, rng):
+    n, c, h, w = x_shape
+    return rng.standard_normal((n, int(rng.integers(1, c + 1)), h, w)).astype(np.float32)
+
+
+register_kind(
+    InputKind(
+        "x2",
+        ("N", "C2", "H", "W"),
+        "float32",
+        "a second feature map for multimodal bilinear pooling: same N, H, W as x, any C2 channels",
+        _example_x2,
+    )
+)
 register(
     OpSpec(
         name="bilinear",

@@ -1,7 +1,7 @@
 """RoI pooling: ``roi_pool``, ``roi_align`` (torchvision semantics) and ``deform_roi_pool``.
 
 Each takes ``x [N, C, H, W]`` and ``boxes [K, 5]`` (batch index, x1, y1, x2, y2 in input
-coordinates; see :mod:`poolops.inputs`) and gives ``y [K, C, oh, ow]``: one pooled map
+coordinates; the input kinds are defined below) and gives ``y [K, C, oh, ow]``: one pooled map
 per box (K may be 0). Box coordinates are multiplied by ``spatial_scale`` (as float32)
 to reach x's coordinates. Box geometry is float32 arithmetic in torchvision's order, so
 bin edges and sample positions are bit-identical (sums of samples may differ in the last
@@ -62,8 +62,10 @@ whose samples do not read it (0 * inf = NaN); finite inputs are exact.
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
+from poolops.inputs import InputKind, register_kind
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
 from poolops.params import OpParams, ParamError, PositivePair
 from poolops.registry import OpSpec, register
@@ -96,6 +98,102 @@ def _shape(p, x_shape, boxes_shape=None, offsets_shape=None):
     """``[K, C, oh, ow]``; K is None when the boxes' shape is not given."""
     k = boxes_shape[0] if boxes_shape is not None else None
     return (k, x_shape[1], p.output_size[0], p.output_size[1])
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _example_boxes(x_shape, rng, p=None):
+    """1-4 boxes with valid batch indices and x2 >= x1, y2 >= y1, in input coordinates
+    (feature coordinates / ``p.spatial_scale``); some reach outside the map, and about
+    half have coordinates on a quarter-pixel grid (rounding ties of ``roi_pool``)."""
+    n, _, h, w = x_shape
+    k = int(rng.integers(1, 5))
+    scale = float(getattr(p, "spatial_scale", 1.0))
+    x1 = rng.uniform(-0.25 * w, w, k)
+    y1 = rng.uniform(-0.25 * h, h, k)
+    x2 = x1 + rng.uniform(0, 0.8 * w + 1, k)
+    y2 = y1 + rng.uniform(0, 0.8 * h + 1, k)
+    coords = np.stack([x1, y1, x2, y2], axis=1)
+    if rng.random() < 0.5:
+        coords = np.round(coords * 4) / 4
+    batch = rng.integers(0, n, k).astype(np.float64)
+    return np.concatenate([batch[:, None], coords / scale], axis=1).astype(np.float32)
+
+
+def _example_offsets(rng, p=None, inputs=None):
+    """Standard normal offsets ``[K, 2, oh, ow]`` (K from ``inputs['boxes']``, else 1)."""
+    k = int(inputs["boxes"].shape[0]) if inputs and inputs.get("boxes") is not None else 1
+    oh, ow = getattr(p, "output_size", (7, 7))
+    return rng.standard_normal((k, 2, oh, ow)).astype(np.float32)
+
+
+def _numpy(t) -> np.ndarray:
+    return np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)
+
+
+def check_boxes(op_name: str, x, boxes) -> None:
+    """``ParamError`` unless ``boxes`` is ``[K, 5]`` finite floats whose batch indices
+    (column 0) are integers in ``[0, N)``."""
+    shape = tuple(boxes.shape)
+    if len(shape) != 2 or shape[1] != 5:
+        raise ParamError(op_name, "boxes", f"expected shape [K, 5] (batch index, x1, y1, x2, y2), got {shape}")
+    b = _numpy(boxes)
+    if not np.issubdtype(b.dtype, np.floating):
+        raise ParamError(op_name, "boxes", f"expected float32 boxes, got {b.dtype}")
+    if not np.isfinite(b).all():
+        raise ParamError(op_name, "boxes", "every coordinate and batch index must be finite")
+    n = x.shape[0]
+    idx = b[:, 0]
+    bad = (idx != np.round(idx)) | (idx < 0) | (idx >= n)
+    if bad.any():
+        raise ParamError(
+            op_name,
+            "boxes",
+            f"column 0 is the batch index: an integer in [0, {n}) for x with N={n}; got {idx[bad].tolist()}",
+        )
+
+
+def check_offsets(op_name: str, p, boxes, offsets) -> None:
+    """``ParamError`` unless ``offsets`` is ``[K, 2, oh, ow]`` for K boxes and ``p.output_size``."""
+    want = (int(boxes.shape[0]), 2, *p.output_size)
+    if tuple(offsets.shape) != want:
+        raise ParamError(
+            op_name,
+            "offsets",
+            f"expected shape [K, 2, oh, ow] = {list(want)} (one (dx, dy) per box and output bin), got {tuple(offsets.shape)}",
+        )
+
+
+register_kind(
+    InputKind(
+        "boxes",
+        ("K", 5),
+        "float32",
+        "regions of interest, one row (batch index, x1, y1, x2, y2) each, in input "
+        "coordinates (multiplied by the op's spatial_scale to reach x's); the batch index "
+        "is an integer in [0, N); K may be 0",
+        lambda x_shape, rng, p=None, inputs=None: _example_boxes(x_shape, rng, p),
+        lambda op_name, p, inputs: check_boxes(op_name, inputs["x"], inputs["boxes"]),
+        differentiable=False,
+    )
+)
+register_kind(
+    InputKind(
+        "offsets",
+        ("K", 2, "oh", "ow"),
+        "float32",
+        "per-bin offsets of deformable RoI pooling, normalised by the RoI size: "
+        "[k, 0, i, j] moves bin (i, j) of box k along x (width), [k, 1, i, j] along y (height)",
+        lambda x_shape, rng, p=None, inputs=None: _example_offsets(rng, p, inputs),
+        lambda op_name, p, inputs: check_offsets(op_name, p, inputs["boxes"], inputs["offsets"]),
+    )
+)
+
+
+def _output_dims(p: RoIPoolParams) -> dict[str, int]:
+    """``oh``, ``ow``: the dims of ``offsets`` named after the output size."""
+    return {"oh": int(p.output_size[0]), "ow": int(p.output_size[1])}
 
 
 # ---------------------------------------------------------------- torch
@@ -563,6 +661,7 @@ for _name, _params, _torch_fn, _onnx_fn, _module, _inputs, _check, _work in _OPS
             module_name=_module,
             inputs=_inputs,
             check_input=_check,
+            param_dims=_output_dims,
             work=_work,
             doc=__doc__,
         )

@@ -2,7 +2,7 @@
 
 Each level ``n`` pools the map into ``n x n`` bins; output ``[N, C * sum(n^2)]``,
 each level's ``[N, C, n, n]`` flattened C-major, levels concatenated in order.
-Seed: levels (1, 2, 4) give ``C + 4C + 16C = 21C`` features whatever H and W.
+Example: levels (1, 2, 4) give ``C + 4C + 16C = 21C`` features whatever H and W.
 
 With the optional input ``valid`` (``[N, 2]`` int64, see :mod:`poolops.inputs`) sample
 n is pooled over ``x[n, :, :h_n, :w_n]`` only: a padded batch of different-size maps
@@ -32,8 +32,12 @@ from poolops.registry import OpSpec, register
 from poolops.shapes import sppnet_bins
 
 
+DEFAULT_LEVELS = (1, 2, 4)
+"""The default pyramid: 1, 2 and 4 bins per side, ``21C`` features."""
+
+
 class SPPParams(OpParams):
-    levels: tuple[int, ...] = Field(default=(1, 2, 4), min_length=1)
+    levels: tuple[int, ...] = Field(default=DEFAULT_LEVELS, min_length=1)
     mode: Literal["max", "avg"] = "max"
     bins: Literal["adaptive", "sppnet"] = "adaptive"
     propagate_nan: bool = True

@@ -20,7 +20,7 @@ import numpy as np
 from poolops.inputs import example_inputs, kind
 from poolops.onnx import op_backward_model, op_model
 from poolops.params import ParamError
-from poolops.registry import Cost, OpSpec, get_op, list_ops
+from poolops.registry import Cost, OpSpec, UnknownOp, get_op, list_ops
 from service.engine.errors import BadInput, NotFound, TooLarge
 from service.engine.sessions import RunControl, Session, make_session
 
@@ -94,10 +94,12 @@ class LRU:
             return list(self._items.values())
 
 
-def spec_or_404(name: str) -> OpSpec:
-    if name not in list_ops():
-        raise NotFound(f"unknown op {name!r}; known ops: {', '.join(list_ops())}", op=name)
-    return get_op(name)
+def find_op(name: str) -> OpSpec:
+    """The registry's op ``name``; :class:`NotFound` (the registry's message) if none."""
+    try:
+        return get_op(name)
+    except UnknownOp as e:
+        raise NotFound(str(e), op=name) from None
 
 
 @dataclass
@@ -147,7 +149,7 @@ class OpRunner:
         self.cache = LRU(cache_size)
 
     def parse(self, name: str, params: dict[str, Any] | None):
-        spec = spec_or_404(name)
+        spec = find_op(name)
         try:
             return spec, spec.parse(params or {})
         except ParamError as e:
@@ -170,21 +172,10 @@ class OpRunner:
         self._check_sizes(x, extra)
         if x.ndim == 4 and 0 in x.shape:
             raise BadInput(f"x has shape {list(x.shape)}: N, C, H and W must each be at least 1", op=name)
-        unknown = [k for k in extra if k not in spec.all_inputs[1:]]
-        if unknown:
-            takes = list(spec.all_inputs[1:]) or "no extra inputs"
-            raise BadInput(f"{name} takes {takes}, not {unknown}", op=name)
-        missing = [k for k in spec.inputs[1:] if k not in extra]
-        if missing:
-            raise BadInput(f"{name} needs the inputs {missing}: {', '.join(kind(k).doc for k in missing)}", op=name)
-        if indices and "indices" not in spec.outputs:
-            raise BadInput(f"{name} has no indices output (only {list(spec.outputs)})", op=name)
-        if backward and spec.onnx_backward is None:
-            served = [n for n in list_ops() if get_op(n).onnx_backward is not None]
-            raise BadInput(f"backward is not served for {name}; it is for {served}", op=name)
-        if backward and extra:
-            raise BadInput(f"backward takes x alone, not {list(extra)}", op=name)
-        outs = ("y", "indices") if indices else ("y",)
+        try:
+            ins, outs = spec.bind(("x", *extra), ("y", "indices") if indices else ("y",), backward)
+        except ParamError as e:
+            raise BadInput(str(e), op=name, param=e.param) from None
         if x.ndim != 4:
             raise BadInput(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}", op=name)
         shapes = {"x": tuple(int(d) for d in x.shape), **{k: tuple(int(d) for d in v.shape) for k, v in extra.items()}}
@@ -194,7 +185,6 @@ class OpRunner:
             raise BadInput(str(e), op=name, param=e.param) from None
         self._check_cost(name, cost)
         feeds = {"x": x, **extra}  # converted by check_values, in a worker thread (O(input))
-        ins = ("x",) + tuple(k for k in spec.all_inputs[1:] if k in extra)
         pj = p.model_dump_json()
         return OpPlan(
             spec, p, feeds, ins, outs, backward, grad_output, cost,

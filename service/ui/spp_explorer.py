@@ -12,6 +12,9 @@ import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
+from poolops.ops.spp import DEFAULT_LEVELS
+from poolops.params import ParamError
+from poolops.registry import get_op
 from poolops.shapes import adaptive_bins, sppnet_bins
 from service.engine import Engine
 from service.engine.errors import BadInput
@@ -20,7 +23,7 @@ from service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
 
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
-MAX_LEVEL = 64
+MAX_DRAWN_LEVEL = 64  # a level of n bins per side draws n*n rectangles
 MAX_CANVAS = 1024
 PALETTE = [
     (230, 25, 75),
@@ -44,17 +47,36 @@ class SppResult:
     sizes: list[list[str]] = field(default_factory=list)  # input HxW, output shape, C*sum(n^2)
 
 
+EXAMPLE_LEVELS = ",".join(map(str, DEFAULT_LEVELS))
+
+
 def parse_levels(text: str) -> tuple[int, ...]:
+    """The levels typed as comma-separated numbers; ``BadInput`` unless each can be drawn."""
     parts = [p for p in re.split(r"[,\s]+", (text or "").strip()) if p]
     try:
         levels = tuple(int(p) for p in parts)
     except ValueError:
-        raise BadInput(f"levels must be whole numbers separated by commas, e.g. 1,2,4; got {text!r}") from None
+        raise BadInput(
+            f"levels must be whole numbers separated by commas, e.g. {EXAMPLE_LEVELS}; got {text!r}"
+        ) from None
     if not levels:
-        raise BadInput("give at least one level, e.g. 1,2,4")
-    if any(n < 1 or n > MAX_LEVEL for n in levels):
-        raise BadInput(f"each level must be between 1 and {MAX_LEVEL} (bins per side); got {list(levels)}")
+        raise BadInput(f"give at least one level, e.g. {EXAMPLE_LEVELS}")
+    if any(n < 1 or n > MAX_DRAWN_LEVEL for n in levels):
+        raise BadInput(f"each level must be between 1 and {MAX_DRAWN_LEVEL} (bins per side) to be drawn; got {list(levels)}")
     return levels
+
+
+def spp_params(levels: tuple[int, ...], rule: str, mode: str):
+    """The ``spp`` op's parameters, checked by its own model (``BadInput`` naming the bad one)."""
+    try:
+        return get_op("spp").parse({"levels": list(levels), "bins": rule, "mode": mode})
+    except ParamError as e:
+        raise BadInput(str(e)) from None
+
+
+def vector_length(p, channels: int, h: int, w: int) -> int:
+    """The length of the ``spp`` vector at ``channels`` x ``h`` x ``w``: the op's shape rule."""
+    return int(get_op("spp").shape(p, (1, channels, h, w))[1])
 
 
 def bins_of(size: int, n: int, rule: str) -> list[tuple[int, int]]:
@@ -148,12 +170,13 @@ async def explore(
             what = "blank canvas"
         x = image_to_x(pixels)
         c, h, w = x.shape[1:]
-        params = {"levels": list(levels), "bins": rule, "mode": mode}
+        p = spp_params(levels, rule, mode)
+        params = p.model_dump(mode="json")
         res = await engine.run_op(
             "spp", params=params, x=x, extra=None, indices=False, backward=False, grad_output=None
         )
         length = int(res.outputs["y"].shape[1])
-        sizes = [[f"{h}x{w}", str(list(res.outputs["y"].shape)), str(c * sum(n * n for n in levels))]]
+        sizes = [[f"{h}x{w}", str(list(res.outputs["y"].shape)), str(vector_length(p, c, h, w))]]
         rng = np.random.default_rng(0)
         for oh, ow in OTHER_SIZES:
             if (oh, ow) == (h, w):
@@ -167,7 +190,7 @@ async def explore(
                 backward=False,
                 grad_output=None,
             )
-            sizes.append([f"{oh}x{ow}", str(list(other.outputs["y"].shape)), str(c * sum(n * n for n in levels))])
+            sizes.append([f"{oh}x{ow}", str(list(other.outputs["y"].shape)), str(vector_length(p, c, oh, ow))])
     except Exception as e:  # noqa: BLE001
         return SppResult(False, f"**Error:** {error_text(e)}")
 
@@ -176,7 +199,7 @@ async def explore(
     )
     formula = " + ".join(f"{n}²" for n in levels)
     status = (
-        f"**Vector length {length}** = C x ({formula}) = {c} x {sum(n * n for n in levels)} for this {what} "
+        f"**Vector length {length}** = C x ({formula}) = {c} x {length // c} for this {what} "
         f"of {h}x{w} (HxW) and for any other size; read from the `spp` op's output shape "
         f"(provider {res.provider}, {res.ms.get('forward', 0):.2f} ms)."
     )
@@ -206,7 +229,7 @@ def build(engine: Engine) -> None:
                     height = gr.Number(7, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas height")
                     width = gr.Number(10, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas width")
             with gr.Column():
-                levels = gr.Textbox("1,2,4", label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
+                levels = gr.Textbox(EXAMPLE_LEVELS, label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
                 rule = gr.Radio(
                     [("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins"
                 )

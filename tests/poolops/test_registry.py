@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,17 @@ def test_parameter_strategies_sit_beside_their_op_files():
             assert poolops.get_op(name).torch_fn.__module__ == f"poolops.ops.{info.name}", name
             names.append(name)
     assert sorted(names) == sorted(all_params())
+
+
+def test_input_kinds_are_registered_by_the_op_files():
+    """Only ``x`` and ``valid`` are defined by :mod:`poolops.inputs`; every other input
+    kind an op takes is defined by an op file, and known once the registry is loaded."""
+    from poolops.inputs import kind
+
+    for name in poolops.list_ops():
+        for input_name in poolops.get_op(name).all_inputs:
+            k = kind(input_name)
+            assert k.name == input_name and k.doc
+    src = (Path(poolops.__file__).parent / "inputs.py").read_text()
+    for name in poolops.list_ops():
+        assert f'"{name}"' not in src, name

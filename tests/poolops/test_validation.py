@@ -246,3 +246,31 @@ def test_wrong_extra_inputs_are_named(name, extra, bad, expected):
 def test_integer_extra_input_is_refused():
     with pytest.raises(ParamError, match="'x2': expected float32 \\(floating point\\)"):
         PF.bilinear(torch.ones(1, 2, 3, 3), torch.ones(1, 2, 3, 3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize(
+    "name, inputs, outputs, param",
+    [
+        ("se", ("x",), ("y",), "se_w1"),  # a required input left out
+        ("max", ("x", "boxes"), ("y",), "boxes"),  # an input the op does not take
+        ("avg", ("x",), ("y", "indices"), "outputs"),  # an output it does not have
+    ],
+)
+def test_inputs_and_outputs_are_checked_in_one_place_for_every_face(name, inputs, outputs, param):
+    """``OpSpec.bind`` checks the names of a run's tensors for the torch function, the ONNX
+    graph and the cost estimate alike: the same error from each."""
+    spec = poolops.get_op(name)
+    with pytest.raises(ParamError) as bound:
+        spec.bind(inputs, outputs)
+    tensors = [torch.ones(1, 3, 8, 8) if n == "x" else torch.ones(1, 5) for n in inputs]
+    shapes = {n: tuple(t.shape) for n, t in zip(inputs, tensors)}
+    faces = [
+        lambda: op_model(name, outputs=outputs, inputs=inputs),
+        lambda: spec.cost({}, shapes, outputs),
+    ]
+    if "boxes" not in inputs:  # the torch functions take the inputs by position
+        faces.append(lambda: PF.call(name, *tensors, return_indices="indices" in outputs))
+    for face in faces:
+        with pytest.raises(ParamError) as err:
+            face()
+        assert (err.value.param, str(err.value)) == (bound.value.param, str(bound.value))

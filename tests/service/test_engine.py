@@ -31,6 +31,27 @@ def test_op_runner_checks_before_building():
     assert len(r.cache) == 0
 
 
+def test_op_runner_checks_inputs_and_outputs_as_the_op_does():
+    """The engine's request check is the op's own (``OpSpec.bind``), its error a BadInput."""
+    from poolops.params import ParamError
+    from poolops.registry import get_op
+
+    r = OpRunner([CPU], threads=1, cache_size=4, max_elements=10_000)
+    x = np.ones((1, 3, 8, 8), np.float32)
+    for name, extra, indices, backward in [
+        ("se", {}, False, False),
+        ("max", {"boxes": np.ones((1, 5), np.float32)}, False, False),
+        ("avg", {}, True, False),
+        ("spp", {"valid": np.ones((1, 2), np.int64)}, False, True),
+    ]:
+        with pytest.raises(ParamError) as want:
+            get_op(name).bind(("x", *extra), ("y", "indices") if indices else ("y",), backward)
+        with pytest.raises(BadInput) as got:
+            r.plan(name, {}, x, extra=extra, indices=indices, backward=backward)
+        assert got.value.message == str(want.value)
+        assert got.value.details["param"] == want.value.param
+
+
 def test_threads_fit_the_quota_and_cpu_is_chosen_without_cuda():
     import os
 

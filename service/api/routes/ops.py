@@ -18,7 +18,7 @@ from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor
 from service.codecs import answer, images, tensors
 from service.engine.errors import BadInput
 from service.engine.sessions import release_memory
-from service.engine.ops import spec_or_404
+from service.engine.ops import find_op
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 
@@ -39,7 +39,7 @@ async def ops() -> OpList:
 
 @router.get("/{name}", response_model=OpInfo, responses=responses(404), summary="One op")
 async def op(name: str) -> OpInfo:
-    return describe(spec_or_404(name))
+    return describe(find_op(name))
 
 
 def _tensor(t: TensorIn, what: str, limit: int) -> np.ndarray:
@@ -83,7 +83,7 @@ async def run_op(
         "output", description="which tensor a .npy response carries"
     ),
 ):
-    spec = spec_or_404(name)
+    spec = find_op(name)
     limit = settings.max_tensor_elements
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
     npy = bodies.NPY in request.headers.get("accept", "")
