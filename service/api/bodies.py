@@ -83,16 +83,6 @@ async def files(form: FormData, field: str) -> list[tuple[str | None, bytes]]:
     return out
 
 
-def flag(form: FormData, field: str, default: bool = False) -> bool:
-    v = form.get(field)
-    if v is None:
-        return default
-    s = str(v).strip().lower()
-    if s in ("true", "false"):  # exactly what the schema's boolean allows
-        return s == "true"
-    raise BadInput(f"form field {field!r} must be true or false, got {s!r}")
-
-
 def multipart_schema(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": properties, "required": required}
 

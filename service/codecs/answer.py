@@ -34,3 +34,14 @@ def dumps(obj: Any) -> bytes:
         return v
 
     return orjson.dumps(prepare(obj), default=_default, option=_OPTIONS)
+
+
+def op_answer(name: str, res: Any) -> bytes:
+    """The JSON answer of an op run (``OpResponse``; ``res`` an engine ``OpResult``),
+    encoded without pydantic's per-number work."""
+    y = res.outputs["y"]
+    return dumps({
+        "op": name, "params": res.params, "shape": list(y.shape), "output": y,
+        "indices": res.outputs.get("indices"), "grad_input": res.outputs.get("grad_input"),
+        "provider": res.provider, "timing_ms": {k: round(v, 3) for k, v in res.ms.items()},
+    })

@@ -21,12 +21,26 @@ from service.engine.errors import BadInput, TooLarge, Unsupported
 # in the process (the UI's too); ours (POOLOPS_MAX_IMAGE_PIXELS) is checked first, from
 # the header, and a bomb warning is an error here.
 
-GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+"""Grey modes of 16- and 32-bit values: scaled by their range, not converted by Pillow."""
+ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+"""Modes with an alpha channel (flattened onto black); "P" with a transparency too."""
+GRAY_MODES = frozenset({"1", "L", "LA", "La", *WIDE_GRAY_MODES})
+"""Modes of one channel of values (with or without alpha)."""
+
+COLORS = ("auto", "gray", "rgb")
+"""How a request asks for an image's channels: ``auto`` (1 for grey images, else 3)."""
 
 
 def is_gray(im: Image.Image) -> bool:
     """The image has one channel of values (with or without alpha)."""
     return im.mode in GRAY_MODES
+
+
+def channels_for(im: Image.Image, color: str = "auto") -> int:
+    """1 (grey) or 3 (RGB) for ``color`` (one of :data:`COLORS`): ``auto`` is 1 for a
+    grey mode, else 3."""
+    return 1 if color == "gray" or (color == "auto" and is_gray(im)) else 3
 
 
 def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
@@ -79,14 +93,14 @@ def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray
         im.seek(0)
         im = ImageOps.exif_transpose(im)
         mode = im.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        if mode in WIDE_GRAY_MODES:
             a = np.asarray(im, dtype=np.float32)
             top = 65535.0 if mode.startswith("I;16") or (mode == "I" and a.max(initial=0) > 255) else 255.0
             if mode == "F":
                 top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
             gray = np.clip(a / top, 0.0, 1.0)[..., None]
             return gray if channels == 1 else np.repeat(gray, 3, axis=2)
-        if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        if mode in ALPHA_MODES or (mode == "P" and "transparency" in im.info):
             im = _flatten_alpha(im)
         target = "L" if channels == 1 else "RGB"
         im = im.convert(target)
@@ -94,6 +108,11 @@ def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
         raise BadInput(f"{what} could not be decoded ({e}): send a complete, valid image file") from None
     return a[..., None] if a.ndim == 2 else a
+
+
+def to_nchw(im: Image.Image, channels: int, what: str = "image") -> np.ndarray:
+    """Decode to float32 ``[1, channels, H, W]`` in [0, 1] (see :func:`to_pixels`)."""
+    return to_pixels(im, channels, what).transpose(2, 0, 1)[None]
 
 
 def decode(data: bytes, channels: int, max_pixels: int, what: str = "image") -> np.ndarray:

@@ -122,6 +122,23 @@ def from_oip(data: Any, shape: list[int], datatype: str, what: str, max_elements
     return a.reshape(shape)
 
 
+def from_request(t: Any, what: str, max_elements: int) -> np.ndarray:
+    """A request's tensor: a raw tensor (an object with ``b64``, ``shape`` and ``dtype``)
+    or JSON nested lists."""
+    if hasattr(t, "b64"):
+        return from_base64(t.b64, t.shape, t.dtype, what, max_elements)
+    return from_nested(t, what, max_elements)
+
+
+def op_arrays(req: Any, max_elements: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """``x`` ``[N, C, H, W]``, the other inputs by name and ``grad_output`` (or None) of an
+    op request (``input``, ``inputs``, ``grad_output``)."""
+    x = as_nchw(from_request(req.input, "input", max_elements))
+    extra = {k: from_request(v, f"inputs.{k}", max_elements) for k, v in req.inputs.items()}
+    grad = None if req.grad_output is None else from_request(req.grad_output, "grad_output", max_elements)
+    return x, extra, grad
+
+
 def to_nested(a: np.ndarray) -> Any:
     """Array -> JSON-safe nested lists (NaN and +-inf as the strings 'NaN', 'Infinity', '-Infinity')."""
     if a.dtype.kind == "f" and not np.isfinite(a).all():

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.background import BackgroundTask
@@ -14,8 +12,8 @@ from poolops.registry import OpSpec, get_op, list_ops
 from service.api import bodies
 from service.api.deps import EngineDep, SettingsDep, reservation
 from service.api.errors import responses
-from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse, RawTensor, TensorIn
-from service.codecs import answer, images, tensors
+from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse
+from service.codecs import answer, forms, images, tensors
 from service.engine.errors import BadInput
 from service.engine.sessions import release_memory
 from service.engine.ops import find_op
@@ -40,12 +38,6 @@ async def ops() -> OpList:
 @router.get("/{name}", response_model=OpInfo, responses=responses(404), summary="One op")
 async def op(name: str) -> OpInfo:
     return describe(find_op(name))
-
-
-def _tensor(t: TensorIn, what: str, limit: int) -> np.ndarray:
-    if isinstance(t, RawTensor):
-        return tensors.from_base64(t.b64, t.shape, t.dtype, what, limit)
-    return tensors.from_nested(t, what, limit)
 
 
 _FORM = bodies.multipart_schema(
@@ -87,47 +79,25 @@ async def run_op(
     limit = settings.max_tensor_elements
     mt = bodies.kind_of(request, (bodies.JSON, bodies.MULTIPART))
     npy = bodies.NPY in request.headers.get("accept", "")
-    extra: dict[str, np.ndarray] = {}
-    grad = None
     if mt == bodies.JSON:
         req = await bodies.json_body(request, OpRequest, engine.offload, settings.max_json_elements)
-
-        def arrays():
-            x = tensors.as_nchw(_tensor(req.input, "input", limit))
-            extra = {k: _tensor(v, f"inputs.{k}", limit) for k, v in req.inputs.items()}
-            grad = None if req.grad_output is None else _tensor(req.grad_output, "grad_output", limit)
-            return x, extra, grad
-
-        x, extra, grad = await engine.offload(arrays, large=len(await request.body()) > bodies.INLINE_BYTES)
+        large = len(await request.body()) > bodies.INLINE_BYTES
+        x, extra, grad = await engine.offload(tensors.op_arrays, req, limit, large=large)
         reservation(request).add(4 * (x.size + sum(v.size for v in extra.values())), "its tensors")
         params, want_indices, backward = req.params, req.return_indices, req.backward
     else:
         form = await bodies.form_body(request, max_files=1)
-        upload = await bodies.files(form, "image")
-        if len(upload) != 1:
-            raise BadInput("send exactly one file in the form field 'image'")
-        fname, data = upload[0]
-        color = str(form.get("color", "auto"))
-        if color not in ("auto", "gray", "rgb"):
-            raise BadInput(f"color must be auto, gray or rgb, got {color!r}")
-        try:
-            params = json.loads(str(form.get("params") or "{}"))
-        except json.JSONDecodeError as e:
-            raise BadInput(f"form field 'params' must be a JSON object: {e}") from None
-        if not isinstance(params, dict):
-            raise BadInput("form field 'params' must be a JSON object")
-        want_indices, backward = bodies.flag(form, "return_indices"), bodies.flag(form, "backward")
-        what = f"image {fname or ''}".strip()
-        im = images.open_image(data, settings.max_image_pixels, what)  # the header only
-        channels = 1 if color == "gray" or (color == "auto" and images.is_gray(im)) else 3
+        f = forms.image_op_form(form, await bodies.files(form, "image"))
+        params, want_indices, backward, extra, grad = f.params, f.return_indices, f.backward, {}, None
+        im = images.open_image(f.data, settings.max_image_pixels, f.what)  # the header only
+        channels = images.channels_for(im, f.color)
         h, w = images.oriented_size(im)
         engine.precheck_op(  # every limit from the header's size, before decoding
             spec.name, (1, channels, h, w), None if npy else settings.max_json_elements,
             params=params, indices=want_indices, backward=backward,
         )
         reservation(request).add(4 * channels * h * w, "decoding its image")
-        px = await engine.offload(images.to_pixels, im, channels, what, large=h * w > settings.inline_decode_pixels)
-        x = px.transpose(2, 0, 1)[None]
+        x = await engine.offload(images.to_nchw, im, channels, f.what, large=h * w > settings.inline_decode_pixels)
     res = await engine.run_op(
         spec.name, params=params, x=x, extra=extra, indices=want_indices, backward=backward, grad_output=grad,
         max_answer_elements=None if npy else settings.max_json_elements, reservation=reservation(request),
@@ -144,18 +114,8 @@ async def run_op(
             headers={"X-Poolops-Provider": res.provider, "X-Poolops-Shape": ",".join(map(str, a.shape))},
         )
     total = sum(a.size for a in res.outputs.values())
-    body = await engine.offload(_answer, spec.name, res, large=total > LARGE_ANSWER)
+    body = await engine.offload(answer.op_answer, spec.name, res, large=total > LARGE_ANSWER)
     return Response(body, media_type="application/json", background=after)
 
 
 LARGE_ANSWER = 64 * 1024  # numbers: larger answers are encoded in a worker thread
-
-
-def _answer(name: str, res) -> bytes:
-    """The JSON answer (:class:`OpResponse`), encoded without pydantic's per-number work."""
-    y = res.outputs["y"]
-    return answer.dumps({
-        "op": name, "params": res.params, "shape": list(y.shape), "output": y,
-        "indices": res.outputs.get("indices"), "grad_input": res.outputs.get("grad_input"),
-        "provider": res.provider, "timing_ms": {k: round(v, 3) for k, v in res.ms.items()},
-    })
