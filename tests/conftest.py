@@ -27,6 +27,3 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
-
-# a re-export shim for tests/test_cuda_parity.py, not a test file
-collect_ignore = ["test_parity.py"]

@@ -44,7 +44,7 @@ step() {  # step NAME SECONDS CMD...: bounded, output to $OUT/NAME.txt and the l
 }
 
 # two runs, so that a run cut at its bound still leaves the other's failure summary
-PYTEST="python3 -m pytest tests/test_cuda_parity.py tests/test_cuda_kernels.py -q -rfE --tb=short -p no:cacheprovider"
+PYTEST="python3 -m pytest tests/poolops/test_cuda_parity.py tests/poolops/onnx/test_cuda_kernels.py -q -rfE --tb=short -p no:cacheprovider"
 step parity_fixed 60 $PYTEST -k "not drawn"
 POOLOPS_CUDA_EXAMPLES=${POOLOPS_CUDA_EXAMPLES:-5} step parity_drawn 90 $PYTEST -k drawn
 

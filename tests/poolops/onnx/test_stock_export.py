@@ -15,7 +15,7 @@ from torch import nn
 
 from models.stock_families import EXAMPLE, FAMILIES, SIZES, build
 from poolops.onnx import export
-from poolops.onnx.cuda_kernels import nodes_without_cuda_kernel
+from support.cuda_kernels import nodes_without_cuda_kernel
 from poolops.onnx.dynamic import SizePinned, check_dynamic, probe_sizes
 from poolops.onnx.stock import UnsupportedPooling, stock_pooling
 

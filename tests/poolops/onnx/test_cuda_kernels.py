@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 import poolops
 from poolops.onnx import op_backward_model, op_model
 from poolops.onnx.builder import OPSET
-from poolops.onnx.cuda_kernels import CUDA_KERNELS, has_cuda_kernel, nodes_without_cuda_kernel
+from support.cuda_kernels import CUDA_KERNELS, has_cuda_kernel, nodes_without_cuda_kernel
 
 
 def _bumped(default):

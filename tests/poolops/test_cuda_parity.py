@@ -12,11 +12,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import assert_close
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from test_parity import _draw_case, _draw_inputs, _extra_inputs, _floor, _torch_args
-from test_parity import _input as _drawn_input
+from support.parity import draw_case as _draw_case
+from support.parity import draw_input as _drawn_input
+from support.parity import draw_inputs as _draw_inputs
+from support.parity import extra_inputs as _extra_inputs
+from support.parity import scale_floor as _floor
+from support.parity import torch_args as _torch_args
+from support.runtime import assert_close
 
 import poolops
 from poolops.inputs import example_inputs

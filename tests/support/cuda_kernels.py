@@ -1,4 +1,5 @@
-"""Which ONNX operators ONNX Runtime's CUDA provider has kernels for (SPEC section 7).
+"""Which ONNX operators ONNX Runtime's CUDA provider has kernels for: a table kept by
+hand from ONNX Runtime's list of operator kernels.
 
 A node without a CUDA kernel silently runs on CPU, so op graphs must stay on ops,
 op versions and element types that ``CUDAExecutionProvider`` implements.
