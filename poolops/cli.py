@@ -38,7 +38,7 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
-    from poolops import bench_serve
+    from service import bench_serve
 
     bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests, concurrency=args.concurrency,
                           quick=args.quick, markdown=args.markdown)
