@@ -98,7 +98,7 @@ def naive_torch_model(name: str, models_dir: Path):
 def naive_app():
     """The baseline a user would write first: decode with Pillow, torch per request.
 
-    A uvicorn factory (``poolops.bench_serve:naive_app``); the model comes from the
+    A uvicorn factory (``service.bench_serve:naive_app``); the model comes from the
     ``POOLOPS_BENCH_NAIVE_MODEL`` and ``POOLOPS_BENCH_NAIVE_MODELS_DIR`` variables."""
     import torch
     from fastapi import FastAPI, File, UploadFile
@@ -219,7 +219,7 @@ def start_servers(model: str, models_dir: Path, setups: Sequence[str]) -> dict[s
     envs = {
         ON: ("service.app:create_app", server_env, "/readyz"),
         OFF: ("service.app:create_app", {**server_env, "POOLOPS_BATCH_MAX_SIZE": "1"}, "/readyz"),
-        NAIVE: ("poolops.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
+        NAIVE: ("service.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
                 "/healthz"),
     }
     servers: dict[str, Server] = {}

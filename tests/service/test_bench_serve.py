@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from poolops import bench_serve as bs
+from service import bench_serve as bs
 
 LEVELS = (1, 4)
 NUMBER = r"\d+(?:\.\d+)?"
