@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.zoo import RECIPES, SMALL, Recipe, ensure_built, train_recipe, zoo_dir
+from models.zoo import POLICIES, RECIPES, Recipe, ensure_built, train_recipe, zoo_dir
 
 SINGLE_SIZE = (44, 44)  # the middle of the 24..64 training range
 
@@ -35,7 +35,7 @@ def _variant(base: str, name: str, **changes) -> Recipe:
     r = RECIPES[base]
     config = copy.deepcopy(r.config)
     if "pool" in changes:
-        config["backbone"] = {**SMALL, "pool": changes.pop("pool")}
+        config["backbone"] = {**config["backbone"], "pool": changes.pop("pool")}
     return dataclasses.replace(r, name=name, config=config, **changes)
 
 
@@ -106,7 +106,7 @@ def run(progress: bool = True, resize: bool = True) -> str:
     t0 = time.time()
     trained = {}
     for label, recipe in VARIANTS.items():
-        model, _, metrics, _ = train_recipe(recipe, progress)
+        model, _, metrics, _, _ = train_recipe(recipe, progress)
         trained[label] = (model, {m["name"]: m["value"] for m in metrics})
 
     heads = [
@@ -175,11 +175,12 @@ BUCKET_N_PER_SIZE = 5  # images per canvas size: 240 per bucket per task
 BUCKET_SEED = 1000  # bucket i uses seed BUCKET_SEED + i (sizes and placements)
 DIGIT_SCALE = (0.2, 1.0)  # the digit's height, a fraction of the shorter side
 LAYOUT_SIDE = (0.1, 0.5)  # each shape's side (clipped so that both fit side by side): the pair spans ~0.2..1.0
-#: The candidate policy measured beside each card's own: the shorter side into the training range.
-CANDIDATE_POLICY = {"shorter_side": [24, 64]}
+#: The candidate policy measured beside each card's own: the shorter side into the training range
+#: of the multi-size recipe (models/zoo.py MULTISIZE).
+CANDIDATE_POLICY = {"shorter_side": [32, 48]}
 #: Policies tried on *validation* data (digits: training digit samples; layout: other seeds) to
 #: pick one per task (best worst-bucket accuracy of the task's SPP model); never on the test buckets.
-SELECTION_POLICIES = tuple({"shorter_side": p} for p in ([24, 64], [24, 24], [32, 32], [40, 40], [48, 48], [64, 64]))
+SELECTION_POLICIES = POLICIES  # the same candidates as the model build's (models/zoo.py select_policy)
 SELECTION_SEED = 2000  # validation bucket i uses seed SELECTION_SEED + i
 BUCKET_MODELS = {"digits": ("digits-spp", "digits-gap", "digits-fixed"), "layout": ("layout-spp", "layout-gap")}
 BUCKETS_HEADING = "## Accuracy by image size"
@@ -245,7 +246,7 @@ def _policies(card_policy, selected=None):
 
 
 def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
-                   n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE):
+                   n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE, resize: str = "card"):
     """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)})`` for every
     registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
     :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`."""
@@ -258,6 +259,8 @@ def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
         sets = [bucket_set(task, b, seed + i, n_sizes, n_per_size) for i, b in enumerate(buckets)]
         for name in names:
             for label, policy in _policies(reg[name].card.size_policy, selection[task][0]):
+                if resize == "none" and policy is not None:
+                    continue
                 out.append((task, name, label, [policy_accuracy(reg[name], s, policy) for s in sets]))
     return out, selection
 
@@ -342,9 +345,10 @@ def plot_buckets(results, path: str | Path = PLOT, buckets=BUCKETS) -> Path:
     return path
 
 
-def buckets_section(plot: str | Path = PLOT) -> str:
-    """Measure every bucket, draw the plot at ``plot`` and return the Markdown section."""
-    results, selection = bucket_results()
+def buckets_section(plot: str | Path = PLOT, resize: str = "card") -> str:
+    """Measure every bucket, draw the plot at ``plot`` and return the Markdown section
+    (``resize="none"``: only the rows without a size policy)."""
+    results, selection = bucket_results(resize=resize)
     plot_buckets(results, plot)
     return buckets_markdown(results, selection, plot=plot)
 
@@ -360,17 +364,21 @@ def splice(path: str | Path, section: str) -> None:
 
 
 def main(progress: bool = True, buckets_only: bool = False, splice_into: str | Path | None = None,
-         plot: str | Path = PLOT) -> int:
+         plot: str | Path = PLOT, resize: str = "card") -> int:
     """Print every table (or only the size buckets); ``splice_into``: write the size-bucket section
-    into that file instead of printing."""
+    into that file instead of printing. ``resize``: ``card`` feeds registry models through their
+    card's size policy, ``none`` as the images are (the size-bucket table always has both, and
+    ``none`` keeps only its policy-off rows)."""
+    if resize not in ("card", "none"):
+        raise ValueError(f"resize must be card or none, got {resize!r}")
     if buckets_only:
-        section = buckets_section(plot)
+        section = buckets_section(plot, resize)
         if splice_into is not None:
             splice(splice_into, section)
         else:
             print(section, end="")
         return 0
-    text = run(progress) + "\n" + buckets_section(plot)
+    text = run(progress, resize == "card") + "\n" + buckets_section(plot, resize)
     if splice_into is not None:
         Path(splice_into).write_text(text)
     else:

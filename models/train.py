@@ -46,7 +46,8 @@ def fit(
     progress: bool = True,
     params: Iterable[nn.Parameter] | None = None,
 ) -> History:
-    """Adam with a cosine schedule over ``steps`` batches; returns the :class:`History`."""
+    """Adam with a cosine schedule over ``steps`` batches ``(x, y)`` or ``(x, y, valid)`` (a padded
+    batch of a padding-invariant model); returns the :class:`History`."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -58,9 +59,9 @@ def fit(
     bar = tqdm(total=steps, disable=not progress, desc="train", leave=False)
     it = iter(batches)
     for step in range(1, steps + 1):
-        x, y = next(it)
+        x, y, *valid = next(it)  # (x, y) or (x, y, valid sizes [B, 2] of a zero-padded batch)
         model.train()
-        logits = model(torch.as_tensor(x))
+        logits = model(torch.as_tensor(x), *(torch.as_tensor(v) for v in valid))
         target = torch.as_tensor(y)
         loss = loss_fn(logits, target)
         opt.zero_grad(set_to_none=True)

@@ -36,27 +36,50 @@ class Recipe:
     fixed_size: tuple[int, int] | None = None  # single-size training
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: multi-size training with scale augmentation (models/multisize.py); None: the old recipe
+    #: (sizes random per batch in the dataset's SEEN_SIZES, objects at the dataset's default scale)
+    multisize: dict[str, Any] | None = None
+    #: size policies tried on validation data; the card gets the best (None: no policy)
+    policies: tuple | None = None
 
 
 SMALL = {"type": "small_cnn", "width": 16, "pool": {"op": "max", "kernel": 2}}
+#: The built-in models' backbone (issue 11): one more stage than SMALL, so that the receptive
+#: field covers an object as large as the policy's shorter side.
+SMALL4 = {**SMALL, "stages": 4}
 SPP_HEAD = {"type": "spp", "levels": [1, 2, 4], "mode": "max"}
+#: Object scale in training, the same as the size buckets': digits 0.2..1.0 of the shorter side;
+#: layout: each shape 0.1..0.5 of it.
+OBJECT_SCALE = {"digits": {"scale_range": (0.2, 1.0)}, "layout": {"side_range": (0.1, 0.5)}}
+#: The multi-size recipe: canvases with the shorter side in 32..48, aspect up to 4:1, 30% of the
+#: batches drawn smaller (shorter side 16..S) and 30% larger (up to 4 S), resized to S by the
+#: policy's resampling.
+MULTISIZE = {"shorter_side": [32, 48], "max_aspect": 4.0, "upscaled": 0.3, "source_min": 16,
+             "downscaled": 0.3, "source_max_factor": 4.0}
+#: Size policies tried on validation buckets (within the training range).
+POLICIES = tuple({"shorter_side": p} for p in ([32, 32], [36, 36], [40, 40], [44, 44], [48, 48], [32, 48]))
+STEPS = 1200
+LR = 6e-3
 
 
 def _recipes() -> dict[str, Recipe]:
     def classifier(head, n, resize=None):
-        return {"backbone": SMALL, "head": head, "num_classes": n, "resize": resize}
+        return {"backbone": SMALL4, "head": head, "num_classes": n, "resize": resize}
 
-    fixed_head = {"type": "fixed", "feature_size": [8, 8]}
-    r = [
-        Recipe("digits-spp", "digits", classifier(SPP_HEAD, 10),
+    def recipe(*args, **kw):
+        return Recipe(*args, steps=STEPS, lr=LR, multisize=MULTISIZE, policies=POLICIES, **kw)
+
+    fixed_head = {"type": "fixed", "feature_size": [4, 4]}
+    r = [  # every built-in model: the multi-size recipe
+        recipe("digits-spp", "digits", classifier(SPP_HEAD, 10),
                description="Handwritten digits at any size and position: small CNN + SPP head (levels 1, 2, 4)."),
-        Recipe("digits-gap", "digits", classifier({"type": "gap"}, 10),
+        recipe("digits-gap", "digits", classifier({"type": "gap"}, 10),
                description="Baseline for digits-spp: the same backbone with global average pooling."),
-        Recipe("digits-fixed", "digits", classifier(fixed_head, 10, resize=[32, 32]),
+        recipe("digits-fixed", "digits", classifier(fixed_head, 10, resize=[32, 32]),
                description="Baseline for digits-spp: every image resized to 32x32, flattened features, linear layer."),
-        Recipe("layout-spp", "layout", classifier(SPP_HEAD, 4),
+        recipe("layout-spp", "layout", classifier(SPP_HEAD, 4),
                description="Where is the square relative to the cross? Small CNN + SPP head (levels 1, 2, 4)."),
-        Recipe("layout-gap", "layout", classifier({"type": "gap"}, 4),
+        recipe("layout-gap", "layout", classifier({"type": "gap"}, 4),
                description="Baseline for layout-spp: global average pooling cannot see where things are."),
     ]
     return {x.name: x for x in r}
@@ -68,19 +91,33 @@ BUILTIN = [*RECIPES, "effnet-lite0-imagenet"]
 
 def _data(dataset: str, recipe: Recipe):
     """(training batches, {eval name: (batches, description)})"""
+    from models import multisize
     from models.data import get_dataset
 
     ds = get_dataset(dataset)
     size = recipe.fixed_size
+    kw = OBJECT_SCALE[dataset] if recipe.multisize else {}
     if dataset == "digits":
         train_ids, test_ids = ds.split(seed=0)
-        train = ds.batches(train_ids, recipe.steps, recipe.batch_size, seed=recipe.seed, fixed_size=size)
+        if recipe.multisize and size is None:
+            def draw(rng, n, hw):
+                return ds.render(rng.choice(train_ids, n), hw, rng, **kw)
+
+            train = multisize.batches(draw, recipe.steps, recipe.batch_size, seed=recipe.seed, **recipe.multisize)
+        else:
+            train = ds.batches(train_ids, recipe.steps, recipe.batch_size, seed=recipe.seed, fixed_size=size, **kw)
         evals = {
             "seen": (ds.eval_set(test_ids, ds.SEEN_SIZES), f"{len(test_ids)} held-out digits x 4 sizes in {ds.SEEN_SIZES}"),
             "unseen": (ds.eval_set(test_ids, ds.UNSEEN_SIZES), f"{len(test_ids)} held-out digits x 4 sizes in {ds.UNSEEN_SIZES}"),
         }
     else:
-        train = ds.batches(recipe.steps, recipe.batch_size, seed=recipe.seed, fixed_size=size)
+        if recipe.multisize and size is None:
+            def draw(rng, n, hw):
+                return ds.render(n, hw, rng, **kw)
+
+            train = multisize.batches(draw, recipe.steps, recipe.batch_size, seed=recipe.seed, **recipe.multisize)
+        else:
+            train = ds.batches(recipe.steps, recipe.batch_size, seed=recipe.seed, fixed_size=size, **kw)
         evals = {
             "seen": (ds.eval_set(ds.SEEN_SIZES), f"2048 held-out images, 4 sizes in {ds.SEEN_SIZES}"),
             "unseen": (ds.eval_set(ds.UNSEEN_SIZES), f"2048 held-out images, 4 sizes in {ds.UNSEEN_SIZES}"),
@@ -88,22 +125,68 @@ def _data(dataset: str, recipe: Recipe):
     return ds, train, evals
 
 
+#: The size limits on the built-in models' cards: what `poolops experiments` measures (canvases
+#: 16..512 px a side, aspect up to 4:1), never wider (issue 11).
+MIN_SIZE, MAX_SIZE = (16, 16), (512, 512)
+
+
+def select_policy(model, dataset: str, policies, limits=(MIN_SIZE, MAX_SIZE)):
+    """``(best policy, {policy: [accuracy per size bucket]})``: each policy of ``policies`` on the
+    *validation* size buckets (``experiments.bucket_set(..., held_out=False)``: digits from the
+    training samples, seeds apart from the test buckets'), the best worst bucket wins (then the
+    best mean; the first of equals). The test buckets are never used here."""
+    from models import size_policy
+    from models.experiments import BUCKETS, SELECTION_SEED, bucket_set, policy_batches
+    from models.train import accuracy
+
+    sets = [bucket_set(dataset, b, SELECTION_SEED + i, held_out=False) for i, b in enumerate(BUCKETS)]
+    tried = {size_policy.describe(p): (p, [accuracy(model, policy_batches(s, p, limits)) for s in sets])
+             for p in policies}
+    best = max(tried.values(), key=lambda t: (min(t[1]), sum(t[1]) / len(t[1])))
+    return best[0], {k: [round(a, 4) for a in v[1]] for k, v in tried.items()}
+
+
 def train_recipe(recipe: Recipe, progress: bool = True):
-    """Train a recipe; returns ``(model, dataset module, metrics, history)``."""
+    """Train a recipe; returns ``(model, dataset module, metrics, history, selection)``.
+
+    With ``recipe.policies`` the size policy is chosen on validation buckets (:func:`select_policy`)
+    and ``selection = {"policy": ..., "validation": {policy: [accuracy per bucket]}}``, and the
+    metrics are measured with it (as the server feeds the model); otherwise ``selection`` is None."""
     import torch
 
     from models.classifier import build_model
+    from models.experiments import BUCKETS, policy_batches
     from models.train import accuracy, fit
 
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.config)
     ds, train, evals = _data(recipe.dataset, recipe)
     hist = fit(model, train, recipe.steps, lr=recipe.lr, seed=recipe.seed, progress=progress)
+    selection, policy, note = None, None, ""
+    if recipe.policies:
+        from models import size_policy
+
+        policy, tried = select_policy(model, recipe.dataset, recipe.policies)
+        selection = {"policy": policy, "validation": tried}
+        note = f"; size policy: {size_policy.describe(policy)}"
+    limits = (MIN_SIZE, MAX_SIZE)
     metrics = [
-        {"name": f"accuracy_{k}_sizes", "value": round(accuracy(model, batches), 4), "data": desc}
+        {"name": f"accuracy_{k}_sizes", "value": round(accuracy(model, policy_batches(batches, policy, limits)), 4),
+         "data": desc + note}
         for k, (batches, desc) in evals.items()
     ]
-    return model, ds, metrics, hist
+    if selection:
+        from models import size_policy
+
+        accs = selection["validation"][size_policy.describe(policy)]
+        metrics += [
+            {"name": f"accuracy_validation_shorter_side_{lo}-{hi}", "value": a,
+             "data": f"validation size bucket (`poolops experiments`' generator, seeds apart from the test "
+                     f"buckets; digits: training samples): 240 canvases with the shorter side {lo}..{hi} px, "
+                     f"aspect up to 4:1{note}"}
+            for (lo, hi), a in zip(BUCKETS, accs)
+        ]
+    return model, ds, metrics, hist, selection
 
 
 def build(name: str, root: Path | None = None, progress: bool = True):
@@ -122,7 +205,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
     torch.set_num_threads(os.cpu_count() or 1)
     recipe = RECIPES[name]
     t0 = time.time()
-    model, ds, metrics, hist = train_recipe(recipe, progress)
+    model, ds, metrics, hist, selection = train_recipe(recipe, progress)
     train_s = time.time() - t0
     invariant = model.padding_invariant
     proto = export_classifier(model, ds.CHANNELS, valid=invariant)
@@ -144,18 +227,23 @@ def build(name: str, root: Path | None = None, progress: bool = True):
         },
         "backbone": recipe.config["backbone"],
         "head": {**head, "resize": recipe.config.get("resize")},
-        "input": {"name": "x", "channels": ds.CHANNELS, "min_size": [8, 8], "max_size": [1024, 1024]},
+        "input": {"name": "x", "channels": ds.CHANNELS, "min_size": list(MIN_SIZE), "max_size": list(MAX_SIZE)},
         "padding_invariant": invariant,
+        "size_policy": selection["policy"] if selection else None,
         "metrics": metrics,
         "produced_by": f"poolops export {name}",
         "extra": {
             "training": {
                 "steps": recipe.steps, "batch_size": recipe.batch_size, "lr": recipe.lr, "seed": recipe.seed,
-                "sizes": "fixed " + str(recipe.fixed_size) if recipe.fixed_size else f"random per batch in {ds.SEEN_SIZES}",
+                "sizes": "fixed " + str(recipe.fixed_size) if recipe.fixed_size
+                else f"multi-size, models/multisize.py: {recipe.multisize}" if recipe.multisize
+                else f"random per batch in {ds.SEEN_SIZES}",
+                "object_scale": OBJECT_SCALE[recipe.dataset] if recipe.multisize else "the dataset's default",
                 "seconds": round(train_s, 1), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                 "final_loss": round(sum(hist.loss[-20:]) / min(20, len(hist.loss)), 4),
             },
             "onnx_vs_torch_max_rel_error": parity,
+            **({"size_policy_selection": selection["validation"]} if selection else {}),
         },
     }
     return save_model(root or zoo_dir(), proto, card)

@@ -1,9 +1,9 @@
 """A small CNN for single-channel images of any size (the digits and layout tasks).
 
-Three conv blocks (conv3x3, BatchNorm, ReLU); the first two end in a downsampling
-pooling layer taken from the poolops registry (``max`` by default; ``avg``,
+Three conv blocks (conv3x3, BatchNorm, ReLU; ``stages`` > 3 adds more at 4x width);
+every block but the last ends in a downsampling pooling layer taken from the poolops registry (``max`` by default; ``avg``,
 ``stochastic``, ... for the downsampling experiment). ``features(x)``:
-``Tensor[N, 1, H, W] -> Tensor[N, width*4, ~H/4, ~W/4]``.
+``Tensor[N, 1, H, W] -> Tensor[N, width*4, ~H/2^(stages-1), ~W/2^(stages-1)]``.
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    """``SmallCNN(in_channels=1, width=16, pool={"op": "max", "kernel": 2})``."""
+    """``SmallCNN(in_channels=1, width=16, pool={"op": "max", "kernel": 2}, stages=3)``: ``stages``
+    conv blocks (3 or more) of width, 2 width, then 4 width, a downsampling layer between each two."""
 
-    def __init__(self, in_channels: int = 1, width: int = 16, pool: dict[str, Any] | None = None):
+    def __init__(self, in_channels: int = 1, width: int = 16, pool: dict[str, Any] | None = None, stages: int = 3):
         super().__init__()
         pool = dict(pool or {"op": "max", "kernel": 2})
         op = pool.pop("op")
@@ -66,14 +67,14 @@ class SmallCNN(nn.Module):
                 return StochasticDownsample(**pool)
             return PN.module_class(op)(**pool)
 
+        if stages < 3:
+            raise ValueError(f"stages must be at least 3, got {stages}")
         self.out_channels = width * 4
-        self.body = nn.Sequential(
-            *_block(in_channels, width),
-            downsample(),
-            *_block(width, width * 2),
-            downsample(),
-            *_block(width * 2, width * 4),
-        )
+        layers = [*_block(in_channels, width), downsample(), *_block(width, width * 2), downsample(),
+                  *_block(width * 2, width * 4)]
+        for _ in range(stages - 3):  # more stages: a wider receptive field for large objects
+            layers += [downsample(), *_block(width * 4, width * 4)]
+        self.body = nn.Sequential(*layers)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

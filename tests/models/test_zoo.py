@@ -21,9 +21,16 @@ def test_builtin_model_is_available_with_measured_metrics(name):
     assert entry.available, entry.reason
     card = entry.card
     assert card.produced_by == f"poolops export {name}"
-    assert {m.name for m in card.metrics} == {"accuracy_seen_sizes", "accuracy_unseen_sizes"}
+    from models.experiments import BUCKETS
+
+    per_size = {f"accuracy_validation_shorter_side_{lo}-{hi}" for lo, hi in BUCKETS}
+    assert {m.name for m in card.metrics} == {"accuracy_seen_sizes", "accuracy_unseen_sizes", *per_size}
     assert all(m.data for m in card.metrics)
     assert card.padding_invariant == (card.head["type"] != "fixed")
+    # issue 11: multi-size training, a size policy chosen on validation buckets, limits as measured
+    assert card.size_policy is not None
+    assert card.extra["size_policy_selection"] and card.extra["training"]["sizes"].startswith("multi-size")
+    assert tuple(card.input.min_size) == (16, 16) and tuple(card.input.max_size) == (512, 512)
 
 
 def _render_one(ds, size, rng) -> np.ndarray:
@@ -56,11 +63,17 @@ def test_digits_spp_classifies_held_out_digits():
     assert (logits.argmax(1) == y).mean() > 0.8
 
 
-def test_missing_builtin_is_built_before_use(tmp_path):
+def test_missing_builtin_is_built_before_use(tmp_path, monkeypatch):
     """What a fresh clone lacks is built by its recipe (here into an empty registry)."""
+    import dataclasses
+
+    from models import zoo
     from models.zoo import ensure_built
 
+    # the recipe itself, shortened (the full one trains for minutes)
+    monkeypatch.setitem(zoo.RECIPES, "digits-gap", dataclasses.replace(zoo.RECIPES["digits-gap"], steps=150))
     built = ensure_built(["digits-gap"], root=tmp_path)
     assert [e.name for e in built] == ["digits-gap"] and built[0].available
     assert ensure_built(["digits-gap"], root=tmp_path) == []  # nothing left to build
     assert built[0].card.metrics[0].value > 0.5
+    assert built[0].card.size_policy is not None
