@@ -244,7 +244,8 @@ def _v2_binary(model: str, x: np.ndarray) -> Callable[[httpx.Client], httpx.Resp
 
 
 def cases(full: bool = False) -> list[Case]:
-    """Every attack of issue 10, and more (``full``: the server has effnet-lite0-imagenet)."""
+    """Every attack: oversized, slow, malformed and costly requests against each route
+    (``full``: the server has effnet-lite0-imagenet)."""
     ok, refused = frozenset({200}), frozenset({413, 422})
     big_png = png(np.zeros((4096, 4096), np.uint8))  # ~16 KB that decodes to 16.7 M pixels
     noise_4k = png(np.random.default_rng(3).integers(0, 4, (4096, 4096), dtype=np.uint8) * 64)  # ~4 MB

@@ -332,8 +332,8 @@ def take_outputs(outputs: Sequence[str], **values):
 #
 # Plain-int upper bounds of the largest tensor each block above produces (a node's
 # outputs together), in float32 units: an int64 element counts 2, a bool 1. The ops'
-# ``work`` rules (``OpSpec.cost``) combine them; tests/test_cost.py checks them against
-# ONNX Runtime's profiler. Dims are ``n, c, h, w`` of x and ``oh, ow`` of the output.
+# ``work`` rules (``OpSpec.cost``) combine them; tests/poolops/test_cost.py checks them
+# against ONNX Runtime's profiler. Dims are ``n, c, h, w`` of x and ``oh, ow`` of the output.
 
 
 def out_len(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil: bool) -> int:

@@ -1,6 +1,6 @@
 """Average pooling: PyTorch ``avg_pool2d`` semantics.
 
-Seed: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``2``; backward divides the
+Example: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``2``; backward divides the
 gradient evenly over the window: ``[2] -> [[0.5, 0.5], [0.5, 0.5]]``.
 
 ONNX: native AveragePool when PyTorch and ONNX agree (floor mode, no divisor

@@ -1,6 +1,6 @@
 """Max pooling: PyTorch ``max_pool2d`` semantics, with plane indices.
 
-Seed: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``3`` (index 1); backward sends
+Example: ``[[1, 3], [2, 2]]`` with a 2x2 window gives ``3`` (index 1); backward sends
 the gradient to the argmax: ``[3] -> [[0, 3], [0, 0]]``.
 """
 

@@ -4,8 +4,9 @@
 ``mode="concat"``: max and avg concatenated on channels (``[N, 2C, oh, ow]``, max
 first). Windows follow PyTorch (``max_pool2d`` / ``avg_pool2d`` with the same kernel,
 stride, padding and ceil_mode; the average counts padding, PyTorch's default).
-Unlike the seeds' snippet, both parts use one window, so their sizes always agree.
-Seed: ``[[1, 3], [2, 2]]`` with a 2x2 window and alpha 0.5 gives ``0.5*3 + 0.5*2 = 2.5``.
+Both parts use one window, so their sizes always agree (max and average pools with
+different windows would give maps that cannot be blended).
+Example: ``[[1, 3], [2, 2]]`` with a 2x2 window and alpha 0.5 gives ``0.5*3 + 0.5*2 = 2.5``.
 Backward: as its parts (``alpha`` of the gradient to the argmax, ``1 - alpha`` spread
 over the window; in concat mode each half of the gradient to its part).
 """

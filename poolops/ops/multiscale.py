@@ -1,5 +1,5 @@
-"""Multi-scale pooling, the seeds' idea done right: max pools at several scales, each
-brought to one common size, concatenated on channels.
+"""Multi-scale pooling: max pools at several scales, each brought to one common size,
+concatenated on channels.
 
 For each ``k`` in ``kernels`` (default ``(2, 4, 8)``): ``max_pool2d`` with kernel and
 stride ``k`` (floor mode, no padding; PyTorch semantics, NaN propagates), then
@@ -7,8 +7,9 @@ stride ``k`` (floor mode, no padding; PyTorch semantics, NaN propagates), then
 largest kernel ``K``: ``(H // K, W // K)``. The parts are concatenated on channels in
 the order of ``kernels``: output ``[N, C * len(kernels), H // K, W // K]`` (channels
 ``i*C .. (i+1)*C - 1`` come from ``kernels[i]``). Inputs smaller than ``K`` on either
-side are refused (the coarsest size would be 0). Unlike the seed's snippet, the
-parts always have the same size, so they can be concatenated.
+side are refused (the coarsest size would be 0). Max pools of different kernels alone
+give maps of different sizes; brought to the coarsest size, the parts always have the
+same size, so they can be concatenated.
 
 Example: one 8x8 plane ``x[r, c] = 8r + c`` with kernels (2, 4, 8) gives ``[1, 3, 1, 1]``:
 the 2x2 maxima ``16i + 2j + 9`` averaged to 36, the 4x4 maxima ``32i + 4j + 27``

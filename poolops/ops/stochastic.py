@@ -10,7 +10,7 @@ Each window's elements, read in row-major order, become probabilities
   Backward: the gradient goes to the sampled position only (accumulated where
   windows overlap).
 
-Seed: the window ``(1, 2, 3, 4)`` (``[[1, 2], [3, 4]]`` with a 2x2 kernel) has
+Example: the window ``(1, 2, 3, 4)`` (``[[1, 2], [3, 4]]`` with a 2x2 kernel) has
 probabilities ``(0.1, 0.2, 0.3, 0.4)``; ``eval`` gives ``(1 + 4 + 9 + 16) / 10 = 3.0``;
 ``train`` gives 1, 2, 3 or 4 with those probabilities.
 

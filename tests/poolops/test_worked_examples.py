@@ -10,7 +10,7 @@ import poolops.functional as PF
 from poolops.onnx import op_backward_model, op_model
 from support.runtime import run
 
-SEED_2X2 = np.array([[[[1, 3], [2, 2]]]], np.float32)
+EXAMPLE_2X2 = np.array([[[[1, 3], [2, 2]]]], np.float32)
 # A 4x4 matrix, 2x2 windows, stride 2: max and average pooling, windowed and global.
 MATRIX_4X4 = np.array([[[[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]]]], np.float32)
 
@@ -29,20 +29,20 @@ def grads(name, x, g, **params):
     return xt.grad.numpy(), o
 
 
-def test_max_seed():
-    for y in both("max", SEED_2X2, kernel=2):
+def test_max_worked_example():
+    for y in both("max", EXAMPLE_2X2, kernel=2):
         assert y.item() == 3
-    y, idx = PF.max(torch.from_numpy(SEED_2X2), kernel=2, return_indices=True)
+    y, idx = PF.max(torch.from_numpy(EXAMPLE_2X2), kernel=2, return_indices=True)
     assert idx.item() == 1
-    assert run(op_model("max", kernel=2), x=SEED_2X2)[1].item() == 1
-    for gx in grads("max", SEED_2X2, np.array([[[[3]]]], np.float32), kernel=2):
+    assert run(op_model("max", kernel=2), x=EXAMPLE_2X2)[1].item() == 1
+    for gx in grads("max", EXAMPLE_2X2, np.array([[[[3]]]], np.float32), kernel=2):
         np.testing.assert_array_equal(gx, [[[[0, 3], [0, 0]]]])
 
 
-def test_avg_seed():
-    for y in both("avg", SEED_2X2, kernel=2):
+def test_avg_worked_example():
+    for y in both("avg", EXAMPLE_2X2, kernel=2):
         assert y.item() == 2
-    for gx in grads("avg", SEED_2X2, np.array([[[[2]]]], np.float32), kernel=2):
+    for gx in grads("avg", EXAMPLE_2X2, np.array([[[[2]]]], np.float32), kernel=2):
         np.testing.assert_array_equal(gx, [[[[0.5, 0.5], [0.5, 0.5]]]])
 
 
@@ -82,8 +82,8 @@ def test_adaptive_bins_when_input_smaller_than_output():
         np.testing.assert_array_equal(y, [[[[1, 2, 2], [3, 4, 4], [3, 4, 4]]]])
 
 
-def test_mixed_seed_blends_max_and_avg():
-    for y in both("mixed", SEED_2X2, kernel=2, alpha=0.5):
+def test_mixed_worked_example_blends_max_and_avg():
+    for y in both("mixed", EXAMPLE_2X2, kernel=2, alpha=0.5):
         assert y.item() == 2.5
     for y in both("mixed", MATRIX_4X4, kernel=2, mode="concat"):
         np.testing.assert_array_equal(y, [[[[6, 8], [3, 4]], [[3.25, 5.25], [2, 2]]]])

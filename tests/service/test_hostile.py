@@ -1,4 +1,4 @@
-"""Hostile clients against a real server process (issue 10): every case of
+"""Hostile clients against a real server process: every case of
 ``service.hostile`` gets a clear 4xx or a 200 within its time bound, the server's resident
 memory (from /proc) stays within the budget and falls back afterwards, and a normal
 client's op and predict requests are answered within 1 s while the attack runs.

@@ -21,7 +21,7 @@ from poolops.ops import stochastic as sto
 from poolops.params import ParamError
 
 SPEC = poolops.get_op("stochastic")
-SEED_X = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+EXAMPLE_X = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
 
 # every node of the op graphs must have an ONNX Runtime CUDA kernel (opset 18)
 CUDA_OPS = {
@@ -75,13 +75,13 @@ def _close(actual, expected, tol=1e-5):
 # ---------------------------------------------------------------- the worked example
 
 
-def test_seed_example_probabilities_and_eval():
+def test_worked_example_probabilities_and_eval():
     p = SPEC.parse({})
-    probs = sto.torch_probabilities(p, torch.tensor(SEED_X))
+    probs = sto.torch_probabilities(p, torch.tensor(EXAMPLE_X))
     np.testing.assert_allclose(probs.reshape(-1).numpy(), [0.1, 0.2, 0.3, 0.4], rtol=1e-6)
-    (y,) = SPEC.torch_fn(p, torch.tensor(SEED_X))
+    (y,) = SPEC.torch_fn(p, torch.tensor(EXAMPLE_X))
     assert y.shape == (1, 1, 1, 1) and y.item() == pytest.approx(3.0)
-    assert ort_forward(SEED_X).item() == pytest.approx(3.0)
+    assert ort_forward(EXAMPLE_X).item() == pytest.approx(3.0)
     # eval is the expectation of train: sum(p * x)
     assert float((probs.reshape(-1) * torch.tensor([1.0, 2, 3, 4])).sum()) == pytest.approx(3.0)
     for text in ("(1, 2, 3, 4)", "0.1, 0.2, 0.3, 0.4", "3.0", "hash"):
@@ -149,7 +149,7 @@ def test_train_reproducible_and_identical_in_torch_and_ort():
 def test_train_frequencies_over_seeds():
     """Window (1, 2, 3, 4): element k is picked with probability 0.1 * k."""
     counts = np.zeros(5)
-    x = torch.tensor(SEED_X)
+    x = torch.tensor(EXAMPLE_X)
     n = 4000
     for seed in range(n):
         (y,) = SPEC.torch_fn(SPEC.parse({"mode": "train", "seed": seed}), x)
@@ -159,7 +159,7 @@ def test_train_frequencies_over_seeds():
 
 def test_train_frequencies_over_windows_in_ort():
     """Many copies of window (1, 2, 3, 4) in one tensor, one seed: same frequencies, same as torch."""
-    x = np.tile(SEED_X, (3, 2, 1, 1000))  # 6000 windows
+    x = np.tile(EXAMPLE_X, (3, 2, 1, 1000))  # 6000 windows
     params = {"mode": "train", "seed": 2024}
     y = ort_forward(x, **params)
     freq = np.array([(y == k).mean() for k in (1, 2, 3, 4)])
@@ -278,7 +278,7 @@ def test_train_gradient_goes_to_the_sample():
 
 
 def test_eval_gradient_is_derivative_of_q_over_s():
-    x = SEED_X.copy()
+    x = EXAMPLE_X.copy()
     _, gx = torch_forward_backward(x, np.ones((1, 1, 1, 1), np.float32))
     s, q = 10.0, 30.0
     expected = 2 * x / s - q / s**2
@@ -323,7 +323,7 @@ def test_all_zero_input():
 
 
 def test_negative_input_is_an_error():
-    x = SEED_X.copy()
+    x = EXAMPLE_X.copy()
     x[0, 0, 0, 0] = -1.0
     p = SPEC.parse({})
     for call in (lambda: SPEC.torch_fn(p, torch.tensor(x)), lambda: SPEC.check(p, x)):
