@@ -1,10 +1,17 @@
 """``poolops train --data DIR``: an SPP classifier from an image folder of arbitrary-size images.
 
-``DIR/<class name>/*.{png,jpg,...}``, any sizes. Each training batch is resized to one
-random size (multi-size training, as in the SPP paper); evaluation and the exported
-model take every image at its own size. The small CNN learns from scratch; with
-``--pretrained`` the ImageNet EfficientNet-Lite0 backbone is used (``--freeze`` keeps
-it fixed and trains only the head).
+``DIR/<class name>/*.{png,jpg,...}``, any sizes. The small CNN (the default) learns from
+scratch with the built-in models' multi-size recipe (issue 11; ``models/zoo.py`` MULTISIZE,
+:func:`multisize_batches`): each batch gets a shorter side S in the recipe's range, every image
+is resized to it keeping its aspect (30% of the batches first shrunk to a shorter side in
+16..S, as small images scaled up by the policy look), zero-padded to the batch's largest and
+fed with its valid size (the model is padding-invariant). The card's size policy is chosen on
+the validation split among the built-in candidates (best worst size bucket), and the card and
+the report give the validation accuracy per size bucket (by each image's shorter side).
+
+With ``--pretrained`` the ImageNet EfficientNet-Lite0 backbone is used (``--freeze`` keeps it
+fixed and trains only the head); it is not padding-invariant, so it keeps the older recipe
+(each batch resized to one random size, no size policy), and reports per-size accuracy too.
 """
 
 from __future__ import annotations
@@ -76,6 +83,68 @@ def batches(images: list[np.ndarray], labels: np.ndarray, steps: int, batch_size
         yield x, torch.as_tensor(labels[idx])
 
 
+def _policy_resize(img: np.ndarray, policy, limits=None) -> np.ndarray:
+    """``[C, H, W]`` resized by a size policy through ``models/size_policy.apply`` (the server's path)."""
+    from models import size_policy
+
+    return np.ascontiguousarray(size_policy.apply(np.ascontiguousarray(img.transpose(1, 2, 0)), policy,
+                                                  limits).transpose(2, 0, 1))
+
+
+def multisize_batches(images: list[np.ndarray], labels: np.ndarray, steps: int, batch_size: int, seed: int,
+                      recipe: dict[str, Any]) -> Iterator:
+    """``(x [B, C, H, W] zero-padded, y [B], valid [B, 2])``: per batch a shorter side S in
+    ``recipe["shorter_side"]``; each image resized to it, aspect kept (at most ``max_aspect``: a
+    longer side beyond is cut to it); with probability ``upscaled`` first shrunk to a shorter side
+    in ``[source_min, S)``."""
+    rng = np.random.default_rng([0x666F6C64, int(seed)])
+    lo, hi = recipe["shorter_side"]
+    max_aspect = float(recipe.get("max_aspect", 4.0))
+    for _ in range(steps):
+        idx = rng.choice(len(images), size=batch_size, replace=len(images) < batch_size)
+        s = int(rng.integers(lo, hi + 1))
+        s0 = int(rng.integers(recipe.get("source_min", 16), s)) if (
+            s > recipe.get("source_min", 16) and rng.uniform() < recipe.get("upscaled", 0.0)) else None
+        out = []
+        for i in idx:
+            im = images[i]
+            if s0 is not None:
+                im = _policy_resize(im, {"shorter_side": [s0, s0]})
+            im = _policy_resize(im, {"shorter_side": [s, s]})
+            long = int(s * max_aspect)
+            out.append(im[:, :long, :long])
+        h, w = max(o.shape[1] for o in out), max(o.shape[2] for o in out)
+        x = np.zeros((len(out), out[0].shape[0], h, w), np.float32)
+        for j, o in enumerate(out):
+            x[j, :, : o.shape[1], : o.shape[2]] = o
+        yield x, labels[idx], np.array([o.shape[1:] for o in out], np.int64)
+
+
+def size_buckets(images: list[np.ndarray]) -> list[tuple[int, int]]:
+    """The size buckets of ``poolops experiments`` (by the shorter side; below 16 and above 512
+    as their own) that ``images`` fall in, in order."""
+    from models.experiments import BUCKETS
+
+    edges = [(1, BUCKETS[0][0] - 1), *BUCKETS, (BUCKETS[-1][1] + 1, 1 << 30)]
+    shorts = [min(im.shape[1:]) for im in images]
+    return [b for b in edges if any(b[0] <= s <= b[1] for s in shorts)]
+
+
+def per_size_accuracy(model, images: list[np.ndarray], labels: np.ndarray, policy=None, limits=None):
+    """``(overall, [((lo, hi), accuracy, count)])``: one by one, each image resized by ``policy``
+    (None: at its own size), grouped by its *original* shorter side."""
+    from models.train import accuracy
+
+    fed = [im if policy is None else _policy_resize(im, policy, limits) for im in images]
+    correct = [accuracy(model, [(f[None], np.asarray([y]))]) for f, y in zip(fed, labels)]
+    shorts = np.array([min(im.shape[1:]) for im in images])
+    rows = []
+    for lo, hi in size_buckets(images):
+        sel = (shorts >= lo) & (shorts <= hi)
+        rows.append(((lo, hi), float(np.mean(np.asarray(correct)[sel])), int(sel.sum())))
+    return float(np.mean(correct)), rows
+
+
 def one_by_one(images: list[np.ndarray], labels: np.ndarray) -> Iterator:
     """Evaluation at native sizes: one image per batch."""
     for img, y in zip(images, labels):
@@ -94,8 +163,10 @@ def train_folder(
     val_fraction: float = 0.2,
     seed: int = 0,
     progress: bool = True,
+    multisize: bool = True,
 ):
-    """Train, evaluate, plot, export and register; returns ``(registry entry, plot path)``."""
+    """Train, evaluate, plot, export and register; returns ``(registry entry, plot path)``.
+    ``multisize=False``: the older recipe (one random size per batch, no size policy)."""
     import torch
 
     from models.classifier import build_model
@@ -117,7 +188,9 @@ def train_folder(
     # keep training batches affordable on a CPU: at most 128 px a side
     size_range = tuple((min(a, 128), min(max(b, a), 128)) for a, b in size_range)
     head = head or {"type": "spp", "levels": [1, 2, 4], "mode": "max"}
-    backbone = {"type": "effnet_lite0"} if pretrained else {"type": "small_cnn", "width": 16}
+    # the small CNN: the built-in models' backbone (4 stages) with the multi-size recipe, else 3 stages
+    backbone = {"type": "effnet_lite0"} if pretrained else (
+        {"type": "small_cnn", "width": 16, "stages": 4} if multisize else {"type": "small_cnn", "width": 16})
     config = {"backbone": backbone, "head": head, "num_classes": len(folder.classes)}
     torch.manual_seed(seed)
     model = build_model(config)
@@ -132,10 +205,17 @@ def train_folder(
             params = model.head.parameters()
     tr_images, tr_labels = [images[i] for i in tr], folder.labels[tr]
     val_images, val_labels = [images[i] for i in val], folder.labels[val]
+    from models import size_policy
+    from models.zoo import MULTISIZE, POLICIES
+
+    multi = multisize and model.padding_invariant
+    limits = ((16, 16), (1024, 1024))
+    train_batches = (multisize_batches(tr_images, tr_labels, steps, batch_size, seed, MULTISIZE) if multi
+                     else batches(tr_images, tr_labels, steps, batch_size, size_range, seed))
     t0 = time.time()
     hist = fit(
         model,
-        batches(tr_images, tr_labels, steps, batch_size, size_range, seed),
+        train_batches,
         steps,
         seed=seed,
         evaluate=lambda: accuracy(model, one_by_one(val_images, val_labels)),
@@ -144,9 +224,20 @@ def train_folder(
         params=params,
     )
     seconds = time.time() - t0
+    # the size policy: the best worst size bucket of the validation split (multi-size recipe only)
+    policy, tried = None, {}
+    if multi:
+        for p in POLICIES:
+            acc, rows = per_size_accuracy(model, val_images, val_labels, p, limits)
+            tried[size_policy.describe(p)] = (p, acc, rows)
+        policy = max(tried.values(), key=lambda t: (min(r[1] for r in t[2]), t[1]))[0]
+    val_acc, val_rows = per_size_accuracy(model, val_images, val_labels, policy, limits)
+    raw_acc, raw_rows = per_size_accuracy(model, val_images, val_labels, None) if policy else (val_acc, val_rows)
     proto = export_classifier(model, channels, valid=model.padding_invariant)
     parity = max_parity_error(model, proto, channels, [(32, 32), (57, 83)])
-    val_acc = hist.eval_acc[-1]
+    how = f"size policy {size_policy.describe(policy)}" if policy else "each at its own size"
+    recipe = (f"multi-size (models/multisize.py recipe {MULTISIZE}, padded batches)" if multi
+              else f"each batch resized to one random size in {size_range}")
     card = {
         "name": name,
         "task": "image classification (image folder)",
@@ -155,20 +246,30 @@ def train_folder(
         "preprocessing": {
             "color": "RGB" if pretrained else "grayscale",
             "scale": "[-1, 1] (x / 127.5 - 1)" if pretrained else "pixel / 255 -> [0, 1]",
-            "resize": "none: the model takes any size",
+            "resize": f"by the size policy ({size_policy.describe(policy)})" if policy else "none: the model takes any size",
         },
         "backbone": {**backbone, "pretrained": pretrained, "frozen": freeze},
         "head": head,
-        "input": {"name": "x", "channels": channels, "min_size": [16, 16], "max_size": [1024, 1024]},
+        "input": {"name": "x", "channels": channels, "min_size": list(limits[0]), "max_size": list(limits[1])},
         "padding_invariant": model.padding_invariant,
+        "size_policy": policy,
         "metrics": [
             {"name": "accuracy_validation", "value": round(val_acc, 4),
-             "data": f"{len(val)} held-out images of {data} at their own sizes"}
+             "data": f"{len(val)} held-out images of {data}, {how}"},
+            *({"name": f"accuracy_validation_shorter_side_{lo}-{hi}", "value": round(a, 4),
+               "data": f"the {n} of the {len(val)} held-out images whose shorter side is {lo}..{hi} px, {how}"}
+              for (lo, hi), a, n in val_rows),
         ],
         "produced_by": f"poolops train --data {data} --name {name}" + (" --pretrained" if pretrained else "")
         + (" --freeze" if freeze else "") + f" --steps {steps} --seed {seed}",
-        "extra": {"train_images": len(tr), "seconds": round(seconds, 1), "training_sizes": size_range,
-                  "onnx_vs_torch_max_rel_error": parity},
+        "extra": {"train_images": len(tr), "seconds": round(seconds, 1), "training_sizes": recipe,
+                  "onnx_vs_torch_max_rel_error": parity,
+                  "validation_without_size_policy": {
+                      "accuracy": round(raw_acc, 4),
+                      "per_size": {f"{lo}-{hi}": round(a, 4) for (lo, hi), a, _ in raw_rows}},
+                  **({"size_policy_selection": {k: {"accuracy": round(v[1], 4),
+                                                    "per_size": {f"{lo}-{hi}": round(a, 4) for (lo, hi), a, _ in v[2]}}
+                                                for k, v in tried.items()}} if tried else {})},
     }
     if pretrained:
         from models.backbones.effnet_lite0 import PREPROCESS

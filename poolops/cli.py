@@ -101,6 +101,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.data, args.name, args.root or zoo_dir(), head=head, pretrained=args.pretrained,
         freeze=args.freeze, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
     )
+    from models import size_policy
+
+    print(f"size policy: {size_policy.describe(entry.card.size_policy)} (chosen on the validation split)"
+          if entry.card.size_policy else "size policy: none")
     for m in entry.card.metrics:
         print(f"{m.name}: {m.value:.4f} ({m.data})")
     print(f"registered {entry.name} in {entry.path}; curves: {plot}")
@@ -111,7 +115,7 @@ def _cmd_experiments(args: argparse.Namespace) -> int:
     from models.experiments import main as run_experiments
 
     return run_experiments(progress=not args.quiet, buckets_only=args.buckets_only, splice_into=args.splice,
-                           plot=args.plot)
+                           plot=args.plot, resize=args.resize)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=_cmd_export)
 
-    train = sub.add_parser("train", help="train an SPP classifier on an image folder, export and register it")
+    train = sub.add_parser("train", help="train an SPP classifier on an image folder (multi-size recipe, size "
+                                         "policy and per-size accuracy on the validation split), export and register it")
     train.add_argument("--data", type=Path, required=True, help="DIR/<class>/*.png|jpg...: images of any size")
     train.add_argument("--name", required=True, help="model name in the registry")
     train.add_argument("--head", choices=["spp", "gap"], default="spp")
@@ -201,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "'## Accuracy by image size' section (to the end); else the whole file")
     exp.add_argument("--plot", type=Path, default=Path("docs") / "accuracy_by_size.png",
                      help="where the accuracy-by-size PNG goes (default docs/accuracy_by_size.png)")
+    exp.add_argument("--resize", choices=["card", "none"], default="card",
+                     help="registry models fed through their card's size policy (card, the server's default) "
+                          "or as the images are (none, the API's resize=none); the size-bucket table shows both")
     exp.set_defaults(func=_cmd_experiments)
 
     serve = sub.add_parser("serve", help="the HTTP service (FastAPI + ONNX Runtime, UI at /ui); POOLOPS_* settings")

@@ -34,8 +34,17 @@ def test_train_command_registers_a_working_model(tmp_path, capsys):
     assert entry.available, entry.reason
     assert entry.card.labels == ["left", "right"]
     assert (zoo / "blobs" / "training.png").stat().st_size > 1000
-    assert "registered blobs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "registered blobs" in out and "accuracy_validation_shorter_side_" in out and "size policy" in out
     assert entry.card.padding_invariant  # small CNN + SPP: takes valid sizes too
+    # issue 11: the multi-size recipe, a size policy chosen on the validation split, per-size accuracy
+    assert entry.card.size_policy is not None
+    assert entry.card.extra["training_sizes"].startswith("multi-size")
+    per_size = {m.name: m for m in entry.card.metrics if m.name.startswith("accuracy_validation_shorter_side_")}
+    assert set(per_size) <= {f"accuracy_validation_shorter_side_{b}" for b in ("16-31", "32-63")}  # sides 20..79
+    assert per_size and all(0.0 <= m.value <= 1.0 and "held-out images whose shorter side" in m.data
+                            for m in per_size.values())
+    assert set(entry.card.extra["validation_without_size_policy"]["per_size"]) == {k.rsplit("_", 1)[1] for k in per_size}
     sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
     feeds = {"x": np.zeros((1, 1, 45, 91), np.float32), "valid": np.array([[45, 91]], np.int64)}
     logits, emb = sess.run(None, feeds)
