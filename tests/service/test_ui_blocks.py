@@ -358,7 +358,9 @@ def test_classify_held_out_digits_through_the_batcher(engine, tmp_path):
 
 def test_classify_errors_are_messages(engine, tmp_path, gray_png):
     tiny = save_png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8))
-    assert "resize the image" in run(classify.classify(engine, "digits-spp", tiny, 3)).status
+    # below the card's smallest size as it is; the card's size policy scales it up instead
+    assert "resize the image" in run(classify.classify(engine, "digits-spp", tiny, 3, resize=False)).status
+    assert run(classify.classify(engine, "digits-spp", tiny, 3)).ok
     assert "unknown model" in run(classify.classify(engine, "nope", gray_png, 3)).status
     assert "upload an image" in run(classify.classify(engine, "digits-spp", None, 3)).status
     assert "choose a model" in run(classify.classify(engine, None, gray_png, 3)).status
@@ -393,6 +395,22 @@ def test_cards_show_every_model_with_metrics_and_status(engine):
                 assert m.name in md and m.data in md
     assert "padding invariant: yes" in md and "padding invariant: no" in md
     assert "| metric | value | measured on |" in md
+
+
+def test_models_tab_shows_the_accuracy_by_size_plot_and_each_size_policy(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", "")
+    settings = Settings(models_dir=ZOO, build_missing=False, warmup_sizes=[], gradio_temp_dir=tmp_path / "gr")
+    demo = build_ui(engine, settings)
+    plots = [b for b in demo.blocks.values() if isinstance(b, gr.HTML) and b.elem_id == "models-accuracy-by-size"]
+    assert cards.ACCURACY_PLOT.is_file() and len(plots) == 1  # the committed PNG (poolops experiments)
+    png = base64.b64encode(cards.ACCURACY_PLOT.read_bytes()).decode()
+    assert f"data:image/png;base64,{png}" in plots[0].value and "poolops experiments --buckets-only" in plots[0].value
+    md = cards.cards_markdown(engine)
+    for name, entry in engine.registry.items():
+        if entry.card and entry.card.size_policy:
+            lo, hi = entry.card.size_policy.shorter_side
+            assert f"shorter side resized into [{lo}, {hi}] px" in cards.card_markdown(engine, name)
+    assert "- size policy: " in md
 
 
 def test_broken_model_card_shows_the_reason(tmp_path):
