@@ -13,7 +13,7 @@ from PIL import Image
 from poolops.inputs import example_inputs
 from poolops.onnx import op_model
 from poolops.registry import get_op, list_ops
-from conftest import assert_close, run
+from support.runtime import assert_close, run
 from live_server import api, client, zoo_copy  # noqa: F401 - fixtures
 
 
