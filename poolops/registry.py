@@ -86,6 +86,9 @@ class OpSpec:
             from ``shapes`` (``{"x": (N, C, H, W), <other input>: shape, ...}``, plain
             ints, not yet checked), in O(1) of the parameter values; through
             :meth:`OpSpec.cost`.
+        torch_stock: the stock PyTorch call ``torch_fn`` amounts to (``F.max_pool2d``),
+            what a user would otherwise call and ``poolops bench ops`` times; empty where
+            PyTorch has no such function (``torch_fn`` is then poolops' own).
     """
 
     name: str
@@ -104,6 +107,7 @@ class OpSpec:
     family: str = field(default="")
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
     work: WorkRule | None = None
+    torch_stock: str = ""  # the stock PyTorch call torch_fn makes ("F.max_pool2d"); "" where PyTorch has none
 
     def parse(self, params: dict[str, Any] | OpParams | None = None) -> OpParams:
         """Validated parameters; raises :class:`ParamError` naming the bad one."""
@@ -166,7 +170,9 @@ class OpSpec:
                 raise ParamError(self.name, "backward", f"this op has no backward graph; ops with one: {served}")
             others = [n for n in given if n != "x"]
             if others:
-                raise ParamError(self.name, "backward", f"backward takes x alone (its graph has no other inputs), not {others}")
+                raise ParamError(
+                    self.name, "backward", f"backward takes x alone (its graph has no other inputs), not {others}"
+                )
         return tuple(n for n in self.all_inputs if n in given), outs
 
     def cost(

@@ -54,6 +54,8 @@ def torch_adaptive_avg(p, x, outputs=("y",)):
 def torch_adaptive_max(p, x, outputs=("y", "indices")):
     import torch.nn.functional as F
 
+    if "indices" not in outputs:  # what a user calls: torch skips the indices then
+        return (F.adaptive_max_pool2d(x, p.output_size),)
     y, indices = F.adaptive_max_pool2d(x, p.output_size, return_indices=True)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
@@ -113,6 +115,7 @@ def adaptive_max_work(p, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="adaptive_avg",
+        torch_stock="F.adaptive_avg_pool2d",
         family="adaptive",
         params=AdaptiveAvgParams,
         torch_fn=torch_adaptive_avg,
@@ -128,6 +131,7 @@ register(
 register(
     OpSpec(
         name="adaptive_max",
+        torch_stock="F.adaptive_max_pool2d",
         family="adaptive",
         params=AdaptiveMaxParams,
         torch_fn=torch_adaptive_max,

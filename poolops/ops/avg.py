@@ -79,6 +79,7 @@ def avg_work(p: AvgParams, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="avg",
+        torch_stock="F.avg_pool2d",
         family="window",
         params=AvgParams,
         torch_fn=torch_avg,

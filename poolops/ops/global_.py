@@ -35,6 +35,8 @@ def torch_global_max(p, x, outputs=("y", "indices")):
     import torch.nn.functional as F
 
     # adaptive_max_pool2d (not amax): its gradient goes to one argmax, amax splits ties.
+    if "indices" not in outputs:
+        return (F.adaptive_max_pool2d(x, 1),)
     y, indices = F.adaptive_max_pool2d(x, 1, return_indices=True)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
@@ -102,6 +104,7 @@ def global_max_work(p, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="global_avg",
+        torch_stock="x.mean((2, 3))",
         family="global",
         params=GlobalAvgParams,
         torch_fn=torch_global_avg,
@@ -117,6 +120,7 @@ register(
 register(
     OpSpec(
         name="global_max",
+        torch_stock="F.adaptive_max_pool2d(x, 1)",
         family="global",
         params=GlobalMaxParams,
         torch_fn=torch_global_max,

@@ -116,6 +116,7 @@ def lp_work(p: LpParams, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="lp",
+        torch_stock="F.lp_pool2d",
         family="window",
         params=LpParams,
         torch_fn=torch_lp,

@@ -61,6 +61,7 @@ def max_work(p: MaxParams, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="max",
+        torch_stock="F.max_pool2d",
         family="window",
         params=MaxParams,
         torch_fn=torch_max,

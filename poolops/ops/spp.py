@@ -273,6 +273,7 @@ def spp_work(p: SPPParams, shapes, outputs=("y",), backward=False) -> int:
 register(
     OpSpec(
         name="spp",
+        torch_stock="F.adaptive_max_pool2d per level + cat",
         family="pyramid",
         params=SPPParams,
         torch_fn=torch_spp,

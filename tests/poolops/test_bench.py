@@ -21,7 +21,7 @@ def test_run_ops_quick_has_a_row_per_op():
         for r in by_name[name]:
             assert r["error"] is None, f"{r['op']}: {r['error']}"
             assert "MISMATCH" not in r["note"], r
-            assert r["torch_ms"] > 0 and r["ort_ms"] > 0, r
+            assert 0 < r["torch_min_ms"] <= r["torch_ms"] and 0 < r["ort_min_ms"] <= r["ort_ms"], r
             assert math.isfinite(r["ratio"]) and r["ratio"] > 0, r
             assert r["gbps"] > 0 and math.isfinite(r["pct_memcpy"]), r
         # the plain forward (y only) row is there, labelled with the op's name
@@ -64,5 +64,36 @@ def test_spp_extra_size_and_error_rows():
         raise RuntimeError("boom")
 
     spec = dataclasses.replace(get_op("avg"), torch_fn=broken)
-    out = bench._bench_op(spec, (1, 2, 8, 8), 1, 1, 10.0, {}, torch)
+    out = bench._bench_op(spec, (1, 2, 8, 8), 1, 1, {}, torch)
     assert len(out) == 1 and out[0]["error"].startswith("error: RuntimeError: boom")
+
+
+def test_stock_calls_are_named_and_each_side_is_timed_in_its_own_blocks(capsys):
+    from poolops import bench
+
+    rows = bench.run_ops(ops=["max", "adaptive_max", "gem"], quick=True, markdown=True)
+    calls = {r["name"]: r["torch_call"] for r in rows}
+    assert calls["max"] == "F.max_pool2d" and calls["adaptive_max"] == "F.adaptive_max_pool2d"
+    assert calls["gem"] == "poolops torch function"  # PyTorch has no GeM
+    out = capsys.readouterr().out
+    assert "other processes used" in out and "self-check" in out and "each side timed alone" in out
+
+
+def test_block_times_alternate_functions_and_time_a_copy_per_block():
+    from poolops import bench
+
+    order = []
+    timings = bench.block_times([lambda: order.append("a"), None, lambda: order.append("b")], repeat=4,
+                                copy=bench.Copy(1 << 16), rounds=2)
+    assert timings[1] is None
+    assert len(timings[0].times) == 4 and len(timings[2].times) == 4
+    assert len(timings[0].copy_gbps) == 2 and all(g > 0 for g in timings[0].copy_gbps)
+    timed = order[-8:]  # after warm-up: a block of a, then a block of b, twice
+    assert timed == ["a", "a", "b", "b", "a", "a", "b", "b"]
+
+
+def test_others_cpu_counts_only_other_processes():
+    from poolops import bench
+
+    assert bench.others_cpu((10.0, 1.0), (13.0, 2.0), 2.0) == 1.0  # 3 busy s, 1 of them ours, over 2 s
+    assert bench.others_cpu(None, (1.0, 1.0), 1.0) is None
