@@ -156,23 +156,26 @@ def se_hidden(channels: int) -> int:
     return max(2, channels // 4)
 
 
-def _example_se(rows, cols, scale_by):
+def _example_se(dims, scale_by):
+    """Weights of shape ``dims`` (``C`` x's channels, ``R`` :func:`se_hidden`), standard
+    normal over the square root of the ``scale_by`` size."""
+
     def make(x_shape, rng):
         c = x_shape[1]
         sizes = {"C": c, "R": se_hidden(c)}
-        shape = tuple(sizes[d] for d in (rows, cols) if d)
+        shape = tuple(sizes[d] for d in dims)
         return (rng.standard_normal(shape) / np.sqrt(sizes[scale_by])).astype(np.float32)
 
     return make
 
 
-for _kind in (
-    InputKind("se_w1", ("R", "C"), "float32", "squeeze-and-excitation reduction weights [R, C]", _example_se("R", "C", "C")),
-    InputKind("se_b1", ("R",), "float32", "squeeze-and-excitation reduction bias [R]", _example_se("R", None, "R")),
-    InputKind("se_w2", ("C", "R"), "float32", "squeeze-and-excitation expansion weights [C, R]", _example_se("C", "R", "R")),
-    InputKind("se_b2", ("C",), "float32", "squeeze-and-excitation expansion bias [C]", _example_se("C", None, "C")),
+for _name, _dims, _what, _scale_by in (
+    ("se_w1", ("R", "C"), "reduction weights [R, C]", "C"),
+    ("se_b1", ("R",), "reduction bias [R]", "R"),
+    ("se_w2", ("C", "R"), "expansion weights [C, R]", "R"),
+    ("se_b2", ("C",), "expansion bias [C]", "C"),
 ):
-    register_kind(_kind)
+    register_kind(InputKind(_name, _dims, "float32", f"squeeze-and-excitation {_what}", _example_se(_dims, _scale_by)))
 register(
     OpSpec(
         name="se",

@@ -62,7 +62,9 @@ def parse_levels(text: str) -> tuple[int, ...]:
     if not levels:
         raise BadInput(f"give at least one level, e.g. {EXAMPLE_LEVELS}")
     if any(n < 1 or n > MAX_DRAWN_LEVEL for n in levels):
-        raise BadInput(f"each level must be between 1 and {MAX_DRAWN_LEVEL} (bins per side) to be drawn; got {list(levels)}")
+        raise BadInput(
+            f"each level must be between 1 and {MAX_DRAWN_LEVEL} (bins per side) to be drawn; got {list(levels)}"
+        )
     return levels
 
 
