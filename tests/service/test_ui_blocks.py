@@ -1,5 +1,5 @@
 """The UI's handlers against a real engine (no browser): every op from the registry in the
-Playground and Compare, the seed example with indices and backward, the SPP explorer's
+Playground and Compare, the max and avg worked examples with indices and backward, the SPP explorer's
 bins and vector length, classification through the batcher, the model cards, and errors
 that come back as messages (never exceptions)."""
 
@@ -123,7 +123,7 @@ def test_op_info_for_every_op():
         assert doc.startswith(f"### {name}") and schema["type"] == "object"
 
 
-def test_seed_max_numbers_indices_and_backward(engine):
+def test_max_worked_example_numbers_indices_and_backward(engine):
     r = run(playground.run_playground(engine, "max", '{"kernel": 2}', "matrix", None, "1 3\n2 2"))
     assert r.ok, r.status
     assert r.shape == (1, 1, 1, 1) and "y: [1, 1, 1, 1], indices: [1, 1, 1, 1]" in r.status
@@ -137,7 +137,7 @@ def test_seed_max_numbers_indices_and_backward(engine):
     assert len(r.gallery) == 1 and len(r.grad_gallery) == 1
 
 
-def test_seed_avg_backward_spreads_evenly(engine):
+def test_avg_worked_example_backward_spreads_evenly(engine):
     r = run(playground.run_playground(engine, "avg", "{}", "matrix", None, "1 3; 2 2"))
     assert r.ok and r.outputs["y"].item() == 2
     np.testing.assert_allclose(r.outputs["grad_input"][0, 0], [[0.25, 0.25], [0.25, 0.25]])
