@@ -7,6 +7,7 @@ Only ops with ONNX Runtime CUDA kernels at opset 18 are used.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Sequence
 
 from poolops.onnx.builder import (
@@ -313,14 +314,69 @@ FLOAT_LOWEST = -3.4028234663852886e38
 
 
 def propagate_nan(op, x, y, pool: Callable):
-    """Make ``y = pool(x)`` (a MaxPool) follow PyTorch: NaN wherever its window holds a
-    NaN (ONNX Runtime's MaxPool skips NaN; the NaN map is pooled the same way), and
-    -inf for a window of only -inf (ONNX Runtime's MaxPool then gives -FLT_MAX; a
-    window whose true max is exactly -FLT_MAX is taken for one of -inf).
+    """Make ``y = pool(op, x)`` (a MaxPool) follow PyTorch: NaN wherever its window holds
+    a NaN (ONNX Runtime's MaxPool skips NaN; the NaN map is pooled the same way, only
+    when x holds a NaN: :func:`if_nan`), and -inf for a window of only -inf (ONNX
+    Runtime's MaxPool then gives -FLT_MAX; a window whose true max is exactly -FLT_MAX
+    is taken for one of -inf).
     """
-    mask = pool(op.Cast(op.IsNaN(x), to=1))
     y = op.Where(op.Equal(y, const_f32(op, FLOAT_LOWEST)), const_f32(op, -FLOAT_INF), y)
-    return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
+
+    def with_nan(op):
+        mask = pool(op, op.Cast(op.IsNaN(x), to=1))
+        return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
+
+    return if_nan(op, x, with_nan, y)
+
+
+def if_nan(op, x, then: Callable, otherwise):
+    """``then(op)`` if ``x`` may hold a NaN, else ``otherwise`` (a value built outside):
+    an ONNX ``If`` on ``IsNaN(ReduceSum(x))``, one read of x, so that an exact NaN pass
+    costs nothing on the inputs that have no NaN. The sum is NaN exactly when x holds a
+    NaN or both infinities (then ``then`` runs too, which is still exact).
+
+    Inside ``torch.onnx.export`` (whose recorder builds no subgraphs) ``then(op)`` is
+    emitted unconditionally: the same results, at the cost of the pass."""
+    builder = getattr(op, "builder", None)
+    if builder is None or not hasattr(builder, "subgraph"):
+        return then(op)
+    many = isinstance(otherwise, (tuple, list))
+    n = len(otherwise) if many else 1
+
+    def branch(values):
+        return lambda sub: [sub.Identity(v) for v in (values(sub) if callable(values) else values)]
+
+    cond = op.IsNaN(op.ReduceSum(x, keepdims=0))  # no axes: all of x, a scalar
+    then_graph = builder.subgraph(branch(lambda sub: then(sub) if many else [then(sub)]), inputs=[],
+                                  outputs=_branch_outs("nan", n), name="with_nan")
+    else_graph = builder.subgraph(branch(list(otherwise) if many else [otherwise]), inputs=[],
+                                  outputs=_branch_outs("no_nan", n), name="without_nan")
+    for g in (then_graph, else_graph):  # the sub-builder numbers names afresh: keep them unique (SSA)
+        _prefix_names(g, f"{g.name}{next(_BRANCHES)}_")
+    out = op.If(cond, then_branch=then_graph, else_branch=else_graph, _outputs=n)
+    if not many:
+        return out
+    return [out] if n == 1 else list(out)
+
+
+_BRANCHES = itertools.count()
+
+
+def _prefix_names(graph, prefix: str) -> None:
+    for node in graph:
+        if node.name:
+            node.name = prefix + node.name
+        for v in node.outputs:
+            if v.name and v not in graph.outputs:
+                v.name = prefix + v.name
+    for v in graph.outputs:
+        v.name = prefix + v.name
+
+
+def _branch_outs(name: str, n: int):
+    import onnx_ir as ir
+
+    return [ir.Value(name=f"{name}_{i}") for i in range(n)]
 
 
 def take_outputs(outputs: Sequence[str], **values):

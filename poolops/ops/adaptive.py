@@ -74,9 +74,10 @@ def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
         y, indices = blocks.bin_argmax(op, x, *bounds)
     else:
         y, indices = blocks.bin_max(op, x, *bounds), None
-    if p.propagate_nan:
-        counts = blocks.separable_matmul(op, blocks.nan_indicator(op, x), *_bin_matrices(op, x, bounds, False))
-        y = blocks.nan_where(op, y, counts)
+    if p.propagate_nan:  # the NaN counts per bin, only for inputs that hold a NaN
+        mats = _bin_matrices(op, x, bounds, False)
+        y = blocks.if_nan(op, x, lambda op: blocks.nan_where(
+            op, y, blocks.separable_matmul(op, blocks.nan_indicator(op, x), *mats)), y)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 

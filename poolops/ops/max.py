@@ -35,7 +35,8 @@ def onnx_max(op, p: MaxParams, x, outputs=("y", "indices")):
 
     y, indices = pool(x, "indices" in outputs)
     if p.propagate_nan:
-        y = blocks.propagate_nan(op, x, y, lambda m: pool(m)[0])
+        y = blocks.propagate_nan(op, x, y, lambda op, m: blocks.max_pool(op, m, p.kernel, p.strides, p.padding,
+                                                                          p.dilation, p.ceil_mode, False)[0])
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 

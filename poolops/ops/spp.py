@@ -164,8 +164,12 @@ def _max_levels(op, p, x, sizes, per_sample: bool):
         levels = [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
     if not p.propagate_nan:
         return levels
-    counts = _bin_sums(op, p, blocks.nan_indicator(op, x), sizes, normalise=False, per_sample=per_sample)
-    return [blocks.nan_where(op, y, c) for y, c in zip(levels, counts)]
+
+    def with_nan(op):  # the NaN counts per bin, only for inputs that hold a NaN
+        counts = _bin_sums(op, p, blocks.nan_indicator(op, x), sizes, normalise=False, per_sample=per_sample)
+        return [blocks.nan_where(op, y, c) for y, c in zip(levels, counts)]
+
+    return blocks.if_nan(op, x, with_nan, levels)
 
 
 def _coarsen(op, fine, n: int, k: int):
