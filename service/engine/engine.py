@@ -131,7 +131,7 @@ class Engine:
         log.info("building %s (poolops export, in a child process)", missing)
         env = {**os.environ, "POOLOPS_MODELS_DIR": str(self.settings.models_dir)}
         proc = subprocess.run(
-            [sys.executable, "-m", "poolops.cli", "export", *missing],
+            [sys.executable, "-m", "service.cli", "export", *missing],
             env=env, capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:

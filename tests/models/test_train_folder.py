@@ -9,7 +9,7 @@ from PIL import Image
 
 from models.folder import scan
 from models.registry import load_registry
-from poolops.cli import main
+from service.cli import main
 
 
 def make_folder(root, n=12, seed=0):

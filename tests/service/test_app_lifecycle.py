@@ -129,7 +129,7 @@ def test_poolops_serve_and_graceful_sigterm(zoo_copy):
            "POOLOPS_WARMUP_SIZES": "[]", "POOLOPS_REQUEST_TIMEOUT_S": "60",
            # every predict waits in the batcher: certainly in flight when SIGTERM comes
            "POOLOPS_BATCH_WAIT_MS": "6000", "POOLOPS_BATCH_MAX_SIZE": "64"}
-    proc = subprocess.Popen([sys.executable, "-m", "poolops.cli", "serve", "--port", str(port), "--no-ui",
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-ui",
                              "--log-level", "warning"], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:

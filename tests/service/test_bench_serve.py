@@ -63,7 +63,7 @@ def test_verdicts_from_rows():
 
 
 def test_cli_parses_bench_serve():
-    from poolops.cli import build_parser
+    from service.cli import build_parser
 
     a = build_parser().parse_args(["bench", "serve", "--quick", "--concurrency", "1", "4", "--markdown"])
     assert (a.model, a.size, a.concurrency, a.quick, a.markdown) == ("digits-spp", 128, [1, 4], True, True)

@@ -1,4 +1,5 @@
-"""The ``poolops`` command: ``ops``, ``bench ops``, ``export``, ``models list``."""
+"""The `poolops` command (top of the layers: it may import poolops, models and service):
+``ops``, ``bench``, ``export``, ``train``, ``experiments``, ``serve``, ``models``."""
 
 from __future__ import annotations
 
