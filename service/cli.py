@@ -58,6 +58,27 @@ def _cmd_bench_ab(args: argparse.Namespace) -> int:
     return ab_serve.main(args.base)
 
 
+def _cmd_export_torch(args: argparse.Namespace) -> int:
+    from models.torch_import import export_torch, parse_sizes
+
+    labels = args.labels.read_text().splitlines() if args.labels else None
+    floats = (lambda t: [float(v) for v in t.split(",")] if t else None)  # noqa: E731
+    report = export_torch(
+        args.target, [int(v) for v in args.example.split(",")], out=args.out,
+        check=parse_sizes(args.check) if args.check else None, register=args.register, root=args.root,
+        labels=labels, task=args.task, mean=floats(args.mean), std=floats(args.std),
+        stock_pooling=not args.no_stock_pooling, command="poolops export-torch " + " ".join(sys.argv[2:]),
+    )
+    print(f"wrote {report['path']} (N, H, W dynamic)")
+    for c in report["checks"]:
+        verdict = "ok" if c.ok else f"FAILED: {c.error or 'differs'}"
+        err = "" if c.worst_error is None else f"worst error {c.worst_error:.2e} (relative) "
+        print(f"  {c.size[0]}x{c.size[1]}: {err}{verdict}")
+    if report["registered"]:
+        print(f"registered in {report['registered']}: `poolops serve` serves it")
+    return 0 if all(c.ok for c in report["checks"]) else 1
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from models.zoo import main_export
 
@@ -182,6 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=_cmd_export)
+
+    et = sub.add_parser("export-torch", help="export an unmodified PyTorch model (its own pooling too) to ONNX "
+                                             "with dynamic N, H, W, check it against torch at other sizes")
+    et.add_argument("target", help="package.module:factory, a callable returning the nn.Module (or the module)")
+    et.add_argument("--example", default="1,3,224,224", help="N,C,H,W of the example input (default 1,3,224,224)")
+    et.add_argument("--out", type=Path, help="the .onnx file to write (or --register)")
+    et.add_argument("--check", help="sizes to check against torch, e.g. 37x53,100x31 (default: two unlike the "
+                                    "example's, keeping its divisibility)")
+    et.add_argument("--register", metavar="NAME", help="register it as model NAME (card, labels) for poolops serve")
+    et.add_argument("--root", type=Path, help="registry directory for --register (default POOLOPS_MODELS_DIR's zoo)")
+    et.add_argument("--labels", type=Path, help="one label per output, one per line (default 0..L-1)")
+    et.add_argument("--task", default="image classification", help="the card's task")
+    et.add_argument("--mean", help="per-channel mean on [0, 1] pixels for the card, e.g. 0.485,0.456,0.406")
+    et.add_argument("--std", help="per-channel std for the card, e.g. 0.229,0.224,0.225")
+    et.add_argument("--no-stock-pooling", action="store_true",
+                    help="leave PyTorch's pooling to PyTorch's exporter (fixed to the example's size)")
+    et.set_defaults(func=_cmd_export_torch)
 
     train = sub.add_parser("train", help="train an SPP classifier on an image folder (multi-size recipe, size "
                                          "policy and per-size accuracy on the validation split), export and register it")

@@ -31,10 +31,11 @@ ARENA_KEEP_PIXELS = 512 * 512
 
 @dataclass
 class Output:
-    """One image's result: ``logits`` [L] and ``embedding`` [D]."""
+    """One image's result: ``logits`` [L] and ``embedding`` [D] (None for a model whose
+    card lists no ``embedding`` output, e.g. one from ``poolops export-torch``)."""
 
     logits: np.ndarray
-    embedding: np.ndarray
+    embedding: np.ndarray | None
 
 
 def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +178,7 @@ class ModelRunner:
             valid = np.array([hs, ws], np.int64).T
             r = self.run_tensor(x, valid, control)
             for j, i in enumerate(idx):
-                out[i] = Output(r["logits"][j], r["embedding"][j])
+                out[i] = Output(r["logits"][j], r["embedding"][j] if "embedding" in r else None)
         return out
 
     def warm_up(self, sizes: list[tuple[int, int]]) -> float:

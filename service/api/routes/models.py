@@ -181,6 +181,10 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     responses=responses(400, 404, 413, 415, 422, 503),
 )
 async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
+    card = engine.runner(name).card
+    if "embedding" not in card.outputs:  # before any work: the graph has none to give
+        raise BadInput(f"model {name!r} has no embedding output (its outputs: {card.outputs}); "
+                       f"use POST /v1/models/{name}/predict")
     runner, done, extra, t0 = await _run(request, engine, name, settings, EmbedRequest)
     results = [
         Embedding(name=f, input_size=list(x.shape[1:]), original_size=list(hw), size_policy=extra["size_policy"],
