@@ -9,6 +9,11 @@ from pathlib import Path
 
 
 def _cmd_ops(args: argparse.Namespace) -> int:
+    if args.markdown:
+        from poolops.reference import markdown
+
+        print(markdown(), end="")
+        return 0
     from rich.console import Console
     from rich.table import Table
 
@@ -167,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ops = sub.add_parser("ops", help="list the registered ops and their parameters")
+    ops.add_argument("--markdown", action="store_true", help="print the ops reference (docs/ops.md)")
     ops.set_defaults(func=_cmd_ops)
 
     bench = sub.add_parser("bench", help="benchmarks")
