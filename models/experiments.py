@@ -1,4 +1,4 @@
-"""``poolops experiments``: the ablation tables of the README, measured on held-out data.
+"""``poolops experiments``: the ablation tables of docs/models.md, measured on held-out data.
 
 Table 1 (heads, like the SPP paper's ablations): accuracy of the fixed-resize, GAP and
 SPP heads at the training size range and at larger unseen sizes, and SPP trained at

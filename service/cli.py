@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
     train.set_defaults(func=_cmd_train)
 
-    exp = sub.add_parser("experiments", help="the README's ablation tables (trains the extra variants; minutes)")
+    exp = sub.add_parser("experiments", help="the ablation tables of docs/models.md (trains the extra variants; minutes)")
     exp.add_argument("--quiet", action="store_true", help="no progress bar")
     exp.add_argument("--buckets-only", action="store_true",
                      help="only the accuracy-by-size table (registry models, no training; about a minute)")

@@ -1,4 +1,4 @@
-"""The README's service examples run for real: every curl line and the httpx snippet
+"""docs/service.md's examples run for real: every curl line and the httpx snippet
 against a live server, and its settings table matches ``Settings``."""
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from live_server import api, zoo_copy  # noqa: F401 - fixtures
 from service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+README = (ROOT / "docs" / "service.md").read_text()
 
 
 def _block(lang: str, marker: str) -> str:
     for block in re.findall(rf"```{lang}\n(.*?)```", README, re.S):
         if marker in block:
             return block
-    raise AssertionError(f"no {lang} block with {marker!r} in README")
+    raise AssertionError(f"no {lang} block with {marker!r} in docs/service.md")
 
 
 def curl_lines() -> list[str]:
