@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-# re-exported for test files that still import them from here (``from conftest import assert_close``)
-from support.runtime import assert_close, check_export, run, session  # noqa: F401
-
 settings.register_profile(
     "ci",
     max_examples=int(os.environ.get("POOLOPS_HYPOTHESIS_EXAMPLES", "25")),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_close, session
+from support.runtime import assert_close, session
 
 from models.backbones import effnet_lite0 as E
 from poolops.onnx import export
