@@ -43,7 +43,8 @@ def test_list_and_card(client):
 def test_predict_multipart_many_sizes_equals_direct_run(client, zoo_copy, model):
     canvases = [digit_canvas(40, 48, 0), digit_canvas(64, 30, 1), digit_canvas(24, 24, 2)]
     files = [("files", (f"d{i}.png", png(a), "image/png")) for i, a in enumerate(canvases)]
-    r = client.post(f"/v1/models/{model}/predict", files=files, data={"top_k": "10"})
+    # resize=none: the images as they are (the cards' size policies are tested in test_size_policy_api)
+    r = client.post(f"/v1/models/{model}/predict", files=files, data={"top_k": "10", "resize": "none"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == model and len(body["results"]) == 3
@@ -62,7 +63,7 @@ def test_predict_json_base64_and_embed(client, zoo_copy):
     r = client.post("/v1/models/layout-spp/predict", json={"images": imgs, "top_k": 1})
     assert r.status_code == 200, r.text
     assert len(r.json()["results"][0]["top"]) == 1 and r.json()["results"][0]["name"] == "a.png"
-    r = client.post("/v1/models/digits-spp/embed", json={"images": imgs})
+    r = client.post("/v1/models/digits-spp/embed", json={"images": imgs, "resize": "none"})
     assert r.status_code == 200, r.text
     emb = np.asarray(r.json()["results"][0]["embedding"])
     assert r.json()["dim"] == emb.shape[0] == 64 * 21  # 64 channels x (1 + 4 + 16) SPP bins
@@ -119,7 +120,8 @@ def test_every_image_mode_gives_the_same_pixels(client):
     ],
 )
 def test_bad_images_say_what_to_change(client, files, status, words):
-    r = client.post("/v1/models/digits-spp/predict", files=files)
+    # resize=none: with the card's size policy a 3x3 image is scaled up to the model's scale
+    r = client.post("/v1/models/digits-spp/predict", files=files, data={"resize": "none"})
     assert r.status_code == status, r.text
     assert words in r.json()["error"]["message"]
 

@@ -95,7 +95,7 @@ def test_v2_needs_a_key_in_its_own_error_format_and_tritonclient_sends_it(locked
         with pytest.raises(triton.InferenceServerException, match="API key"):
             tc.get_model_metadata("digits-spp")
         assert tc.get_model_metadata("digits-spp", headers=ONE)["name"] == "digits-spp"
-        x = np.zeros((1, 1, 12, 12), np.float32)
+        x = np.zeros((1, 1, 16, 16), np.float32)  # the card's smallest size
         inp = triton.InferInput("x", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         res = tc.infer("digits-spp", [inp], headers=TWO)

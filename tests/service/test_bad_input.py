@@ -199,7 +199,7 @@ def test_answers_quote_little_of_a_5_mb_request(api, path, body):
 def test_many_valid_sizes_are_not_all_listed(api):
     """``valid`` is checked by poolops' check_valid, which lists every value it got."""
     n = 500
-    body = {"inputs": [x_tensor([n, 1, 8, 8], [0.0] * (n * 64)),
+    body = {"inputs": [x_tensor([n, 1, 16, 16], [0.0] * (n * 256)),  # the card's smallest size
                        {"name": "valid", "shape": [n, 2], "datatype": "INT64", "data": [0] * (2 * n)}]}
     r = httpx.post(api + V2, content=j(body), headers={"Content-Type": "application/json"}, timeout=120)
     assert r.status_code == 422 and len(r.content) < 3000 and "characters in all" in r.json()["error"], r.text[:300]
