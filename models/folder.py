@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from poolops.ops.spp import DEFAULT_LEVELS
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -187,7 +189,7 @@ def train_folder(
     size_range = ((int(sizes[:, 0].min()), int(sizes[:, 0].max())), (int(sizes[:, 1].min()), int(sizes[:, 1].max())))
     # keep training batches affordable on a CPU: at most 128 px a side
     size_range = tuple((min(a, 128), min(max(b, a), 128)) for a, b in size_range)
-    head = head or {"type": "spp", "levels": [1, 2, 4], "mode": "max"}
+    head = head or {"type": "spp", "levels": list(DEFAULT_LEVELS), "mode": "max"}
     # the small CNN: the built-in models' backbone (4 stages) with the multi-size recipe, else 3 stages
     backbone = {"type": "effnet_lite0"} if pretrained else (
         {"type": "small_cnn", "width": 16, "stages": 4} if multisize else {"type": "small_cnn", "width": 16})

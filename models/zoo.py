@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolops.ops.spp import DEFAULT_LEVELS
+
 ZOO = Path(__file__).resolve().parent / "zoo"
 
 
@@ -47,7 +49,7 @@ SMALL = {"type": "small_cnn", "width": 16, "pool": {"op": "max", "kernel": 2}}
 #: The built-in models' backbone (issue 11): one more stage than SMALL, so that the receptive
 #: field covers an object as large as the policy's shorter side.
 SMALL4 = {**SMALL, "stages": 4}
-SPP_HEAD = {"type": "spp", "levels": [1, 2, 4], "mode": "max"}
+SPP_HEAD = {"type": "spp", "levels": list(DEFAULT_LEVELS), "mode": "max"}
 #: Object scale in training, the same as the size buckets': digits 0.2..1.0 of the shorter side;
 #: layout: each shape 0.1..0.5 of it.
 OBJECT_SCALE = {"digits": {"scale_range": (0.2, 1.0)}, "layout": {"side_range": (0.1, 0.5)}}
