@@ -28,7 +28,7 @@ def _default(v) -> str:
 
 def markdown() -> str:
     """The whole reference: a summary table, then one section per op."""
-    names = list_ops()
+    names = sorted(list_ops())  # registration order depends on import order
     lines = [
         "# Ops reference",
         "",
