@@ -17,7 +17,6 @@ import io
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -116,7 +116,6 @@ def _bench_op(spec: OpSpec, shape, repeat: int, copy_bw: float, torch, device: s
     try:
         x = make_input(spec, shape)
         extra = make_extra_inputs(spec, shape)
-        p = spec.parse({})
         dev = {"x": torch.from_numpy(x).to(device), **{n: torch.from_numpy(v).to(device) for n, v in extra.items()}}
     except Exception as e:  # noqa: BLE001 - one op must not stop the benchmark
         return [{**base, "op": spec.name, "error": _short_error(e)}]

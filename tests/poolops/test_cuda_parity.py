@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+from support.parity import check_backward
 from support.parity import draw_case as _draw_case
 from support.parity import draw_input as _drawn_input
 from support.parity import draw_inputs as _draw_inputs
@@ -130,14 +131,7 @@ def test_cuda_drawn_parameters_match_torch(name, data):
 def test_cuda_drawn_parameters_backward_match_autograd(name, data):
     spec, p, shapes = _draw_case(data, name, max_shapes=2)
     sess = cuda_session(op_backward_model(name, **p.model_dump()), f"{name} backward {p}")
-    for shp in shapes:
-        x = _drawn_input(data, spec, shp)
-        xt = torch.from_numpy(x).requires_grad_()
-        y = spec.torch_fn(p, xt)[0]
-        g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(np.float32))
-        y.backward(g)
-        (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
-        assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward {p} on CUDA at {shp}", floor=_floor(g.numpy()))
+    check_backward(data, spec, p, shapes, sess, " on CUDA")
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if "propagate_nan" in poolops.get_op(n).params.model_fields])

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import poolops
 from poolops.inputs import kind
 from poolops.onnx import op_backward_model, op_model
-from support.parity import accepts, draw_case, draw_input, draw_inputs, extra_inputs, scale_floor, torch_args
+from support.parity import (accepts, check_backward, draw_case, draw_input, draw_inputs, extra_inputs,
+                            scale_floor, torch_args)
 from support.runtime import assert_close, session
 from support.strategies import params_for, shape
 
@@ -47,15 +48,7 @@ def test_forward_matches_torch(name, data):
 @given(data=st.data())
 def test_backward_matches_autograd(name, data):
     spec, p, shapes = draw_case(data, name, max_shapes=2)
-    sess = session(op_backward_model(name, **p.model_dump()))
-    for shp in shapes:
-        x = draw_input(data, spec, shp)
-        xt = torch.from_numpy(x).requires_grad_()
-        y = spec.torch_fn(p, xt)[0]
-        g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(np.float32))
-        y.backward(g)
-        (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
-        assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward {p} at {shp}", floor=scale_floor(g.numpy()))
+    check_backward(data, spec, p, shapes, session(op_backward_model(name, **p.model_dump())))
 
 
 @pytest.mark.parametrize("name", [n for n in OPS if poolops.get_op(n).onnx_backward is None])

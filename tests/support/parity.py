@@ -65,3 +65,19 @@ def extra_inputs(data, spec, p, names, shp) -> dict[str, np.ndarray]:
 def torch_args(spec, arrays: dict) -> list:
     """The op's inputs after x, in order, as tensors (None for absent optional ones)."""
     return [None if arrays.get(n) is None else torch.from_numpy(arrays[n]) for n in spec.all_inputs[1:]]
+
+
+def check_backward(data, spec, p, shapes, sess, where: str = "") -> None:
+    """The gradient graph ``sess`` (inputs ``x``, ``grad_y``) against torch autograd at each
+    shape, with a drawn ``x`` and a fixed random ``grad_y``."""
+    from support.runtime import assert_close
+
+    for shp in shapes:
+        x = draw_input(data, spec, shp)
+        xt = torch.from_numpy(x).requires_grad_()
+        y = spec.torch_fn(p, xt)[0]
+        g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(np.float32))
+        y.backward(g)
+        (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
+        assert_close(grad_x, xt.grad.numpy(), what=f"{spec.name} backward {p}{where} at {shp}",
+                     floor=scale_floor(g.numpy()))
