@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.zoo import POLICIES, RECIPES, Recipe, ensure_built, train_recipe, zoo_dir
+from models.recipes import POLICIES, RECIPES, Recipe, ensure_built, train_recipe, zoo_dir
 
 SINGLE_SIZE = (44, 44)  # the middle of the 24..64 training range
 
@@ -94,7 +94,7 @@ def _digits_train_eval():
 def run(progress: bool = True, resize: bool = True) -> str:
     """Train what is needed, measure, and return the Markdown of both tables (registry models
     run with their card's size policy unless ``resize`` is off)."""
-    from models.registry import load_registry
+    from models.cards import load_registry
     from models.train import accuracy
 
     ensure_built(list(RECIPES), progress=progress)  # a fresh clone builds what is missing
@@ -130,7 +130,7 @@ def run(progress: bool = True, resize: bool = True) -> str:
         "",
         "## Heads (held-out data)",
         "",
-        "Training: the multi-size recipe of models/zoo.py (shorter side 32..48, aspect up to 4:1, objects "
+        "Training: the multi-size recipe of models/recipes.py (shorter side 32..48, aspect up to 4:1, objects "
         "0.2..1.0 of the shorter side, batches also drawn smaller or larger and resized), or every batch at "
         f"{SINGLE_SIZE} ('one size'); each model fed through the size policy chosen on its validation "
         "buckets (the registry models: their card's). Evaluated at canvases of 24..64 x 24..64 and "
@@ -181,11 +181,11 @@ BUCKET_SEED = 1000  # bucket i uses seed BUCKET_SEED + i (sizes and placements)
 DIGIT_SCALE = (0.2, 1.0)  # the digit's height, a fraction of the shorter side
 LAYOUT_SIDE = (0.1, 0.5)  # each shape's side (clipped so that both fit side by side): the pair spans ~0.2..1.0
 #: The candidate policy measured beside each card's own: the shorter side into the training range
-#: of the multi-size recipe (models/zoo.py MULTISIZE).
+#: of the multi-size recipe (models/recipes.py MULTISIZE).
 CANDIDATE_POLICY = {"shorter_side": [32, 48]}
 #: Policies tried on *validation* data (digits: training digit samples; layout: other seeds) to
 #: pick one per task (best worst-bucket accuracy of the task's SPP model); never on the test buckets.
-SELECTION_POLICIES = POLICIES  # the same candidates as the model build's (models/zoo.py select_policy)
+SELECTION_POLICIES = POLICIES  # the same candidates as the model build's (models/recipes.py select_policy)
 SELECTION_SEED = 2000  # validation bucket i uses seed SELECTION_SEED + i
 BUCKET_MODELS = {"digits": ("digits-spp", "digits-gap", "digits-fixed"), "layout": ("layout-spp", "layout-gap")}
 BUCKETS_HEADING = "## Accuracy by image size"
@@ -255,7 +255,7 @@ def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
     """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)})`` for every
     registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
     :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`."""
-    from models.registry import load_registry
+    from models.cards import load_registry
 
     reg = reg if reg is not None else load_registry(zoo_dir())
     out, selection = [], {}

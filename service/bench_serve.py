@@ -75,12 +75,12 @@ NAIVE_DIR_ENV = "POOLOPS_BENCH_NAIVE_MODELS_DIR"
 # ---- the naive baseline ---------------------------------------------------------------
 def naive_torch_model(name: str, models_dir: Path):
     """``(torch model in eval mode, card)``: the model's architecture from its recipe
-    (``models.zoo.RECIPES``; else from its card), freshly initialised (seed 0)."""
+    (``models.recipes.RECIPES``; else from its card), freshly initialised (seed 0)."""
     import torch
 
     from models.classifier import build_model
-    from models.registry import load_registry
-    from models.zoo import RECIPES
+    from models.cards import load_registry
+    from models.recipes import RECIPES
 
     entry = load_registry(models_dir)[name]
     card = entry.card
@@ -524,8 +524,8 @@ def run_serve(
     (CPU ms per request), ``batch`` (mean images per model batch), ``note``."""
     import onnxruntime as ort
 
-    from models.registry import load_registry
-    from models.zoo import zoo_dir
+    from models.cards import load_registry
+    from models.recipes import zoo_dir
     from poolops.bench import cpu_model
     from service.engine.sessions import cpu_quota
 

@@ -85,7 +85,7 @@ def _cmd_export_torch(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from models.zoo import main_export
+    from models.recipes import main_export
 
     main_export(args.name or None, args.root, progress=not args.quiet)
     return 0
@@ -95,14 +95,14 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from models.registry import load_registry
-    from models.zoo import zoo_dir
+    from models.cards import load_registry
+    from models.recipes import zoo_dir
 
     root = args.root or zoo_dir()
     table = Table(title=f"models in {root}")
     for col in ("model", "status", "task", "head", "metrics"):
         table.add_column(col)
-    from models.zoo import BUILTIN
+    from models.recipes import BUILTIN
 
     registry = load_registry(root)
     for name in BUILTIN:
@@ -118,8 +118,8 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.folder import train_folder
-    from models.zoo import zoo_dir
+    from models.train_folder import train_folder
+    from models.recipes import zoo_dir
 
     head = {"type": args.head}
     if args.head == "spp":

@@ -45,8 +45,8 @@ def digits_rows(client: httpx.Client, models_dir) -> list[str]:
 
     from models import size_policy
     from models.experiments import BUCKETS, bucket_set
-    from models.registry import load_registry
-    from models.zoo import zoo_dir
+    from models.cards import load_registry
+    from models.recipes import zoo_dir
 
     entry = load_registry(models_dir or zoo_dir())["digits-spp"]
     labels = list(entry.card.labels)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from models.registry import RegisteredModel, load_registry
+from models.cards import RegisteredModel, load_registry
 from service.config import Settings
 from service.engine.batcher import Batcher, Job
 from service.engine.budget import MemoryBudget, Reservation
@@ -120,7 +120,7 @@ class Engine:
             self.phase = "failed"
 
     def _build_missing(self) -> None:
-        from models.zoo import missing_builtins
+        from models.recipes import missing_builtins
 
         missing = missing_builtins(self.settings.models_dir)
         if not missing:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models import size_policy
-from models.registry import ModelCard, RegisteredModel
+from models.cards import ModelCard, RegisteredModel
 from poolops.inputs import check_valid
 from poolops.params import ParamError
 from service.engine.errors import BadInput

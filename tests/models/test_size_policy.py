@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from models import size_policy as sp
-from models.registry import ModelCard, SizePolicy
+from models.cards import ModelCard, SizePolicy
 
 P = {"shorter_side": [224, 224]}
 LIMITS = ((32, 32), (1024, 1024))
@@ -108,7 +108,7 @@ def test_experiments_feed_registry_models_through_the_same_policy(tmp_path):
     from pathlib import Path
 
     from models import experiments
-    from models.registry import validate
+    from models.cards import validate
 
     zoo = Path(__file__).resolve().parents[2] / "models" / "zoo"
     shutil.copytree(zoo / "digits-spp", tmp_path / "digits-spp")

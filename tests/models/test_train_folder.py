@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from models.folder import scan
-from models.registry import load_registry
+from models.train_folder import scan
+from models.cards import load_registry
 from service.cli import main
 
 

@@ -12,7 +12,7 @@ import pytest
 from live_server import run_server, server_settings
 from PIL import Image
 
-from models.registry import load_registry
+from models.cards import load_registry
 from service.cli import main
 
 MODULE = """

@@ -20,7 +20,7 @@ from PIL import Image
 
 import poolops.registry as op_registry
 from models.data import digits
-from models.registry import load_registry
+from models.cards import load_registry
 from poolops.registry import get_op, list_ops
 from poolops.shapes import adaptive_bins
 from service.config import Settings

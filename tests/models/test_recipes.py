@@ -7,9 +7,9 @@ import onnxruntime as ort
 import pytest
 
 from models.data import digits, layout
-from models.registry import load_registry
-from models.valid import make_padded_batch
-from models.zoo import RECIPES, zoo_dir
+from models.cards import load_registry
+from models.padding import make_padded_batch
+from models.recipes import RECIPES, zoo_dir
 
 REGISTRY = load_registry(zoo_dir())
 
@@ -67,11 +67,11 @@ def test_missing_builtin_is_built_before_use(tmp_path, monkeypatch):
     """What a fresh clone lacks is built by its recipe (here into an empty registry)."""
     import dataclasses
 
-    from models import zoo
-    from models.zoo import ensure_built
+    from models import recipes
+    from models.recipes import ensure_built
 
     # the recipe itself, shortened (the full one trains for minutes)
-    monkeypatch.setitem(zoo.RECIPES, "digits-gap", dataclasses.replace(zoo.RECIPES["digits-gap"], steps=150))
+    monkeypatch.setitem(recipes.RECIPES, "digits-gap", dataclasses.replace(recipes.RECIPES["digits-gap"], steps=150))
     built = ensure_built(["digits-gap"], root=tmp_path)
     assert [e.name for e in built] == ["digits-gap"] and built[0].available
     assert ensure_built(["digits-gap"], root=tmp_path) == []  # nothing left to build

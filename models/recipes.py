@@ -194,7 +194,7 @@ def train_recipe(recipe: Recipe, progress: bool = True):
 def build(name: str, root: Path | None = None, progress: bool = True):
     """Build one built-in model into the registry; returns the registry entry."""
     if name == "effnet-lite0-imagenet":
-        from models.effnet_zoo import build_effnet
+        from models.effnet import build_effnet
 
         return build_effnet(root or zoo_dir())
     if name not in RECIPES:
@@ -202,7 +202,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
     import torch
 
     from models.export import export_classifier, max_parity_error
-    from models.registry import save_model
+    from models.cards import save_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     recipe = RECIPES[name]
@@ -253,7 +253,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
 
 def missing_builtins(root: Path | None = None, names: list[str] | None = None) -> list[str]:
     """The named built-in models (default: all) that are missing or broken in the registry."""
-    from models.registry import load_registry
+    from models.cards import load_registry
 
     current = load_registry(Path(root or zoo_dir()))
     return [n for n in (names or BUILTIN) if not (n in current and current[n].available)]

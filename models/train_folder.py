@@ -1,7 +1,7 @@
 """``poolops train --data DIR``: an SPP classifier from an image folder of arbitrary-size images.
 
 ``DIR/<class name>/*.{png,jpg,...}``, any sizes. The small CNN (the default) learns from
-scratch with the built-in models' multi-size recipe (issue 11; ``models/zoo.py`` MULTISIZE,
+scratch with the built-in models' multi-size recipe (``models/recipes.py`` MULTISIZE,
 :func:`multisize_batches`): each batch gets a shorter side S in the recipe's range, every image
 is resized to it keeping its aspect (30% of the batches first shrunk to a shorter side in
 16..S, as small images scaled up by the policy look), zero-padded to the batch's largest and
@@ -173,7 +173,7 @@ def train_folder(
 
     from models.classifier import build_model
     from models.export import export_classifier, max_parity_error
-    from models.registry import save_model
+    from models.cards import save_model
     from models.train import accuracy, fit, plot_history
 
     folder = scan(data)
@@ -208,7 +208,7 @@ def train_folder(
     tr_images, tr_labels = [images[i] for i in tr], folder.labels[tr]
     val_images, val_labels = [images[i] for i in val], folder.labels[val]
     from models import size_policy
-    from models.zoo import MULTISIZE, POLICIES
+    from models.recipes import MULTISIZE, POLICIES
 
     multi = multisize and model.padding_invariant
     limits = ((16, 16), (1024, 1024))

@@ -10,7 +10,7 @@ import torch
 
 from models.classifier import build_model
 from models.export import export_classifier
-from models.valid import make_padded_batch
+from models.padding import make_padded_batch
 
 SIZES = [(24, 40), (37, 29), (64, 64), (9, 13), (8, 8)]
 HEADS = {

@@ -9,7 +9,7 @@ import torch
 
 from models.classifier import build_model
 from models.export import export_classifier
-from models.registry import load_registry, save_model
+from models.cards import load_registry, save_model
 
 CONFIG = {
     "backbone": {"type": "small_cnn", "width": 4},

@@ -94,7 +94,7 @@ def build_effnet(root: Path):
         pretrained,
         sample_images,
     )
-    from models.registry import save_model
+    from models.cards import save_model
     from poolops.onnx import export
 
     t0 = time.time()
