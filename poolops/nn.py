@@ -34,7 +34,8 @@ class PoolOp(nn.Module):
         Defined for ops whose output size does not depend on H and W (global,
         adaptive, spp): what a classifier head needs. ``ValueError`` otherwise.
         """
-        shapes = {self.spec.output_shape(self.params, (1, channels, h, w)) for h, w in ((7, 9), (64, 48))}
+        sizes = ((7, 9, 5), (64, 48, 33))
+        shapes = {self.spec.output_shape(self.params, (1, channels, *s[: self.spec.spatial_dims])) for s in sizes}
         if len(shapes) != 1:
             raise ValueError(f"{self.op_name}: output size depends on the input size")
         n = 1

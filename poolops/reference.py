@@ -58,6 +58,7 @@ def markdown() -> str:
         lines += ["", "| tensor | shape | dtype | meaning |", "|---|---|---|---|"]
         for t in s.all_inputs:
             k = kind(t)
+            dims = s.x_dims if t == "x" else k.dims
             lines.append(f"| `{t}`{' (optional)' if t in s.optional_inputs else ''} | "
-                         f"[{', '.join(map(str, k.dims))}] | {k.dtype} | {_cell(k.doc)} |")
+                         f"[{', '.join(map(str, dims))}] | {k.dtype} | {_cell(k.doc)} |")
     return "\n".join(lines) + "\n"

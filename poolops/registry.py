@@ -37,6 +37,13 @@ class Cost:
     work_elements: int
 
 
+X_DIMS: dict[int, tuple[str, ...]] = {
+    1: ("N", "C", "L"),
+    2: ("N", "C", "H", "W"),
+    3: ("N", "C", "D", "H", "W"),
+}
+"""The dims of ``x`` by the number of spatial axes (``OpSpec.spatial_dims``)."""
+
 SHAPE_WORK = 64
 """The least ``work_elements``: every graph makes a few shape and pad vectors (int64)."""
 
@@ -89,6 +96,9 @@ class OpSpec:
         torch_stock: the stock PyTorch call ``torch_fn`` amounts to (``F.max_pool2d``),
             what a user would otherwise call and ``poolops bench ops`` times; empty where
             PyTorch has no such function (``torch_fn`` is then poolops' own).
+        spatial_dims: how many spatial axes ``x`` has: 2 (``[N, C, H, W]``, every op
+            but the 1-D and 3-D variants), 1 (``[N, C, L]``) or 3 (``[N, C, D, H, W]``);
+            see :data:`X_DIMS` and :attr:`x_dims`.
     """
 
     name: str
@@ -108,6 +118,12 @@ class OpSpec:
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
     work: WorkRule | None = None
     torch_stock: str = ""  # the stock PyTorch call torch_fn makes ("F.max_pool2d"); "" where PyTorch has none
+    spatial_dims: int = 2  # 1: x is [N, C, L]; 3: [N, C, D, H, W]
+
+    @property
+    def x_dims(self) -> tuple[str, ...]:
+        """The symbolic dims of ``x``: ``("N", "C", "H", "W")`` for a 2-D op (:data:`X_DIMS`)."""
+        return X_DIMS[self.spatial_dims]
 
     def parse(self, params: dict[str, Any] | OpParams | None = None) -> OpParams:
         """Validated parameters; raises :class:`ParamError` naming the bad one."""
@@ -217,7 +233,7 @@ class OpSpec:
 
         out: dict[str, tuple[int, ...]] = {}
         for name, shape in shapes.items():
-            rank = len(kind(name).dims)
+            rank = len(self.x_dims) if name == "x" else len(kind(name).dims)
             try:
                 dims = tuple(_as_dim(d) for d in shape) if len(shape) == rank else None
             except (TypeError, ValueError):
@@ -230,16 +246,18 @@ class OpSpec:
         return out
 
     def check(self, p: OpParams, x: Any, *extra: Any) -> None:
-        """Check that ``x`` is ``[N, C, H, W]`` and acceptable to this op, and each
-        other input given (``extra``, in ``all_inputs[1:]`` order; None or left out:
-        not checked) against its kind."""
+        """Check that ``x`` is ``[N, C, H, W]`` (``[N, C, L]``, ``[N, C, D, H, W]`` for
+        the 1-D and 3-D ops: :attr:`x_dims`) and acceptable to this op, and each other
+        input given (``extra``, in ``all_inputs[1:]`` order; None or left out: not
+        checked) against its kind."""
         shape = tuple(x.shape)
-        if len(shape) != 4:
+        dims = self.x_dims
+        if len(shape) != len(dims):
             raise ParamError(
-                self.name, "x", f"expected a 4-D tensor [N, C, H, W], got shape {shape}"
+                self.name, "x", f"expected a {len(dims)}-D tensor [{', '.join(dims)}], got shape {shape}"
             )
-        if shape[2] < 1 or shape[3] < 1:
-            raise ParamError(self.name, "x", f"H and W must be at least 1, got shape {shape}")
+        if any(d < 1 for d in shape[2:]):
+            raise ParamError(self.name, "x", f"{' and '.join(dims[2:])} must be at least 1, got shape {shape}")
         takes_more = self.check_input is not None and _takes_more_than_two(self.check_input)
         if self.check_input is not None and not takes_more:
             self.check_input(p, x)

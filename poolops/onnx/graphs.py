@@ -18,9 +18,6 @@ from poolops.onnx.builder import DOMAIN, DOMAIN_VERSION, IR_VERSION, OPSET
 from poolops.inputs import kind
 from poolops.registry import OpSpec, get_op
 
-_NCHW = ("N", "C", "H", "W")
-
-
 def _function(spec: OpSpec, fname: str, trace, inputs: Sequence[str], params_json: str) -> ir.Function:
     fn = onnxscript.build_function(
         trace,
@@ -47,16 +44,17 @@ def _model(fn: ir.Function, inputs: list[ir.Value], outputs: list[ir.Value], doc
     return ir.to_proto(model)
 
 
-def _input(name: str) -> ir.Value:
+def _input(name: str, spec: OpSpec) -> ir.Value:
     k = kind(name)
     dtype = ir.DataType.INT64 if k.dtype == "int64" else ir.DataType.FLOAT
-    return ir.val(name, dtype, ir.Shape(list(k.dims)))
+    return ir.val(name, dtype, ir.Shape(list(spec.x_dims if name == "x" else k.dims)))
 
 
 def op_model(
     name: str, outputs: Sequence[str] | None = None, inputs: Sequence[str] | None = None, **params: Any
 ) -> onnx.ModelProto:
-    """A forward graph for op ``name``: input ``x`` ``[N, C, H, W]`` (plus the op's
+    """A forward graph for op ``name``: input ``x`` ``[N, C, H, W]`` (``[N, C, L]`` or
+    ``[N, C, D, H, W]`` for the 1-D and 3-D ops; plus the op's
     extra inputs), outputs ``y`` (and ``indices``, int64, for ops that have them).
 
     Args:
@@ -77,7 +75,7 @@ def op_model(
     out_vals = [
         ir.val(o, ir.DataType.INT64 if o == "indices" else ir.DataType.FLOAT, None) for o in outs
     ]
-    return _model(fn, [_input(n) for n in ins], out_vals, json.dumps({"op": name, "params": json.loads(pj)}))
+    return _model(fn, [_input(n, spec) for n in ins], out_vals, json.dumps({"op": name, "params": json.loads(pj)}))
 
 
 def op_backward_model(name: str, **params: Any) -> onnx.ModelProto:
@@ -89,6 +87,6 @@ def op_backward_model(name: str, **params: Any) -> onnx.ModelProto:
     p = spec.parse(params)
     pj = p.model_dump_json()
     fn = _function(spec, f"{name}_grad", lambda op, x, g: spec.onnx_backward(op, p, x, g), ("x", "grad_y"), pj)
-    inputs = [_input("x"), ir.val("grad_y", ir.DataType.FLOAT, None)]
-    out = [ir.val("grad_x", ir.DataType.FLOAT, ir.Shape(list(_NCHW)))]
+    inputs = [_input("x", spec), ir.val("grad_y", ir.DataType.FLOAT, None)]
+    out = [ir.val("grad_x", ir.DataType.FLOAT, ir.Shape(list(spec.x_dims)))]
     return _model(fn, inputs, out, json.dumps({"op": name, "backward": True, "params": json.loads(pj)}))

@@ -34,6 +34,12 @@ pytestmark = pytest.mark.skipif(
 PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 OPS = poolops.list_ops()
 SHAPES = [(2, 3, 17, 23), (1, 4, 64, 48), (3, 2, 5, 3)]
+SHAPES_BY_RANK = {  # x of the 1-D and 3-D ops
+    1: [(2, 3, 391), (1, 4, 3072), (3, 2, 15)],
+    2: SHAPES,
+    3: [(2, 3, 5, 7, 11), (1, 4, 16, 12, 16), (3, 2, 1, 5, 3)],
+}
+RANK_OF_8X8 = {1: (2, 3, 64), 2: (2, 3, 8, 8), 3: (2, 3, 4, 4, 4)}
 
 
 class CudaGraph:
@@ -76,7 +82,7 @@ def test_cuda_forward_and_backward_match_torch(name, with_optional):
     names = spec.all_inputs if with_optional else spec.inputs
     fwd = cuda_session(op_model(name, inputs=names), f"{name} forward")
     bwd = cuda_session(op_backward_model(name), f"{name} backward") if spec.onnx_backward and not with_optional else None
-    for shape in SHAPES:
+    for shape in SHAPES_BY_RANK[spec.spatial_dims]:
         x = _input(spec, shape)
         try:
             spec.check(p, x)
@@ -146,6 +152,7 @@ def test_cuda_nan_and_inf(name, propagate_nan):
     x[0, 0, 0, :2] = [np.inf, -np.inf]
     x[1, 2, :, :] = -np.inf if propagate_nan else -3.0
     x[1, 1, 4:, 4:] = np.finfo(np.float32).max
+    x = x.reshape(RANK_OF_8X8[spec.spatial_dims])
     p = spec.parse({"propagate_nan": propagate_nan})
     expected = spec.torch_fn(p, torch.from_numpy(x))[0].numpy()
     graph = cuda_session(op_model(name, outputs=("y",), propagate_nan=propagate_nan), f"{name} NaN")

@@ -79,6 +79,7 @@ def test_nan_propagates(name):
     x[0, 0, 0, :2] = [np.inf, -np.inf]  # +inf and -inf in one window: +inf, not NaN
     x[1, 2, :, :] = -np.inf
     x[1, 1, 4:, 4:] = np.finfo(np.float32).max  # squares overflow to inf, not NaN
+    x = x.reshape({1: (2, 3, 64), 2: (2, 3, 8, 8), 3: (2, 3, 4, 4, 4)}[spec.spatial_dims])  # the op's rank
     p = spec.parse({})
     expected = spec.torch_fn(p, torch.from_numpy(x))[0].numpy()
     assert np.isnan(expected).any()

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import poolops
 from poolops.inputs import example_inputs, kind
 from poolops.params import ParamError
-from support.strategies import params_for, shape
+from support.strategies import params_for, shape_of
 
 
 def draw_input(data, spec, shp) -> np.ndarray:
@@ -43,7 +43,7 @@ def draw_case(data, name: str, max_shapes: int):
     """(spec, parsed params, input shapes the op accepts): one graph, several sizes."""
     spec = poolops.get_op(name)
     p = spec.parse(data.draw(params_for(name), label="params"))
-    drawn = data.draw(st.lists(shape, min_size=1, max_size=max_shapes), label="shapes")
+    drawn = data.draw(st.lists(shape_of(spec), min_size=1, max_size=max_shapes), label="shapes")
     shapes = [s for s in drawn if accepts(spec, p, s)]
     assume(shapes)
     return spec, p, shapes

@@ -43,6 +43,15 @@ output_size = st.tuples(st.integers(1, 8), st.integers(1, 8))
 # H and W from 1 to ~100; a few shapes per example so one graph is run at several sizes.
 spatial = st.integers(1, 100)
 shape = st.tuples(st.integers(1, 3), st.integers(1, 4), spatial, spatial)
+# x of the 1-D ([N, C, L]) and 3-D ([N, C, D, H, W]) ops; 3-D sides kept small
+shape_1d = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 300))
+shape_3d = st.tuples(st.integers(1, 2), st.integers(1, 3), *(st.integers(1, 14),) * 3)
+SHAPES = {1: shape_1d, 2: shape, 3: shape_3d}
+
+
+def shape_of(spec):
+    """The strategy of x shapes for ``spec`` (by its number of spatial axes)."""
+    return SHAPES[spec.spatial_dims]
 
 _PARAMS: dict | None = None
 
