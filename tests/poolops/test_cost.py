@@ -176,6 +176,18 @@ def _cases():
         yield Case("attention", {"temperature": 0.5}, x, inputs=("attn",))
         yield Case("se", {}, x)
     yield from _roi_cases()
+    yield from _weighted_cases()
+
+
+def _weighted_cases():
+    """softpool and lip: overlapping and strided windows, padding (lip), one cell."""
+    for params, x in (({}, (2, 3, 16, 17)), ({"kernel": 3, "stride": 1}, (1, 4, 13, 11)),
+                      ({"kernel": (5, 2), "stride": (2, 3)}, (2, 2, 12, 15)), ({"kernel": 1}, (1, 1, 1, 1))):
+        yield Case("softpool", params, x)
+        yield Case("softpool", params, x, backward=True)
+    for params, x in (({}, (2, 3, 16, 17)), ({"kernel": 2, "stride": 1, "padding": 1}, (1, 4, 13, 11)),
+                      ({"kernel": (5, 3), "stride": (1, 2), "padding": (2, 0)}, (2, 2, 12, 15)), ({}, (1, 1, 1, 1))):
+        yield Case("lip", params, x)
 
 
 def _roi_cases():
@@ -376,6 +388,7 @@ def _required_shapes(spec, x):
         "se_b1": (2,),
         "se_w2": (c, 2),
         "se_b2": (c,),
+        "logit": tuple(x),
     }
     return {name: known[name] for name in spec.inputs[1:]}
 
@@ -439,6 +452,8 @@ GROWTH = {
     "bilinear": ({"eps": 1e-12}, {"eps": 1e3}),
     "attention": ({"temperature": 0.5}, {"temperature": 1e6}),
     "se": ({}, {}),
+    "softpool": ({"kernel": 2}, {"kernel": 64, "stride": 1}),
+    "lip": ({"kernel": 3, "padding": 1}, {"kernel": 65, "stride": 1, "padding": 32}),
 }
 SPP_VARIANTS = [
     ({"levels": (2, 3)}, {"levels": (200, 300)}),
