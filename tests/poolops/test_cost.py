@@ -171,6 +171,10 @@ def _cases():
     for x in ((2, 30, 3, 4), (1, 5, 16, 16), (3, 64, 1, 1)):
         yield Case("bilinear", {}, x)
         yield Case("bilinear", {"signed_sqrt": False, "l2_normalize": False}, x, inputs=("x2",))
+    for x in ((2, 16, 9, 11), (1, 8, 1, 1), (3, 24, 2, 30)):
+        for mode in ("max", "align"):
+            for orientations in (1, 8):
+                yield Case("rotation_invariant", {"orientations": orientations, "mode": mode}, x)
     for x in ((2, 3, 9, 11), (1, 16, 2, 2)):
         yield Case("attention", {}, x)
         yield Case("attention", {"temperature": 0.5}, x, inputs=("attn",))
@@ -194,7 +198,7 @@ def _roi_cases():
     """RoI ops; the bounds assume the largest boxes, so only those are checked for
     looseness. roi_align's estimate includes ONNX Runtime's internal sample table, which
     the profiler does not see: it is checked as an upper bound only."""
-    for op in ("roi_pool", "roi_align", "deform_roi_pool"):
+    for op in ("roi_pool", "roi_align", "deform_roi_pool", "roi_align_rotated"):
         extra = {} if op == "roi_pool" else {"sampling_ratio": -1}
         tight = op != "roi_align"
         for x, size, k in (
@@ -228,6 +232,18 @@ def _boxes(case: Case, rng: np.random.Generator, p) -> np.ndarray:
     return np.array(rows, np.float32).reshape(case.k, 5)
 
 
+def _rboxes(case: Case, rng: np.random.Generator, p) -> np.ndarray:
+    """Rotated boxes: random ones (the input kind's examples), or boxes over the whole map
+    turned by 30 degrees, a little larger than it."""
+    n, _, h, w = case.x
+    if case.boxes == "random":
+        made = example_inputs(("rboxes",), case.x, rng, p)["rboxes"]
+        return np.concatenate([made] * (case.k // len(made) + 1))[: case.k].reshape(case.k, 6)
+    s = p.spatial_scale
+    rows = [[b % max(n, 1), w / 2 / s, h / 2 / s, (w + 1) / s, (h + 1) / s, 30] for b in range(case.k)]
+    return np.array(rows, np.float32).reshape(case.k, 6)
+
+
 def _feeds(case: Case, rng: np.random.Generator) -> tuple[dict, object, object]:
     spec = poolops.get_op(case.op)
     p = spec.parse(case.params)
@@ -236,6 +252,8 @@ def _feeds(case: Case, rng: np.random.Generator) -> tuple[dict, object, object]:
     for name in spec.inputs[1:] + case.inputs:
         if name == "boxes":
             feeds[name] = _boxes(case, rng, p)
+        elif name == "rboxes":
+            feeds[name] = _rboxes(case, rng, p)
         elif name == "offsets":
             feeds[name] = rng.standard_normal((case.k, 2, *p.output_size)).astype(np.float32)
         elif name == "x2":  # a wider second map: C1 * C2 features
@@ -383,6 +401,7 @@ def _required_shapes(spec, x):
     k = 2
     known = {
         "boxes": (k, 5),
+        "rboxes": (k, 6),
         "offsets": (k, 2, 7, 7),
         "se_w1": (2, c),
         "se_b1": (2,),
@@ -446,6 +465,8 @@ GROWTH = {
     "roi_pool": ({"output_size": 2}, {"output_size": 4096}),
     "roi_align": ({"output_size": 2, "sampling_ratio": 1}, {"output_size": 4096, "sampling_ratio": 1000}),
     "deform_roi_pool": ({"output_size": 2, "sampling_ratio": 1}, {"output_size": 4096, "sampling_ratio": 1000}),
+    "roi_align_rotated": ({"output_size": 2, "sampling_ratio": 1}, {"output_size": (4096, 3), "sampling_ratio": 1000}),
+    "rotation_invariant": ({"orientations": 2, "mode": "align"}, {"orientations": 1024, "mode": "align"}),
     "global_avg": ({}, {}),
     "global_max": ({}, {}),
     "strip": ({"direction": "diag"}, {"direction": "diag"}),
