@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.heads import make_head
+from poolops_models.heads import make_head
 
 
 class Classifier(nn.Module):
@@ -60,11 +60,11 @@ def make_backbone(config: dict[str, Any]) -> nn.Module:
     config = dict(config)
     kind = config.pop("type")
     if kind == "small_cnn":
-        from models.backbones.small_cnn import SmallCNN
+        from poolops_models.backbones.small_cnn import SmallCNN
 
         return SmallCNN(**config)
     if kind == "effnet_lite0":
-        from models.backbones.effnet_lite0 import EfficientNetLite0
+        from poolops_models.backbones.effnet_lite0 import EfficientNetLite0
 
         return EfficientNetLite0(**config)
     raise ValueError(f"unknown backbone {kind!r}; known: small_cnn, effnet_lite0")

@@ -36,8 +36,8 @@ def policy_top1(sess, labels, images: dict, known: dict) -> tuple[list[dict], li
     native size without it: (per-photo rows, card metrics)."""
     import numpy as np
 
-    from models import size_policy
-    from models.backbones.effnet_lite0 import preprocess
+    from poolops_models import size_policy
+    from poolops_models.backbones.effnet_lite0 import preprocess
 
     def top1(x):
         logits = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0][0]  # logits first
@@ -82,7 +82,7 @@ def build_effnet(root: Path):
     import numpy as np
     import onnxruntime as ort
 
-    from models.backbones.effnet_lite0 import (
+    from poolops_models.backbones.effnet_lite0 import (
         CAT_CLASSES,
         COFFEE_CLASSES,
         PREPROCESS,
@@ -94,7 +94,7 @@ def build_effnet(root: Path):
         pretrained,
         sample_images,
     )
-    from models.cards import save_model
+    from poolops_models.cards import save_model
     from poolops.onnx import export
 
     t0 = time.time()

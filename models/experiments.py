@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.recipes import POLICIES, RECIPES, Recipe, ensure_built, train_recipe, zoo_dir
+from poolops_models.recipes import POLICIES, RECIPES, Recipe, ensure_built, train_recipe, zoo_dir
 
 SINGLE_SIZE = (44, 44)  # the middle of the 24..64 training range
 
@@ -52,7 +52,7 @@ def policy_batches(batches, policy, card_limits=None):
     """Each batch ``(x [N, C, H, W], y)`` with every image resized by ``policy`` through
     ``models/size_policy.apply`` (the server's and the UI's path); unchanged without a policy.
     Images of one batch share a size, so their resized images do too."""
-    from models import size_policy
+    from poolops_models import size_policy
 
     for x, y in batches:
         if size_policy.shorter_side(policy) is None:
@@ -85,7 +85,7 @@ def _onnx_accuracy(path: Path, batches) -> float:
 
 
 def _digits_train_eval():
-    from models.data import digits
+    from poolops_models.data import digits
 
     train_ids, _ = digits.split(seed=0)
     return digits.eval_set(train_ids, digits.SEEN_SIZES, n_sizes=2, seed=1)
@@ -94,8 +94,8 @@ def _digits_train_eval():
 def run(progress: bool = True, resize: bool = True) -> str:
     """Train what is needed, measure, and return the Markdown of both tables (registry models
     run with their card's size policy unless ``resize`` is off)."""
-    from models.cards import load_registry
-    from models.train import accuracy
+    from poolops_models.cards import load_registry
+    from poolops_models.train import accuracy
 
     ensure_built(list(RECIPES), progress=progress)  # a fresh clone builds what is missing
     reg = load_registry(zoo_dir())
@@ -200,7 +200,7 @@ def bucket_set(task: str, bucket: tuple[int, int], seed: int = BUCKET_SEED,
     the digit 0.2..1.0 of the shorter side, any position; layout: the generator's shapes, each
     0.1..0.5 of the shorter side, any position. ``held_out=False``: the training digit samples
     instead (validation, for choosing a policy)."""
-    from models.data import digits, layout
+    from poolops_models.data import digits, layout
 
     sizes = digits.bucket_sizes(bucket, n_sizes, seed=seed, max_aspect=MAX_ASPECT, max_side=MAX_SIDE)
     if task == "digits":
@@ -232,7 +232,7 @@ def select_policy(task: str, reg, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES
 def _policies(card_policy, selected=None):
     """(label, policy) rows: none, the card's own (if any), the candidate, the one selected on
     validation data (if any); each policy once."""
-    from models import size_policy
+    from poolops_models import size_policy
 
     rows, seen = [], set()
     for policy, tag in ((None, "resize=none"), (card_policy, "card"), (CANDIDATE_POLICY, "candidate"),
@@ -255,7 +255,7 @@ def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
     """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)})`` for every
     registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
     :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`."""
-    from models.cards import load_registry
+    from poolops_models.cards import load_registry
 
     reg = reg if reg is not None else load_registry(zoo_dir())
     out, selection = [], {}
@@ -307,7 +307,7 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
     lines += ["", "Policy selection (validation buckets, the task's SPP model, accuracy per bucket):", "",
               "| task | model | size policy | " + " | ".join(cols) + " | worst |",
               "|---|---|---|" + "---:|" * (len(cols) + 1)]
-    from models import size_policy
+    from poolops_models import size_policy
 
     for task, (best, tried) in selection.items():
         for p, accs in tried:

@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from models.classifier import Classifier, WithEmbedding
+from poolops_models.classifier import Classifier, WithEmbedding
 from poolops.onnx import export as poolops_export
 
 OUTPUTS = ["logits", "embedding"]

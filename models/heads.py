@@ -45,7 +45,7 @@ class GAPHead(nn.Module):
     def embed(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         if valid is None:
             return self.pool(f).flatten(1)
-        # the mean over each sample's own region (f is zero outside it: models.padding.mask)
+        # the mean over each sample's own region (f is zero outside it: poolops_models.padding.mask)
         return f.sum(dim=(2, 3)) / (valid[:, 0:1] * valid[:, 1:2]).to(f.dtype)
 
     def forward(self, f: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -40,7 +40,7 @@ def draw_size(rng: np.random.Generator, shorter_side, max_aspect: float, max_sid
 
 def resize_batch(x: np.ndarray, h: int, w: int) -> np.ndarray:
     """Every image of ``x [B, C, h0, w0]`` resized to ``h x w`` by ``size_policy.resize``."""
-    from models import size_policy
+    from poolops_models import size_policy
 
     out = [size_policy.resize(np.ascontiguousarray(im.transpose(1, 2, 0)), h, w) for im in x]
     return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2), dtype=np.float32)

@@ -93,8 +93,8 @@ BUILTIN = [*RECIPES, "effnet-lite0-imagenet"]
 
 def _data(dataset: str, recipe: Recipe):
     """(training batches, {eval name: (batches, description)})"""
-    from models import multisize
-    from models.data import get_dataset
+    from poolops_models import multisize
+    from poolops_models.data import get_dataset
 
     ds = get_dataset(dataset)
     size = recipe.fixed_size
@@ -137,9 +137,9 @@ def select_policy(model, dataset: str, policies, limits=(MIN_SIZE, MAX_SIZE)):
     *validation* size buckets (``experiments.bucket_set(..., held_out=False)``: digits from the
     training samples, seeds apart from the test buckets'), the best worst bucket wins (then the
     best mean; the first of equals). The test buckets are never used here."""
-    from models import size_policy
-    from models.experiments import BUCKETS, SELECTION_SEED, bucket_set, policy_batches
-    from models.train import accuracy
+    from poolops_models import size_policy
+    from poolops_models.experiments import BUCKETS, SELECTION_SEED, bucket_set, policy_batches
+    from poolops_models.train import accuracy
 
     sets = [bucket_set(dataset, b, SELECTION_SEED + i, held_out=False) for i, b in enumerate(BUCKETS)]
     tried = {size_policy.describe(p): (p, [accuracy(model, policy_batches(s, p, limits)) for s in sets])
@@ -156,9 +156,9 @@ def train_recipe(recipe: Recipe, progress: bool = True):
     metrics are measured with it (as the server feeds the model); otherwise ``selection`` is None."""
     import torch
 
-    from models.classifier import build_model
-    from models.experiments import BUCKETS, policy_batches
-    from models.train import accuracy, fit
+    from poolops_models.classifier import build_model
+    from poolops_models.experiments import BUCKETS, policy_batches
+    from poolops_models.train import accuracy, fit
 
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.config)
@@ -166,7 +166,7 @@ def train_recipe(recipe: Recipe, progress: bool = True):
     hist = fit(model, train, recipe.steps, lr=recipe.lr, seed=recipe.seed, progress=progress)
     selection, policy, note = None, None, ""
     if recipe.policies:
-        from models import size_policy
+        from poolops_models import size_policy
 
         policy, tried = select_policy(model, recipe.dataset, recipe.policies)
         selection = {"policy": policy, "validation": tried}
@@ -178,7 +178,7 @@ def train_recipe(recipe: Recipe, progress: bool = True):
         for k, (batches, desc) in evals.items()
     ]
     if selection:
-        from models import size_policy
+        from poolops_models import size_policy
 
         accs = selection["validation"][size_policy.describe(policy)]
         metrics += [
@@ -194,15 +194,15 @@ def train_recipe(recipe: Recipe, progress: bool = True):
 def build(name: str, root: Path | None = None, progress: bool = True):
     """Build one built-in model into the registry; returns the registry entry."""
     if name == "effnet-lite0-imagenet":
-        from models.effnet import build_effnet
+        from poolops_models.effnet import build_effnet
 
         return build_effnet(root or zoo_dir())
     if name not in RECIPES:
         raise ValueError(f"unknown built-in model {name!r}; known: {', '.join(BUILTIN)}")
     import torch
 
-    from models.export import export_classifier, max_parity_error
-    from models.cards import save_model
+    from poolops_models.export import export_classifier, max_parity_error
+    from poolops_models.cards import save_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     recipe = RECIPES[name]
@@ -253,7 +253,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
 
 def missing_builtins(root: Path | None = None, names: list[str] | None = None) -> list[str]:
     """The named built-in models (default: all) that are missing or broken in the registry."""
-    from models.cards import load_registry
+    from poolops_models.cards import load_registry
 
     current = load_registry(Path(root or zoo_dir()))
     return [n for n in (names or BUILTIN) if not (n in current and current[n].available)]

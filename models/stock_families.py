@@ -6,7 +6,7 @@ reduced widths, so the exporters can be compared on what users actually export
 (torchvision's wheel does not import with the CPU torch used here). :func:`export_table`
 exports each with PyTorch's dynamo exporter, its TorchScript exporter and
 ``poolops.onnx.export`` at one size and runs the graphs at six others:
-``python -m models.stock_families --markdown > docs/export_families.md``.
+``python -m poolops_models.stock_families --markdown > docs/export_families.md``.
 """
 
 from __future__ import annotations
@@ -380,7 +380,7 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         "# Exporting unmodified PyTorch models with dynamic H and W",
         "",
-        "Made by `python -m models.stock_families --markdown > docs/export_families.md`. Each model "
+        "Made by `python -m poolops_models.stock_families --markdown > docs/export_families.md`. Each model "
         f"(`models/stock_families.py`: the family's pooling at reduced widths) is exported at "
         f"{EXAMPLE[2]}x{EXAMPLE[3]} with N, H and W dynamic, then run in ONNX Runtime (CPU) at "
         + ", ".join(f"{h}x{w}" for h, w in SIZES)

@@ -70,7 +70,7 @@ def export_torch(target: str, example: Sequence[int], out: Path | None = None,
     sizes = list(check) if check else probe_sizes(h, w)
     folder = None
     if register:
-        from models.recipes import zoo_dir
+        from poolops_models.recipes import zoo_dir
 
         folder = Path(root or zoo_dir()) / register
         folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def export_torch(target: str, example: Sequence[int], out: Path | None = None,
 def _register(folder: Path, name: str, model, x, target, sizes, labels, task, mean, std, command) -> Path:
     import torch
 
-    from models.cards import CARD, LABELS, MODEL, ModelCard, sha256_file, validate
+    from poolops_models.cards import CARD, LABELS, MODEL, ModelCard, sha256_file, validate
 
     with torch.no_grad():
         n_out = int(np.prod(model(x).shape[1:]))

@@ -87,7 +87,7 @@ def batches(images: list[np.ndarray], labels: np.ndarray, steps: int, batch_size
 
 def _policy_resize(img: np.ndarray, policy, limits=None) -> np.ndarray:
     """``[C, H, W]`` resized by a size policy through ``models/size_policy.apply`` (the server's path)."""
-    from models import size_policy
+    from poolops_models import size_policy
 
     return np.ascontiguousarray(size_policy.apply(np.ascontiguousarray(img.transpose(1, 2, 0)), policy,
                                                   limits).transpose(2, 0, 1))
@@ -125,7 +125,7 @@ def multisize_batches(images: list[np.ndarray], labels: np.ndarray, steps: int, 
 def size_buckets(images: list[np.ndarray]) -> list[tuple[int, int]]:
     """The size buckets of ``poolops experiments`` (by the shorter side; below 16 and above 512
     as their own) that ``images`` fall in, in order."""
-    from models.experiments import BUCKETS
+    from poolops_models.experiments import BUCKETS
 
     edges = [(1, BUCKETS[0][0] - 1), *BUCKETS, (BUCKETS[-1][1] + 1, 1 << 30)]
     shorts = [min(im.shape[1:]) for im in images]
@@ -135,7 +135,7 @@ def size_buckets(images: list[np.ndarray]) -> list[tuple[int, int]]:
 def per_size_accuracy(model, images: list[np.ndarray], labels: np.ndarray, policy=None, limits=None):
     """``(overall, [((lo, hi), accuracy, count)])``: one by one, each image resized by ``policy``
     (None: at its own size), grouped by its *original* shorter side."""
-    from models.train import accuracy
+    from poolops_models.train import accuracy
 
     fed = [im if policy is None else _policy_resize(im, policy, limits) for im in images]
     correct = [accuracy(model, [(f[None], np.asarray([y]))]) for f, y in zip(fed, labels)]
@@ -171,10 +171,10 @@ def train_folder(
     ``multisize=False``: the older recipe (one random size per batch, no size policy)."""
     import torch
 
-    from models.classifier import build_model
-    from models.export import export_classifier, max_parity_error
-    from models.cards import save_model
-    from models.train import accuracy, fit, plot_history
+    from poolops_models.classifier import build_model
+    from poolops_models.export import export_classifier, max_parity_error
+    from poolops_models.cards import save_model
+    from poolops_models.train import accuracy, fit, plot_history
 
     folder = scan(data)
     channels = 3 if pretrained else 1
@@ -198,7 +198,7 @@ def train_folder(
     model = build_model(config)
     params = None
     if pretrained:
-        from models.backbones.effnet_lite0 import load_pretrained
+        from poolops_models.backbones.effnet_lite0 import load_pretrained
 
         load_pretrained(model.backbone)
         if freeze:
@@ -207,8 +207,8 @@ def train_folder(
             params = model.head.parameters()
     tr_images, tr_labels = [images[i] for i in tr], folder.labels[tr]
     val_images, val_labels = [images[i] for i in val], folder.labels[val]
-    from models import size_policy
-    from models.recipes import MULTISIZE, POLICIES
+    from poolops_models import size_policy
+    from poolops_models.recipes import MULTISIZE, POLICIES
 
     multi = multisize and model.padding_invariant
     limits = ((16, 16), (1024, 1024))
@@ -274,7 +274,7 @@ def train_folder(
                                                 for k, v in tried.items()}} if tried else {})},
     }
     if pretrained:
-        from models.backbones.effnet_lite0 import PREPROCESS
+        from poolops_models.backbones.effnet_lite0 import PREPROCESS
 
         card["preprocessing"] = PREPROCESS
     entry = save_model(root, proto, card)

@@ -1,4 +1,4 @@
 """The poolops inference service: FastAPI + ONNX Runtime (no torch in this process).
 
-``service.app.create_app(settings)`` builds the app; ``poolops serve`` runs it.
+``poolops_service.app.create_app(settings)`` builds the app; ``poolops serve`` runs it.
 """

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _start(tree: Path, zoo: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(tree), "POOLOPS_MODELS_DIR": str(zoo), "POOLOPS_BUILD_MISSING": "false",
            "POOLOPS_UI": "false", "POOLOPS_PORT": str(port), "POOLOPS_WARMUP_SIZES": "[[128, 128]]"}
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"],
+    return subprocess.Popen([sys.executable, "-m", "poolops_service.cli", "serve", "--log-level", "warning"],
                             env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -41,7 +41,7 @@ def _cpu_s(pid: int) -> float:
 
 def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tuple[float, float]]:
     """{tree: (median latency ms, median server CPU ms per request)} for ``base`` and HEAD's work tree."""
-    from service.hostile import free_port
+    from poolops_service.hostile import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="poolops-ab-"))
     old = tmp / "base"

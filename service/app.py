@@ -10,13 +10,13 @@ from importlib.metadata import version
 from fastapi import FastAPI
 
 from poolops.registry import list_ops
-from service.api import auth, errors
-from service.api.inflight import Inflight
-from service.api.middleware import BodyDeadline, BodyLimit, RequestId
-from service.api.routes import health, info, models, ops, v2
-from service.config import Settings
-from service.engine import Engine
-from service.metrics import Metrics
+from poolops_service.api import auth, errors
+from poolops_service.api.inflight import Inflight
+from poolops_service.api.middleware import BodyDeadline, BodyLimit, RequestId
+from poolops_service.api.routes import health, info, models, ops, v2
+from poolops_service.config import Settings
+from poolops_service.engine import Engine
+from poolops_service.metrics import Metrics
 
 log = logging.getLogger("poolops.service")
 
@@ -66,7 +66,7 @@ def _document(app: FastAPI, engine: Engine) -> None:
     ``$ref`` points to, and ``{name}`` lists the registered ops and models."""
     from fastapi.openapi.utils import get_openapi
 
-    from service.api.schemas import EmbedRequest, OpRequest, PredictRequest, V2InferRequest
+    from poolops_service.api.schemas import EmbedRequest, OpRequest, PredictRequest, V2InferRequest
 
     def openapi():
         if app.openapi_schema:
@@ -93,6 +93,6 @@ def _document(app: FastAPI, engine: Engine) -> None:
 
 def _mount_ui(app: FastAPI, engine: Engine, settings: Settings) -> None:
     # after the routers: a mount matches its whole prefix
-    from service.ui import mount_ui
+    from poolops_service.ui import mount_ui
 
     mount_ui(app, engine, settings)

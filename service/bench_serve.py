@@ -75,12 +75,12 @@ NAIVE_DIR_ENV = "POOLOPS_BENCH_NAIVE_MODELS_DIR"
 # ---- the naive baseline ---------------------------------------------------------------
 def naive_torch_model(name: str, models_dir: Path):
     """``(torch model in eval mode, card)``: the model's architecture from its recipe
-    (``models.recipes.RECIPES``; else from its card), freshly initialised (seed 0)."""
+    (``poolops_models.recipes.RECIPES``; else from its card), freshly initialised (seed 0)."""
     import torch
 
-    from models.classifier import build_model
-    from models.cards import load_registry
-    from models.recipes import RECIPES
+    from poolops_models.classifier import build_model
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import RECIPES
 
     entry = load_registry(models_dir)[name]
     card = entry.card
@@ -98,7 +98,7 @@ def naive_torch_model(name: str, models_dir: Path):
 def naive_app():
     """The baseline a user would write first: decode with Pillow, torch per request.
 
-    A uvicorn factory (``service.bench_serve:naive_app``); the model comes from the
+    A uvicorn factory (``poolops_service.bench_serve:naive_app``); the model comes from the
     ``POOLOPS_BENCH_NAIVE_MODEL`` and ``POOLOPS_BENCH_NAIVE_MODELS_DIR`` variables."""
     import torch
     from fastapi import FastAPI, File, UploadFile
@@ -217,9 +217,9 @@ def start_servers(model: str, models_dir: Path, setups: Sequence[str]) -> dict[s
     server_env = {**base, "POOLOPS_MODELS_DIR": str(models_dir), "POOLOPS_UI": "false",
                   "POOLOPS_BUILD_MISSING": "false"}
     envs = {
-        ON: ("service.app:create_app", server_env, "/readyz"),
-        OFF: ("service.app:create_app", {**server_env, "POOLOPS_BATCH_MAX_SIZE": "1"}, "/readyz"),
-        NAIVE: ("service.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
+        ON: ("poolops_service.app:create_app", server_env, "/readyz"),
+        OFF: ("poolops_service.app:create_app", {**server_env, "POOLOPS_BATCH_MAX_SIZE": "1"}, "/readyz"),
+        NAIVE: ("poolops_service.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
                 "/healthz"),
     }
     servers: dict[str, Server] = {}
@@ -262,8 +262,8 @@ class Raw:
     from ``POOLOPS_DEVICE``, intra-op threads from ``POOLOPS_THREADS`` or the CPU quota)."""
 
     def __init__(self, onnx_path: Path, size: tuple[int, int], channels: int):
-        from service.config import Settings
-        from service.engine.sessions import choose_providers, cpu_quota, make_session
+        from poolops_service.config import Settings
+        from poolops_service.engine.sessions import choose_providers, cpu_quota, make_session
 
         settings = Settings()
         self.threads = settings.threads or cpu_quota()
@@ -524,10 +524,10 @@ def run_serve(
     (CPU ms per request), ``batch`` (mean images per model batch), ``note``."""
     import onnxruntime as ort
 
-    from models.cards import load_registry
-    from models.recipes import zoo_dir
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import zoo_dir
     from poolops.bench import cpu_model
-    from service.engine.sessions import cpu_quota
+    from poolops_service.engine.sessions import cpu_quota
 
     levels = sorted({int(c) for c in concurrency})
     if not levels or levels[0] < 1:
@@ -584,7 +584,7 @@ def run_serve(
             for s in servers.values():
                 s.stop()
 
-    from service.config import Settings
+    from poolops_service.config import Settings
 
     fields = Settings.model_fields
     header = [

@@ -44,7 +44,7 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
-    from service import bench_serve
+    from poolops_service import bench_serve
 
     bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests, concurrency=args.concurrency,
                           quick=args.quick, markdown=args.markdown)
@@ -52,19 +52,19 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_hostile(args: argparse.Namespace) -> int:
-    from service import hostile
+    from poolops_service import hostile
 
     return hostile.main(only=args.case, full=args.full)
 
 
 def _cmd_bench_ab(args: argparse.Namespace) -> int:
-    from service import ab_serve
+    from poolops_service import ab_serve
 
     return ab_serve.main(args.base)
 
 
 def _cmd_export_torch(args: argparse.Namespace) -> int:
-    from models.torch_import import export_torch, parse_sizes
+    from poolops_models.torch_import import export_torch, parse_sizes
 
     labels = args.labels.read_text().splitlines() if args.labels else None
     floats = (lambda t: [float(v) for v in t.split(",")] if t else None)  # noqa: E731
@@ -85,7 +85,7 @@ def _cmd_export_torch(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from models.recipes import main_export
+    from poolops_models.recipes import main_export
 
     main_export(args.name or None, args.root, progress=not args.quiet)
     return 0
@@ -95,14 +95,14 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from models.cards import load_registry
-    from models.recipes import zoo_dir
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import zoo_dir
 
     root = args.root or zoo_dir()
     table = Table(title=f"models in {root}")
     for col in ("model", "status", "task", "head", "metrics"):
         table.add_column(col)
-    from models.recipes import BUILTIN
+    from poolops_models.recipes import BUILTIN
 
     registry = load_registry(root)
     for name in BUILTIN:
@@ -118,8 +118,8 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from models.train_folder import train_folder
-    from models.recipes import zoo_dir
+    from poolops_models.train_folder import train_folder
+    from poolops_models.recipes import zoo_dir
 
     head = {"type": args.head}
     if args.head == "spp":
@@ -128,7 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.data, args.name, args.root or zoo_dir(), head=head, pretrained=args.pretrained,
         freeze=args.freeze, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
     )
-    from models import size_policy
+    from poolops_models import size_policy
 
     print(f"size policy: {size_policy.describe(entry.card.size_policy)} (chosen on the validation split)"
           if entry.card.size_policy else "size policy: none")
@@ -139,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiments(args: argparse.Namespace) -> int:
-    from models.experiments import main as run_experiments
+    from poolops_models.experiments import main as run_experiments
 
     return run_experiments(progress=not args.quiet, buckets_only=args.buckets_only, splice_into=args.splice,
                            plot=args.plot, resize=args.resize)
@@ -158,11 +158,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for k, v in flags.items():
         if v is not None:
             os.environ[f"POOLOPS_{k.upper()}"] = str(v)
-    from service.config import Settings
-    from service.server import uvicorn_options
+    from poolops_service.config import Settings
+    from poolops_service.server import uvicorn_options
 
     s = Settings()
-    uvicorn.run("service.app:create_app", factory=True, workers=s.workers, log_level=args.log_level,
+    uvicorn.run("poolops_service.app:create_app", factory=True, workers=s.workers, log_level=args.log_level,
                 **uvicorn_options(s))
     return 0
 

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.recipes import zoo_dir
+from poolops_models.recipes import zoo_dir
 
 
 class Settings(BaseSettings):

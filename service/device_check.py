@@ -1,4 +1,4 @@
-"""Checks a running server end to end on its device: ``python -m service.device_check URL``.
+"""Checks a running server end to end on its device: ``python -m poolops_service.device_check URL``.
 
 1. ``GET /v1/info``: the providers every session asked for and got.
 2. Held-out digits at every size bucket of ``poolops experiments`` (PNG uploads, the card's
@@ -43,10 +43,10 @@ def digits_rows(client: httpx.Client, models_dir) -> list[str]:
     """Per bucket: server accuracy, CPU accuracy, agreement (held-out digits)."""
     import onnxruntime as ort
 
-    from models import size_policy
-    from models.experiments import BUCKETS, bucket_set
-    from models.cards import load_registry
-    from models.recipes import zoo_dir
+    from poolops_models import size_policy
+    from poolops_models.experiments import BUCKETS, bucket_set
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import zoo_dir
 
     entry = load_registry(models_dir or zoo_dir())["digits-spp"]
     labels = list(entry.card.labels)
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"digits answers agree with the CPU's on only {worst:.3f} of a bucket")
 
         if "effnet-lite0-imagenet" in models:
-            from models.backbones.effnet_lite0 import sample_images
+            from poolops_models.backbones.effnet_lite0 import sample_images
 
             print("## Photos through effnet-lite0-imagenet (size policy on)\n")
             print("| photo | size | top-1 | probability |")

@@ -4,7 +4,7 @@
 ``poolops bench hostile`` prints the table (docs/hostile.md holds a run);
 ``tests/service/test_hostile.py`` runs the same cases and asserts their bounds.
 
-The server runs as its own process (``python -m service.cli serve``), so its resident
+The server runs as its own process (``python -m poolops_service.cli serve``), so its resident
 memory is its own. While a case runs, a prober sends a small op request, a small
 ``digits-spp`` prediction and ``/healthz`` in turn and records their latency; a sampler
 reads the server's ``VmRSS`` every 10 ms.
@@ -81,7 +81,7 @@ class ServerProcess:
                "POOLOPS_WARMUP_SIZES": "[[32, 32]]"}
         env.update({f"POOLOPS_{k.upper()}": str(v) for k, v in settings.items()})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--log-level", "warning"],
+            [sys.executable, "-m", "poolops_service.cli", "serve", "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
 

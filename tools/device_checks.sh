@@ -52,7 +52,7 @@ POOLOPS_UI=false POOLOPS_BUILD_MISSING=false poolops serve --device "$DEVICE" --
   >"$OUT/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 45); do curl -sf localhost:8765/readyz >/dev/null && break; sleep 1; done
-step service 45 python3 -m service.device_check http://127.0.0.1:8765
+step service 45 python3 -m poolops_service.device_check http://127.0.0.1:8765
 kill $SERVER; wait $SERVER 2>/dev/null
 
 POOLOPS_DEVICE=$DEVICE step bench_serve 100 poolops bench serve --model effnet-lite0-imagenet --size 224 \

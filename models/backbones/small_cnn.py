@@ -80,9 +80,9 @@ class SmallCNN(nn.Module):
         return self.body(x)
 
     def features_valid(self, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padding-invariant features of a padded batch (see :mod:`models.padding`):
+        """Padding-invariant features of a padded batch (see :mod:`poolops_models.padding`):
         ``(f [N, C', h, w], valid sizes of f [N, 2])``."""
-        from models.padding import mask, pooled
+        from poolops_models.padding import mask, pooled
 
         for layer in self.body:
             if isinstance(layer, nn.Conv2d):

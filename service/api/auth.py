@@ -16,8 +16,8 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.errors import ERROR_SCHEMA, V2_ERROR_SCHEMA, error_response
-from service.config import Settings
+from poolops_service.api.errors import ERROR_SCHEMA, V2_ERROR_SCHEMA, error_response
+from poolops_service.config import Settings
 
 log = logging.getLogger("poolops.service")
 

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from service.engine.errors import BadInput, TooLarge, Unsupported
+from poolops_service.engine.errors import BadInput, TooLarge, Unsupported
 
 M = TypeVar("M", bound=BaseModel)
 

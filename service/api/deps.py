@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.config import Settings
-from service.engine import Engine
-from service.engine.budget import Reservation
+from poolops_service.config import Settings
+from poolops_service.engine import Engine
+from poolops_service.engine.budget import Reservation
 
 
 async def get_engine(request: Request) -> Engine:  # async: sync dependencies hop to a thread

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from service.engine.errors import EngineError, Unavailable
+from poolops_service.engine.errors import EngineError, Unavailable
 
 log = logging.getLogger("poolops.api")
 
@@ -132,7 +132,7 @@ def install(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed here; use {' or '.join(allowed)}"
             return error_response(request, 405, code, message, headers)
         return error_response(request, e.status_code, code, str(e.detail), headers)
-    # unexpected errors are answered by service.api.middleware.RequestId, which keeps the
+    # unexpected errors are answered by poolops_service.api.middleware.RequestId, which keeps the
     # connection open (Starlette's handler for Exception re-raises, and uvicorn then drops it)
 
 

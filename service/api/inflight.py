@@ -9,9 +9,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
-from service.engine.budget import MemoryBudget
-from service.engine.errors import Overloaded
+from poolops_service.api.errors import error_response
+from poolops_service.engine.budget import MemoryBudget
+from poolops_service.engine.errors import Overloaded
 
 
 BODY_COPIES = 2

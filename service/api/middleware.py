@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response, internal_error
+from poolops_service.api.errors import error_response, internal_error
 
 log = logging.getLogger("poolops.api")
 

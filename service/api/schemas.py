@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.codecs.tensors import OIP_DTYPES
+from poolops_service.codecs.tensors import OIP_DTYPES
 
 # ---- tensors ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.codecs.tensors import to_nested
+from poolops_service.codecs.tensors import to_nested
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 

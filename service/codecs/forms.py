@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from service.codecs.images import COLORS
-from service.engine.errors import BadInput
+from poolops_service.codecs.images import COLORS
+from poolops_service.engine.errors import BadInput
 
 
 def flag(form: Mapping[str, Any], field: str, default: bool = False) -> bool:

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.engine.errors import BadInput, TooLarge, Unsupported
+from poolops_service.engine.errors import BadInput, TooLarge, Unsupported
 
 # Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for every path
 # in the process (the UI's too); ours (POOLOPS_MAX_IMAGE_PIXELS) is checked first, from

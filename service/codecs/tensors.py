@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.engine.errors import BadInput, TooLarge
+from poolops_service.engine.errors import BadInput, TooLarge
 
 DTYPES = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int64": np.int64,
           "int32": np.int32, "uint8": np.uint8}

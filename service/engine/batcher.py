@@ -21,8 +21,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
-from service.engine.errors import Overloaded
-from service.engine.sessions import RunControl, background_thread
+from poolops_service.engine.errors import Overloaded
+from poolops_service.engine.sessions import RunControl, background_thread
 
 
 class Job:

@@ -6,7 +6,7 @@ told to retry (503) instead of pushing the process towards its memory limit."""
 
 from __future__ import annotations
 
-from service.engine.errors import Overloaded
+from poolops_service.engine.errors import Overloaded
 
 
 SMALL = 1 << 20  # bytes

@@ -22,15 +22,15 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from models.cards import RegisteredModel, load_registry
-from service.config import Settings
-from service.engine.batcher import Batcher, Job
-from service.engine.budget import MemoryBudget, Reservation
-from service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
-from service.engine.models import ModelRunner, Output
-from service.engine.ops import OpPlan, OpResult, OpRunner
-from service.engine.pools import Deadline, TimedOut, WorkPool
-from service.engine.sessions import (
+from poolops_models.cards import RegisteredModel, load_registry
+from poolops_service.config import Settings
+from poolops_service.engine.batcher import Batcher, Job
+from poolops_service.engine.budget import MemoryBudget, Reservation
+from poolops_service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
+from poolops_service.engine.models import ModelRunner, Output
+from poolops_service.engine.ops import OpPlan, OpResult, OpRunner
+from poolops_service.engine.pools import Deadline, TimedOut, WorkPool
+from poolops_service.engine.sessions import (
     CUDA, RunControl, available_providers, background_thread, choose_providers, cpu_quota, release_memory,
     tune_malloc,
 )
@@ -120,7 +120,7 @@ class Engine:
             self.phase = "failed"
 
     def _build_missing(self) -> None:
-        from models.recipes import missing_builtins
+        from poolops_models.recipes import missing_builtins
 
         missing = missing_builtins(self.settings.models_dir)
         if not missing:
@@ -131,7 +131,7 @@ class Engine:
         log.info("building %s (poolops export, in a child process)", missing)
         env = {**os.environ, "POOLOPS_MODELS_DIR": str(self.settings.models_dir)}
         proc = subprocess.run(
-            [sys.executable, "-m", "service.cli", "export", *missing],
+            [sys.executable, "-m", "poolops_service.cli", "export", *missing],
             env=env, capture_output=True, text=True, check=False,
         )
         if proc.returncode != 0:

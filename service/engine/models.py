@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models import size_policy
-from models.cards import ModelCard, RegisteredModel
+from poolops_models import size_policy
+from poolops_models.cards import ModelCard, RegisteredModel
 from poolops.inputs import check_valid
 from poolops.params import ParamError
-from service.engine.errors import BadInput
-from service.engine.sessions import RunControl, Session, make_session
+from poolops_service.engine.errors import BadInput
+from poolops_service.engine.sessions import RunControl, Session, make_session
 
 
 # Batches up to this many pixels reuse the session's memory arena (fast); larger ones hand

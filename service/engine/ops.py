@@ -21,8 +21,8 @@ from poolops.inputs import example_inputs, kind
 from poolops.onnx import op_backward_model, op_model
 from poolops.params import ParamError
 from poolops.registry import Cost, OpSpec, UnknownOp, get_op, list_ops
-from service.engine.errors import BadInput, NotFound, TooLarge
-from service.engine.sessions import RunControl, Session, make_session
+from poolops_service.engine.errors import BadInput, NotFound, TooLarge
+from poolops_service.engine.sessions import RunControl, Session, make_session
 
 log = logging.getLogger("poolops.engine")
 

@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from service.engine.errors import Overloaded, Unavailable
-from service.engine.sessions import RunControl, background_thread
+from poolops_service.engine.errors import Overloaded, Unavailable
+from poolops_service.engine.sessions import RunControl, background_thread
 
 T = TypeVar("T")
 

@@ -28,11 +28,11 @@ os.environ.setdefault("GRADIO_RUN_HISTORY", "False")
 
 import gradio as gr  # noqa: E402
 
-from service.config import Settings  # noqa: E402
-from service.engine import Engine  # noqa: E402
-from service.api.auth import Keys  # noqa: E402
-from service.ui import cards, classify, compare, playground, spp_explorer, uploads  # noqa: E402
-from service.ui.guard import UiGuard  # noqa: E402
+from poolops_service.config import Settings  # noqa: E402
+from poolops_service.engine import Engine  # noqa: E402
+from poolops_service.api.auth import Keys  # noqa: E402
+from poolops_service.ui import cards, classify, compare, playground, spp_explorer, uploads  # noqa: E402
+from poolops_service.ui.guard import UiGuard  # noqa: E402
 
 __all__ = ["build_ui", "mount_ui", "gradio_temp_dir"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from service.engine import Engine
-from service.ui.render import fmt, markdown_table
+from poolops_service.engine import Engine
+from poolops_service.ui.render import fmt, markdown_table
 
 
 #: The accuracy-by-size plot (``poolops experiments --buckets-only --splice docs/experiments.md``).

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from service.engine import Engine
-from service.engine.errors import BadInput
-from service.engine.models import top_k
-from service.ui import uploads
-from service.ui.common import error_text, load_pixels
+from poolops_service.engine import Engine
+from poolops_service.engine.errors import BadInput
+from poolops_service.engine.models import top_k
+from poolops_service.ui import uploads
+from poolops_service.ui.common import error_text, load_pixels
 
 
 @dataclass

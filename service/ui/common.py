@@ -15,8 +15,8 @@ from PIL import Image
 
 from poolops.inputs import example_inputs, kind
 from poolops.registry import OpSpec, get_op, list_ops
-from service.codecs.images import open_image, to_pixels
-from service.engine.errors import BadInput, EngineError
+from poolops_service.codecs.images import open_image, to_pixels
+from poolops_service.engine.errors import BadInput, EngineError
 
 log = logging.getLogger("poolops.ui")
 

@@ -10,9 +10,9 @@ import gradio as gr
 from PIL import Image
 
 from poolops.registry import get_op, list_ops
-from service.engine import Engine
-from service.ui import render, uploads
-from service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params, pixel_gallery
+from poolops_service.engine import Engine
+from poolops_service.ui import render, uploads
+from poolops_service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params, pixel_gallery
 
 DEFAULT_OPS = ("max", "avg", "stochastic", "lp", "mixed", "adaptive_max")
 PLANES_PER_OP = 3

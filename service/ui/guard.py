@@ -22,10 +22,10 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.auth import Keys, MESSAGE, route_path
-from service.api.middleware import BodyTooLarge
-from service.ui.paths import TempPaths
-from service.ui.uploads import usage
+from poolops_service.api.auth import Keys, MESSAGE, route_path
+from poolops_service.api.middleware import BodyTooLarge
+from poolops_service.ui.paths import TempPaths
+from poolops_service.ui.uploads import usage
 
 # what a browser needs to show the login page and log in
 PUBLIC = {"", "/", "/login", "/login/", "/theme.css", "/favicon.ico", "/manifest.json", "/robots.txt"}

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 
 from poolops.registry import get_op, list_ops
-from service.engine import Engine
-from service.ui import render, uploads
-from service.ui.common import (
+from poolops_service.engine import Engine
+from poolops_service.ui import render, uploads
+from poolops_service.ui.common import (
     DEFAULT_MATRIX,
     SMALL,
     default_params,

@@ -16,10 +16,10 @@ from poolops.ops.spp import DEFAULT_LEVELS
 from poolops.params import ParamError
 from poolops.registry import get_op
 from poolops.shapes import adaptive_bins, sppnet_bins
-from service.engine import Engine
-from service.engine.errors import BadInput
-from service.ui import uploads
-from service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
+from poolops_service.engine import Engine
+from poolops_service.engine.errors import BadInput
+from poolops_service.ui import uploads
+from poolops_service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
 
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))

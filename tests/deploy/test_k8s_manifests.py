@@ -21,7 +21,7 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from service.config import Settings
+from poolops_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -46,7 +46,7 @@ def by_name(kind: str, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def app_paths(tmp_path_factory) -> set[str]:
-    from service.app import create_app
+    from poolops_service.app import create_app
 
     app = create_app(Settings(models_dir=tmp_path_factory.mktemp("zoo"), build_missing=False, ui=False))
     return set(app.openapi()["paths"])

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from models.classifier import build_model
-from models.export import export_classifier
-from models.cards import load_registry, save_model
+from poolops_models.classifier import build_model
+from poolops_models.export import export_classifier
+from poolops_models.cards import load_registry, save_model
 
 CONFIG = {
     "backbone": {"type": "small_cnn", "width": 4},

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from models.classifier import build_model
-from models.export import export_classifier, max_parity_error
+from poolops_models.classifier import build_model
+from poolops_models.export import export_classifier, max_parity_error
 
 HEADS = {
     "spp": ({"type": "spp", "levels": [1, 2, 4], "mode": "max"}, None),

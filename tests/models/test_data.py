@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.data import DATASETS, digits, get_dataset, layout
+from poolops_models.data import DATASETS, digits, get_dataset, layout
 
 ndimage = pytest.importorskip("scipy.ndimage")
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from support.runtime import assert_close, session
 
-from models.backbones import effnet_lite0 as E
+from poolops_models.backbones import effnet_lite0 as E
 from poolops.onnx import export
 
 
@@ -137,7 +137,7 @@ def test_size_policy_brings_native_photos_to_the_evaluation_scale(onnx_model):
     the whole image shows the same thing as the centre crop (the card records all five)."""
     import onnxruntime as ort
 
-    from models.effnet import SIZE_POLICY, policy_top1
+    from poolops_models.effnet import SIZE_POLICY, policy_top1
 
     assert SIZE_POLICY == {"shorter_side": [224, 224]}
     sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])

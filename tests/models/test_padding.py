@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from models.classifier import build_model
-from models.export import export_classifier
-from models.padding import make_padded_batch
+from poolops_models.classifier import build_model
+from poolops_models.export import export_classifier
+from poolops_models.padding import make_padded_batch
 
 SIZES = [(24, 40), (37, 29), (64, 64), (9, 13), (8, 8)]
 HEADS = {

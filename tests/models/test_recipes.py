@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from models.data import digits, layout
-from models.cards import load_registry
-from models.padding import make_padded_batch
-from models.recipes import RECIPES, zoo_dir
+from poolops_models.data import digits, layout
+from poolops_models.cards import load_registry
+from poolops_models.padding import make_padded_batch
+from poolops_models.recipes import RECIPES, zoo_dir
 
 REGISTRY = load_registry(zoo_dir())
 
@@ -21,7 +21,7 @@ def test_builtin_model_is_available_with_measured_metrics(name):
     assert entry.available, entry.reason
     card = entry.card
     assert card.produced_by == f"poolops export {name}"
-    from models.experiments import BUCKETS
+    from poolops_models.experiments import BUCKETS
 
     per_size = {f"accuracy_validation_shorter_side_{lo}-{hi}" for lo, hi in BUCKETS}
     assert {m.name for m in card.metrics} == {"accuracy_seen_sizes", "accuracy_unseen_sizes", *per_size}
@@ -67,8 +67,8 @@ def test_missing_builtin_is_built_before_use(tmp_path, monkeypatch):
     """What a fresh clone lacks is built by its recipe (here into an empty registry)."""
     import dataclasses
 
-    from models import recipes
-    from models.recipes import ensure_built
+    from poolops_models import recipes
+    from poolops_models.recipes import ensure_built
 
     # the recipe itself, shortened (the full one trains for minutes)
     monkeypatch.setitem(recipes.RECIPES, "digits-gap", dataclasses.replace(recipes.RECIPES["digits-gap"], steps=150))

@@ -4,8 +4,8 @@ keeps to its ranges, and the same seed gives the same data and the same accuracy
 import numpy as np
 import pytest
 
-from models import experiments as ex
-from models.data import digits, layout
+from poolops_models import experiments as ex
+from poolops_models.data import digits, layout
 
 
 @pytest.mark.parametrize("bucket", ex.BUCKETS)

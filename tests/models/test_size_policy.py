@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import size_policy as sp
-from models.cards import ModelCard, SizePolicy
+from poolops_models import size_policy as sp
+from poolops_models.cards import ModelCard, SizePolicy
 
 P = {"shorter_side": [224, 224]}
 LIMITS = ((32, 32), (1024, 1024))
@@ -107,8 +107,8 @@ def test_experiments_feed_registry_models_through_the_same_policy(tmp_path):
     import shutil
     from pathlib import Path
 
-    from models import experiments
-    from models.cards import validate
+    from poolops_models import experiments
+    from poolops_models.cards import validate
 
     zoo = Path(__file__).resolve().parents[2] / "models" / "zoo"
     shutil.copytree(zoo / "digits-spp", tmp_path / "digits-spp")

@@ -7,9 +7,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from models.train_folder import scan
-from models.cards import load_registry
-from service.cli import main
+from poolops_models.train_folder import scan
+from poolops_models.cards import load_registry
+from poolops_service.cli import main
 
 
 def make_folder(root, n=12, seed=0):

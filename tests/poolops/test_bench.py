@@ -35,7 +35,7 @@ def test_run_ops_quick_has_a_row_per_op():
 
 
 def test_cli_bench_ops_quick(capsys):
-    from service.cli import main
+    from poolops_service.cli import main
 
     assert main(["bench", "ops", "--quick", "--op", "max"]) == 0
     out = capsys.readouterr().out
@@ -43,7 +43,7 @@ def test_cli_bench_ops_quick(capsys):
 
 
 def test_cli_bench_ops_markdown(capsys):
-    from service.cli import main
+    from poolops_service.cli import main
 
     assert main(["bench", "ops", "--quick", "--op", "avg", "--markdown", "--repeat", "1"]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,6 @@
-"""Layers point one way: ``poolops`` (the library) <- ``models`` <- ``service`` (with the
-``poolops`` command, ``service/cli.py``, at the top). No ``poolops`` module imports
-``models`` or ``service``, at import time or in any function."""
+"""Layers point one way: ``poolops`` (the library) <- ``poolops_models`` (folder ``models/``)
+<- ``poolops_service`` (folder ``service/``, with the ``poolops`` command, ``service/cli.py``,
+at the top). No ``poolops`` module imports either, at import time or in any function."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import poolops
 
 ROOT = Path(poolops.__file__).resolve().parent
-UPPER = ("models", "service")
+# the old generic names too: nothing may come back to them
+UPPER = ("poolops_models", "poolops_service", "models", "service")
 
 
 def _modules() -> list[str]:

@@ -17,9 +17,9 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.config import Settings
-from service.server import uvicorn_options
+from poolops_service.app import create_app
+from poolops_service.config import Settings
+from poolops_service.server import uvicorn_options
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
 COMMITTED = ["digits-spp", "digits-gap", "digits-fixed", "layout-spp", "layout-gap"]
@@ -46,7 +46,7 @@ def server_settings(models_dir: Path, **kw) -> Settings:
 @contextlib.contextmanager
 def run_server(settings: Settings, wait_ready: bool = True, timeout: float = 120, customize=None):
     """Serve ``create_app(settings)`` with uvicorn in a thread, configured as ``poolops serve``
-    configures it (``service.server``); yields the base URL. ``customize(app)`` may add
+    configures it (``poolops_service.server``); yields the base URL. ``customize(app)`` may add
     routes first (e.g. one that fails as a bug would)."""
     app = create_app(settings)
     if customize is not None:

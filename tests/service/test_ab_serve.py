@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import ab_serve
+from poolops_service import ab_serve
 
 
 def test_compares_this_tree_with_a_commit():

@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from live_server import api, client, free_port, run_server, server_settings, zoo_copy  # noqa: F401
-from service.config import Settings
+from poolops_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,7 +90,7 @@ def test_ready_when_any_serves_the_good_models_of_a_pod_with_a_broken_one(tmp_pa
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine has CUDA")
 def test_start_refused_when_cuda_required_and_missing(tmp_path):
-    from service.app import create_app
+    from poolops_service.app import create_app
 
     with pytest.raises(RuntimeError, match="POOLOPS_DEVICE=cuda"):
         create_app(Settings(models_dir=tmp_path, device="cuda", build_missing=False, ui=False))
@@ -129,7 +129,7 @@ def test_poolops_serve_and_graceful_sigterm(zoo_copy):
            "POOLOPS_WARMUP_SIZES": "[]", "POOLOPS_REQUEST_TIMEOUT_S": "60",
            # every predict waits in the batcher: certainly in flight when SIGTERM comes
            "POOLOPS_BATCH_WAIT_MS": "6000", "POOLOPS_BATCH_MAX_SIZE": "64"}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--no-ui",
+    proc = subprocess.Popen([sys.executable, "-m", "poolops_service.cli", "serve", "--port", str(port), "--no-ui",
                              "--log-level", "warning"], env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:

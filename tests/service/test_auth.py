@@ -15,8 +15,8 @@ import tritonclient.http as triton
 from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
-from service.api.auth import Keys
-from service.app import create_app
+from poolops_service.api.auth import Keys
+from poolops_service.app import create_app
 
 KEYS = " key-one , key-two,, "  # stripped; the empty ones ignored
 ONE = {"Authorization": "Bearer key-one"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 
-from service import bench_serve as bs
+from poolops_service import bench_serve as bs
 
 LEVELS = (1, 4)
 NUMBER = r"\d+(?:\.\d+)?"
@@ -63,7 +63,7 @@ def test_verdicts_from_rows():
 
 
 def test_cli_parses_bench_serve():
-    from service.cli import build_parser
+    from poolops_service.cli import build_parser
 
     a = build_parser().parse_args(["bench", "serve", "--quick", "--concurrency", "1", "4", "--markdown"])
     assert (a.model, a.size, a.concurrency, a.quick, a.markdown) == ("digits-spp", 128, [1, 4], True, True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.engine.budget import MemoryBudget
-from service.engine.errors import Overloaded
+from poolops_service.engine.budget import MemoryBudget
+from poolops_service.engine.errors import Overloaded
 
 MB = 1 << 20
 

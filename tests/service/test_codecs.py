@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.codecs import forms, images
-from service.engine.errors import BadInput
+from poolops_service.codecs import forms, images
+from poolops_service.engine.errors import BadInput
 
 
 def _image(mode: str, size=(5, 3)) -> Image.Image:

@@ -8,10 +8,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.engine.batcher import Batcher
-from service.engine.errors import BadInput, Overloaded
-from service.engine.ops import OpRunner
-from service.engine.sessions import CPU, choose_providers, cpu_quota
+from poolops_service.engine.batcher import Batcher
+from poolops_service.engine.errors import BadInput, Overloaded
+from poolops_service.engine.ops import OpRunner
+from poolops_service.engine.sessions import CPU, choose_providers, cpu_quota
 
 
 def test_op_graph_cache_is_bounded_lru():

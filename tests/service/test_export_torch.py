@@ -12,8 +12,8 @@ import pytest
 from live_server import run_server, server_settings
 from PIL import Image
 
-from models.cards import load_registry
-from service.cli import main
+from poolops_models.cards import load_registry
+from poolops_service.cli import main
 
 MODULE = """
 import torch.nn as nn

@@ -1,5 +1,5 @@
 """Hostile clients against a real server process: every case of
-``service.hostile`` gets a clear 4xx or a 200 within its time bound, the server's resident
+``poolops_service.hostile`` gets a clear 4xx or a 200 within its time bound, the server's resident
 memory (from /proc) stays within the budget and falls back afterwards, and a normal
 client's op and predict requests are answered within 1 s while the attack runs.
 
@@ -15,11 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from service import hostile
-from service.engine.batcher import Batcher
-from service.engine.ops import LRU, OpRunner
-from service.engine.pools import TimedOut, WorkPool
-from service.engine.sessions import CPU, RunControl
+from poolops_service import hostile
+from poolops_service.engine.batcher import Batcher
+from poolops_service.engine.ops import LRU, OpRunner
+from poolops_service.engine.pools import TimedOut, WorkPool
+from poolops_service.engine.sessions import CPU, RunControl
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from live_server import api, zoo_copy  # noqa: F401 - fixtures
-from service.config import Settings
+from poolops_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "docs" / "service.md").read_text()

@@ -21,10 +21,10 @@ from PIL import Image
 
 from images import digit_canvas, png
 from live_server import copy_zoo, run_server, server_settings
-from models import size_policy
-from service.config import Settings
-from service.engine import Engine
-from service.engine.models import top_k
+from poolops_models import size_policy
+from poolops_service.config import Settings
+from poolops_service.engine import Engine
+from poolops_service.engine.models import top_k
 
 SPP = {"shorter_side": [32, 48]}  # digits-spp (padding-invariant)
 GAP = {"shorter_side": [32, 32]}  # digits-gap, whose copy also takes at most 64x64
@@ -156,7 +156,7 @@ def test_openapi_and_v2_metadata_document_the_policy(client):
 
 
 def test_ui_classify_applies_the_same_policy(policy_zoo, tmp_path):
-    from service.ui import classify, common
+    from poolops_service.ui import classify, common
 
     engine = Engine(Settings(models_dir=policy_zoo, build_missing=False, warmup_sizes=[], threads=1))
     engine.load()
@@ -187,7 +187,7 @@ def test_memory_reservation_counts_the_resized_pixels(tmp_path):
     """The decoding reservation counts the larger of the original and the resized pixels
     (both exist for a moment): a 16x16 image scaled up to 512x512 reserves 2 x 4 bytes x
     262144; a 600x600 one scaled down reserves its own 360000 pixels; resize=none its own."""
-    from service.api.routes.models import _tensors
+    from poolops_service.api.routes.models import _tensors
 
     zoo = copy_zoo(tmp_path / "zoo", ["digits-spp"])
     path = zoo / "digits-spp" / "card.json"

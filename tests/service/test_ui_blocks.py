@@ -19,14 +19,14 @@ import pytest
 from PIL import Image
 
 import poolops.registry as op_registry
-from models.data import digits
-from models.cards import load_registry
+from poolops_models.data import digits
+from poolops_models.cards import load_registry
 from poolops.registry import get_op, list_ops
 from poolops.shapes import adaptive_bins
-from service.config import Settings
-from service.engine import Engine
-from service.engine.models import top_k
-from service.ui import build_ui, cards, classify, common, compare, playground, render, spp_explorer, uploads
+from poolops_service.config import Settings
+from poolops_service.engine import Engine
+from poolops_service.engine.models import top_k
+from poolops_service.ui import build_ui, cards, classify, common, compare, playground, render, spp_explorer, uploads
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
 

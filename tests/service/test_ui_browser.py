@@ -21,7 +21,7 @@ import pytest
 from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
-from models.data import digits
+from poolops_models.data import digits
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -21,7 +21,7 @@ import pytest
 from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
-from service.ui.uploads import INLINE
+from poolops_service.ui.uploads import INLINE
 
 # an absolute path of the kind a server has (a URL's path does not start like this)
 ABSOLUTE = re.compile(r"(?<![\w.:/=-])/(?:tmp|home|root|work|usr|var|opt|srv|etc|proc|app|private)/")

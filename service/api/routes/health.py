@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import EngineDep
-from service.api.schemas import Live, Ready
+from poolops_service.api.deps import EngineDep
+from poolops_service.api.schemas import Live, Ready
 
 router = APIRouter(tags=["health"])
 

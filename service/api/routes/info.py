@@ -7,8 +7,8 @@ from importlib.metadata import version
 from fastapi import APIRouter
 
 from poolops.registry import list_ops
-from service.api.deps import EngineDep
-from service.api.schemas import Info
+from poolops_service.api.deps import EngineDep
+from poolops_service.api.schemas import Info
 
 router = APIRouter(prefix="/v1", tags=["info"])
 

@@ -9,16 +9,16 @@ import time
 import numpy as np
 from fastapi import APIRouter, Request
 
-from service.api import bodies
-from service.api.deps import EngineDep, SettingsDep, reservation
-from service.api.errors import responses
-from service.api.schemas import (
+from poolops_service.api import bodies
+from poolops_service.api.deps import EngineDep, SettingsDep, reservation
+from poolops_service.api.errors import responses
+from poolops_service.api.schemas import (
     RESIZE_DOC, EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
 )
-from service.codecs import images
-from service.engine import Engine
-from service.engine.errors import BadInput, NotFound
-from service.engine.models import ModelRunner, top_k
+from poolops_service.codecs import images
+from poolops_service.engine import Engine
+from poolops_service.engine.errors import BadInput, NotFound
+from poolops_service.engine.models import ModelRunner, top_k
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -9,14 +9,14 @@ from fastapi.responses import Response
 from starlette.background import BackgroundTask
 
 from poolops.registry import OpSpec, get_op, list_ops
-from service.api import bodies
-from service.api.deps import EngineDep, SettingsDep, reservation
-from service.api.errors import responses
-from service.api.schemas import OpInfo, OpList, OpRequest, OpResponse
-from service.codecs import answer, forms, images, tensors
-from service.engine.errors import BadInput
-from service.engine.sessions import release_memory
-from service.engine.ops import find_op
+from poolops_service.api import bodies
+from poolops_service.api.deps import EngineDep, SettingsDep, reservation
+from poolops_service.api.errors import responses
+from poolops_service.api.schemas import OpInfo, OpList, OpRequest, OpResponse
+from poolops_service.codecs import answer, forms, images, tensors
+from poolops_service.engine.errors import BadInput
+from poolops_service.engine.sessions import release_memory
+from poolops_service.engine.ops import find_op
 
 router = APIRouter(prefix="/v1/ops", tags=["ops"])
 

@@ -27,17 +27,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 
-from models import size_policy
-from service.api import bodies
-from service.api.deps import EngineDep, SettingsDep
-from service.api.errors import responses
-from service.api.routes.health import readiness
-from service.api.schemas import (
+from poolops_models import size_policy
+from poolops_service.api import bodies
+from poolops_service.api.deps import EngineDep, SettingsDep
+from poolops_service.api.errors import responses
+from poolops_service.api.routes.health import readiness
+from poolops_service.api.schemas import (
     Live, Ready, V2InferRequest, V2InferResponse, V2RequestOutput, V2ModelMetadata, V2ServerMetadata, V2TensorMeta,
 )
-from service.codecs.tensors import OIP_DTYPES, OIP_NAMES, as_float32, element_count, from_oip, nonempty
-from service.engine import Engine
-from service.engine.errors import BadInput, NotFound, Unavailable
+from poolops_service.codecs.tensors import OIP_DTYPES, OIP_NAMES, as_float32, element_count, from_oip, nonempty
+from poolops_service.engine import Engine
+from poolops_service.engine.errors import BadInput, NotFound, Unavailable
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 HEADER_LEN = "inference-header-content-length"

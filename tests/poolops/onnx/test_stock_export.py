@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.stock_families import EXAMPLE, FAMILIES, SIZES, build
+from poolops_models.stock_families import EXAMPLE, FAMILIES, SIZES, build
 from poolops.onnx import export
 from support.cuda_kernels import nodes_without_cuda_kernel
 from poolops.onnx.dynamic import SizePinned, check_dynamic, probe_sizes
