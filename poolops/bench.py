@@ -28,6 +28,7 @@ import numpy as np
 
 from poolops.inputs import example_inputs, kind
 from poolops.registry import OpSpec, get_op, list_ops
+from poolops.report import print_report
 
 SIZES = ((1, 64, 256, 256), (1, 64, 512, 512))
 SPP_EXTRA = (1, 256, 60, 80)
@@ -388,40 +389,10 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _print(rows, header, notes, markdown: bool) -> None:
-    targets = target_lines(rows)
-    if markdown:
-        print("# poolops bench ops\n")
-        print("Made by `poolops bench ops --markdown > docs/benchmarks.md`.\n")
-        for line in header:
-            print(f"{line}  ")
-        for n in notes:
-            print(f"{n}  ")
-        print()
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join(["---"] * 3 + ["---:"] * 5 + ["---"]) + "|")
-        for r in rows:
-            print("| " + " | ".join(c.replace("|", "\\|") for c in _row_cells(r)) + " |")
-        print("\nTargets, judged on this run:\n")
-        for line in targets:
-            print(f"- {line}")
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)
-    for line in header + notes:
-        console.print(line, markup=False, highlight=False)
-    table = Table(title="poolops bench ops: stock torch vs ONNX Runtime (CPU)")
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="right" if 3 <= i <= 7 else "left")
-    for r in rows:
-        table.add_row(*(escape(c) for c in _row_cells(r)), style="red" if r.get("error") else None)
-    console.print(table)
-    for line in targets:
-        console.print(f"target: {line}", markup=False, highlight=False)
+    print_report(title="poolops bench ops: stock torch vs ONNX Runtime (CPU)" if not markdown else "poolops bench ops",
+                 made_by="poolops bench ops --markdown > docs/benchmarks.md", columns=COLUMNS,
+                 right=set(range(3, 8)), rows=[(_row_cells(r), bool(r.get("error"))) for r in rows],
+                 header=[*header, *notes], targets=target_lines(rows), markdown=markdown, width=180)
 
 
 def cpu_model() -> str:

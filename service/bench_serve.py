@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from poolops.report import print_report
+
 DEFAULT_MODEL = "digits-spp"
 DEFAULT_SIZE = 128
 DEFAULT_CONCURRENCY = (1, 8, 32)
@@ -470,42 +472,11 @@ def _cells(r: dict[str, Any]) -> list[str]:
 
 
 def _print(rows, header, notes, targets, markdown: bool) -> None:
-    if markdown:
-        print("# poolops bench serve\n")
-        print("Made by `poolops bench serve --markdown > docs/bench_serve.md`.\n")
-        for line in header:
-            print(f"{line}  ")
-        print()
-        print("| " + " | ".join(COLUMNS) + " |")
-        print("|" + "|".join(["---", "---:"] + ["---:"] * (len(COLUMNS) - 2)) + "|")
-        for r in rows:
-            print("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
-        print("\nTargets, judged on this run:\n")
-        for line in targets:
-            print(f"- {line}")
-        print("\nNotes:\n")
-        for line in notes:
-            print(f"- {line}")
-        return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=170)
-    for line in header:
-        console.print(line, markup=False, highlight=False)
-    table = Table(title="poolops bench serve: raw session.run vs this server vs a naive FastAPI + torch app")
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i == 0 else "right")
-    for r in rows:
-        table.add_row(*(escape(c) for c in _cells(r)), style="red" if r.get("errors") else None)
-    console.print(table)
-    for line in targets:
-        console.print(f"target: {line}", markup=False, highlight=False)
-    for line in notes:
-        console.print(f"note: {line}", markup=False, highlight=False)
+    title = ("poolops bench serve" if markdown else
+             "poolops bench serve: raw session.run vs this server vs a naive FastAPI + torch app")
+    print_report(title=title, made_by="poolops bench serve --markdown > docs/bench_serve.md", columns=COLUMNS,
+                 right=set(range(1, len(COLUMNS))), rows=[(_cells(r), bool(r.get("errors"))) for r in rows],
+                 header=header, targets=targets, notes=notes, markdown=markdown, width=170)
 
 
 def run_serve(
