@@ -118,12 +118,13 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from poolops_models.train_folder import train_folder
+    from poolops.ops.spp import DEFAULT_LEVELS
     from poolops_models.recipes import zoo_dir
+    from poolops_models.train_folder import train_folder
 
     head = {"type": args.head}
     if args.head == "spp":
-        head.update(levels=args.levels, mode=args.mode)
+        head.update(levels=args.levels or list(DEFAULT_LEVELS), mode=args.mode)
     entry, plot = train_folder(
         args.data, args.name, args.root or zoo_dir(), head=head, pretrained=args.pretrained,
         freeze=args.freeze, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="DIR/<class>/*.png|jpg...: images of any size")
     train.add_argument("--name", required=True, help="model name in the registry")
     train.add_argument("--head", choices=["spp", "gap"], default="spp")
-    train.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4], help="SPP pyramid levels")
+    train.add_argument("--levels", type=int, nargs="+", help="SPP pyramid levels (default: the spp op's)")
     train.add_argument("--mode", choices=["max", "avg"], default="max", help="SPP pooling")
     train.add_argument("--pretrained", action="store_true", help="the ImageNet EfficientNet-Lite0 backbone")
     train.add_argument("--freeze", action="store_true", help="with --pretrained: train only the head")

@@ -5,6 +5,7 @@ folders ``models/`` and ``service/`` under the import names ``poolops_models`` a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,8 +16,16 @@ FOLDERS = {"poolops": "poolops", "models": "poolops_models", "service": "poolops
 
 
 def test_wheel_holds_only_the_projects_top_level_names(tmp_path):
+    # built from a copy: setuptools leaves build/ and *.egg-info beside the sources
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "zoo", "*.egg-info")
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, src / folder, ignore=ignore)
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                          "-q", "-w", str(tmp_path), str(ROOT)],
+                          "-q", "-w", str(tmp_path), str(src)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = tmp_path.glob("poolops-*.whl")
