@@ -192,6 +192,24 @@ def _weighted_cases():
     for params, x in (({}, (2, 3, 16, 17)), ({"kernel": 2, "stride": 1, "padding": 1}, (1, 4, 13, 11)),
                       ({"kernel": (5, 3), "stride": (1, 2), "padding": (2, 0)}, (2, 2, 12, 15)), ({}, (1, 1, 1, 1))):
         yield Case("lip", params, x)
+    yield from _blur_cases()
+
+
+def _blur_cases():
+    """blur and max_blur: every padding, small and large filters, strides, a 1x1 map; one
+    plane with a large filter at stride 1, where ONNX Runtime's im2col buffer (f*f per
+    output, unseen by the profiler) is the estimate: an upper bound only."""
+    for op in ("blur", "max_blur"):
+        for params, x in (({}, (2, 3, 16, 17)), ({"filt_size": 7, "stride": 1}, (1, 4, 13, 11)),
+                          ({"filt_size": 2, "stride": (3, 1), "pad_type": "zero"}, (2, 2, 12, 15)),
+                          ({"filt_size": 5, "pad_type": "replicate"}, (1, 1, 2, 2)),
+                          ({"filt_size": 3, "stride": 1, "pad_type": "zero"}, (1, 1, 1, 1))):
+            if op == "max_blur" and min(x[2:]) < 2:
+                params = {**params, "kernel": 1}
+            for backward in (False, True):
+                yield Case(op, params, x, backward=backward)
+        yield Case(op, {"filt_size": 7, "stride": 1}, (1, 1, 20, 30), backward=True, tight=False)
+    yield Case("max_blur", {"propagate_nan": False, "kernel": 3}, (2, 3, 16, 17))
 
 
 def _roi_cases():
@@ -475,6 +493,8 @@ GROWTH = {
     "se": ({}, {}),
     "softpool": ({"kernel": 2}, {"kernel": 64, "stride": 1}),
     "lip": ({"kernel": 3, "padding": 1}, {"kernel": 65, "stride": 1, "padding": 32}),
+    "blur": ({"filt_size": 3}, {"filt_size": 7, "stride": 50}),
+    "max_blur": ({"filt_size": 3, "kernel": 2}, {"filt_size": 7, "kernel": 64, "stride": 50}),
 }
 SPP_VARIANTS = [
     ({"levels": (2, 3)}, {"levels": (200, 300)}),
