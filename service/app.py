@@ -34,9 +34,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # load and warm up in the background: /healthz answers meanwhile, /readyz says 503
         loading = asyncio.create_task(asyncio.to_thread(engine.load))
         app.state.loading = loading
+        grpc = None
+        if settings.grpc_port:  # same process, same event loop, same engine and batchers
+            from poolops_service import grpc_server
+
+            grpc = await grpc_server.start(engine, settings)
+        poller = None
+        if settings.repository_poll_s > 0:
+            poller = asyncio.create_task(engine.repository.poll_forever(settings.repository_poll_s))
         try:
             yield
         finally:
+            if poller is not None:
+                poller.cancel()
+            if grpc is not None:
+                await grpc.stop(settings.shutdown_grace_s)
             engine.close()
 
     app = FastAPI(
@@ -66,20 +78,25 @@ def _document(app: FastAPI, engine: Engine) -> None:
     ``$ref`` points to, and ``{name}`` lists the registered ops and models."""
     from fastapi.openapi.utils import get_openapi
 
-    from poolops_service.api.schemas import EmbedRequest, OpRequest, PredictRequest, V2InferRequest
+    from poolops_service.api.schemas import (
+        EmbedRequest, OpRequest, PredictRequest, V2InferRequest, V2RepositoryIndexRequest, V2RepositoryRequest,
+    )
 
     def openapi():
         if app.openapi_schema:
             return app.openapi_schema
         doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         comps = doc.setdefault("components", {}).setdefault("schemas", {})
-        for model in (OpRequest, PredictRequest, EmbedRequest, V2InferRequest):
+        for model in (OpRequest, PredictRequest, EmbedRequest, V2InferRequest, V2RepositoryIndexRequest,
+                      V2RepositoryRequest):
             s = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(s.pop("$defs", {}))
             comps[model.__name__] = s
         ops, models = list_ops(), sorted(engine.registry)
         for path, item in doc["paths"].items():
-            names = ops if path.startswith("/v1/ops/") else models if "/models/{name}" in path else None
+            # a repository load takes any folder name, not only the models served now
+            names = ops if path.startswith("/v1/ops/") else models if (
+                "/models/{name}" in path and not path.startswith("/v2/repository/")) else None
             for op in item.values():
                 for param in op.get("parameters", []):
                     if param["name"] == "name" and names:

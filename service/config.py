@@ -22,6 +22,11 @@ class Settings(BaseSettings):
         default=True,
         description="build missing built-in models at start-up (`poolops export` in a child process; needs torch there)",
     )
+    repository_poll_s: float = Field(
+        default=0.0, ge=0,
+        description="every this many seconds, load model folders that are new or changed (checked first; a broken "
+                    "one never replaces a working model); 0: off, load with POST /v2/repository/models/{name}/load",
+    )
     # execution
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when ONNX Runtime has it, else CPU; cuda: refuse to start without it"
@@ -93,5 +98,9 @@ class Settings(BaseSettings):
     gradio_temp_dir: Path | None = Field(default=None, description="Gradio's own temp dir (default: a fresh one)")
     host: str = Field(default="127.0.0.1", description="listen address (0.0.0.0 in containers)")
     port: int = Field(default=8000, ge=1, le=65535, description="listen port")
+    grpc_port: int = Field(
+        default=0, ge=0, le=65535,
+        description="Open Inference Protocol over gRPC (inference.GRPCInferenceService) on this port; 0: off",
+    )
     workers: int = Field(default=1, ge=1, description="server processes; each loads every model")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="on SIGTERM, time for requests in flight")

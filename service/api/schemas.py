@@ -225,6 +225,66 @@ class V2ModelMetadata(BaseModel):
     )
 
 
+class V2Duration(BaseModel):
+    count: int
+    ns: int
+
+
+class V2InferStats(BaseModel):
+    success: V2Duration
+    fail: V2Duration
+    queue: V2Duration
+    compute_input: V2Duration
+    compute_infer: V2Duration
+    compute_output: V2Duration
+    cache_hit: V2Duration
+    cache_miss: V2Duration
+
+
+class V2BatchStats(BaseModel):
+    batch_size: int
+    compute_input: V2Duration
+    compute_infer: V2Duration
+    compute_output: V2Duration
+
+
+class V2ModelStats(BaseModel):
+    name: str
+    version: str
+    last_inference: int = Field(description="milliseconds since the epoch of the last success (0: none)")
+    inference_count: int = Field(description="images inferred")
+    execution_count: int = Field(description="model runs (batches)")
+    inference_stats: V2InferStats
+    batch_stats: list[V2BatchStats]
+
+
+class V2Statistics(BaseModel):
+    """Triton's statistics extension: per request ``success`` / ``fail`` (count, total ns),
+    and for successes ``compute_input`` (reading tensors), ``queue`` (waiting in the model's
+    batcher), ``compute_infer`` (its batches' runs), ``compute_output`` (the answer)."""
+
+    model_stats: list[V2ModelStats]
+
+
+class V2RepositoryIndexRequest(BaseModel):
+    repository_name: str | None = None
+    ready: bool | None = Field(default=None, description="true: only the models ready to serve")
+
+
+class V2RepositoryRequest(BaseModel):
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="accepted and ignored (e.g. tritonclient's unload_dependents): the folder on "
+                                  "disk is what loads")
+    repository_name: str | None = None
+
+
+class V2RepositoryModel(BaseModel):
+    name: str
+    version: str
+    state: Literal["READY", "LOADING", "UNAVAILABLE"]
+    reason: str
+
+
 class V2ServerMetadata(BaseModel):
     name: str
     version: str

@@ -8,9 +8,12 @@ fight over cores) and resolves each caller's future.
 Fairness and bounds: a batch takes one item from each waiting request in turn, so a
 request of many large images cannot hold a one-image request back by more than one
 batch; a batch's items weigh at most ``max_weight`` together (pixels; one item always
-fits). A :class:`Job` (a slice of a whole ready tensor) runs alone, in the same queue. The queue is
-bounded: a full queue raises :class:`Overloaded`. When every caller of a running batch
-has gone (timeout), the batch's :class:`RunControl` stops it.
+fits). The queue is bounded: a full queue raises :class:`Overloaded`. When every caller of
+a running batch has gone (timeout), the batch's :class:`RunControl` stops it.
+
+Timing: a request may pass a :class:`Ticket`; each batch that runs some of its items adds
+its run time to ``ticket.infer_s`` once, and ``ticket.batcher_s`` is the time from queueing
+to the last result (so the time it waited is ``batcher_s - infer_s``: Triton's queue time).
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from poolops_service.engine.errors import Overloaded
 from poolops_service.engine.sessions import RunControl, background_thread
 
 
-class Job:
-    """A callable ``fn(control)`` that runs alone in the batch queue."""
+class Ticket:
+    """One request's time in the batcher: ``infer_s`` (the runs of the batches that held
+    its items) and ``batcher_s`` (queued to done)."""
 
-    def __init__(self, fn: Callable[[RunControl], Any]):
-        self.fn = fn
+    __slots__ = ("infer_s", "batcher_s")
+
+    def __init__(self) -> None:
+        self.infer_s = 0.0
+        self.batcher_s = 0.0
 
 
 def _pixels(item: Any) -> int:
@@ -58,7 +65,7 @@ class Batcher:
         self.on_batch = on_batch  # (batch size, seconds) for metrics
         self.max_weight = max_weight
         self.weight = weight
-        self._requests: deque[deque[tuple[Any, asyncio.Future]]] = deque()  # one queue per request
+        self._requests: deque[deque[tuple[Any, asyncio.Future, Ticket | None]]] = deque()  # one queue per request
         self._depth = 0
         self._last: deque | None = None  # the request the last batch took from
         self._wake: asyncio.Event | None = None
@@ -70,13 +77,15 @@ class Batcher:
             max_workers=1, thread_name_prefix=f"batch-{name}", initializer=background_thread
         )
         self.batches = 0
+        self._retired = False
 
     @property
     def depth(self) -> int:
         return self._depth
 
-    async def submit_many(self, items: list[Any]) -> list[Any]:
-        """Queue ``items`` (all or none) and wait for their results, in order."""
+    async def submit_many(self, items: list[Any], ticket: Ticket | None = None) -> list[Any]:
+        """Queue ``items`` (all or none) and wait for their results, in order; ``ticket``
+        (optional) collects the request's queue and run times."""
         if self._depth + len(items) > self.max_queue:
             raise Overloaded(
                 f"model {self.name!r} has {self._depth} images queued (limit {self.max_queue}, "
@@ -86,29 +95,40 @@ class Batcher:
         self._start()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        queue = deque(zip(items, futures))
+        queue = deque((item, fut, ticket) for item, fut in zip(items, futures))
         if self._requests and self._requests[-1] is self._last:
             self._requests.insert(len(self._requests) - 1, queue)  # before the request served last
         else:
             self._requests.append(queue)
         self._depth += len(items)
         self._wake.set()
+        t0 = time.perf_counter()
         try:
             return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:  # timeout or client gone: drop what has not started
             for f in futures:
                 f.cancel()
             raise
+        finally:
+            if ticket is not None:
+                ticket.batcher_s += time.perf_counter() - t0
+
+    def retire(self) -> None:
+        """The model was replaced or unloaded: the worker ends once the queue is empty (what
+        is queued still runs on this batcher's model; a later submit starts it again)."""
+        self._retired = True
+        if self._wake is not None:
+            self._wake.set()
 
     def _start(self) -> None:
+        self._retired = False
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._worker(), name=f"batcher-{self.name}")
 
-    def _take(self) -> list[tuple[Any, asyncio.Future]]:
-        """The next batch: round-robin over the waiting requests, within size and weight;
-        a :class:`Job` alone."""
-        batch: list[tuple[Any, asyncio.Future]] = []
+    def _take(self) -> list[tuple[Any, asyncio.Future, Ticket | None]]:
+        """The next batch: round-robin over the waiting requests, within size and weight."""
+        batch: list[tuple[Any, asyncio.Future, Ticket | None]] = []
         weight = 0
         while self._requests and len(batch) < self.max_size:
             queue = self._requests[0]
@@ -118,23 +138,22 @@ class Batcher:
             if not queue:
                 self._requests.popleft()
                 continue
-            item, fut = queue[0]
-            w = self.weight(item) if not isinstance(item, Job) else 0
-            if batch and (isinstance(item, Job) or (self.max_weight and weight + w > self.max_weight)):
+            item = queue[0][0]
+            w = self.weight(item)
+            if batch and self.max_weight and weight + w > self.max_weight:
                 break
-            queue.popleft()
+            batch.append(queue.popleft())
             self._depth -= 1
-            batch.append((item, fut))
             weight += w
             self._last = queue
             self._requests.rotate(-1)  # the next item from the next request
-            if isinstance(item, Job):
-                break
         return batch
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._retired and not self._depth:
+                return
             await self._wake.wait()
             self._wake.clear()
             while self._depth:
@@ -153,27 +172,27 @@ class Batcher:
                 self._stop_when_abandoned(batch, control)
                 t0 = time.perf_counter()
                 try:
-                    if isinstance(batch[0][0], Job):
-                        results = [await loop.run_in_executor(self._executor, batch[0][0].fn, control)]
-                    else:
-                        results = await loop.run_in_executor(
-                            self._executor, self.run_batch, [i for i, _ in batch], control
-                        )
+                    results = await loop.run_in_executor(
+                        self._executor, self.run_batch, [i for i, _, _ in batch], control
+                    )
                 except Exception as e:  # noqa: BLE001 - handed to every caller of this batch
-                    for _, fut in batch:
+                    for _, fut, _ in batch:
                         if not fut.done():
                             fut.set_exception(e)
                     continue
+                seconds = time.perf_counter() - t0
                 self.batches += 1
+                for ticket in {id(t): t for _, _, t in batch if t is not None}.values():
+                    ticket.infer_s += seconds
                 if self.on_batch:
-                    self.on_batch(len(batch), time.perf_counter() - t0)
-                for (_, fut), r in zip(batch, results):
+                    self.on_batch(len(batch), seconds)
+                for (_, fut, _), r in zip(batch, results):
                     if not fut.done():
                         fut.set_result(r)
 
     @staticmethod
-    def _stop_when_abandoned(batch: list[tuple[Any, asyncio.Future]], control: RunControl) -> None:
-        futures = [f for _, f in batch]
+    def _stop_when_abandoned(batch: list[tuple[Any, asyncio.Future, Ticket | None]], control: RunControl) -> None:
+        futures = [f for _, f, _ in batch]
 
         def check(_: asyncio.Future) -> None:
             if all(f.cancelled() for f in futures):

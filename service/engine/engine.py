@@ -9,6 +9,7 @@ model at the configured sizes. ``ready`` turns true only after all of that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -24,12 +25,14 @@ import onnxruntime as ort
 
 from poolops_models.cards import RegisteredModel, load_registry
 from poolops_service.config import Settings
-from poolops_service.engine.batcher import Batcher, Job
+from poolops_service.engine.batcher import Batcher
 from poolops_service.engine.budget import MemoryBudget, Reservation
 from poolops_service.engine.errors import EngineError, NotFound, TooLarge, Unavailable
 from poolops_service.engine.models import ModelRunner, Output
 from poolops_service.engine.ops import OpPlan, OpResult, OpRunner
 from poolops_service.engine.pools import Deadline, TimedOut, WorkPool
+from poolops_service.engine.repository import Repository
+from poolops_service.engine.stats import ModelStats, Request
 from poolops_service.engine.sessions import (
     CUDA, RunControl, available_providers, background_thread, choose_providers, cpu_quota, release_memory,
     tune_malloc,
@@ -39,6 +42,7 @@ log = logging.getLogger("poolops.engine")
 
 __all__ = ["Engine", "EngineError"]
 
+UNLOADED = "unloaded on request (POST /v2/repository/models/{name}/load serves it again)"
 SMALL_OP_WORK = 1 << 20  # elements (4 MB): op requests at most this large run in their own lane
 SMALL_OP_WORKERS = 2
 
@@ -81,7 +85,9 @@ class Engine:
         self.registry: dict[str, RegisteredModel] = {}
         self.runners: dict[str, ModelRunner] = {}
         self.load_errors: dict[str, str] = {}
-        self._batchers: dict[str, Batcher] = {}
+        self.unloaded: set[str] = set()  # unloaded on request (repository API): not served, not awaited
+        self.stats: dict[str, ModelStats] = {}
+        self.repository = Repository(self)
         self.phase = "starting"
         self.failure: str | None = None
         self.ops_ready = False
@@ -155,6 +161,8 @@ class Engine:
             return [f"starting: {self.phase}"]
         out = []
         for name, entry in self.registry.items():
+            if name in self.unloaded:
+                continue
             if not entry.available:
                 out.append(f"model {name}: {entry.reason}")
             elif name in self.load_errors:
@@ -165,6 +173,8 @@ class Engine:
         entry = self.registry.get(name)
         if entry is None:
             return {"available": False, "reason": "not registered"}
+        if name in self.unloaded:
+            return {"available": False, "reason": UNLOADED.format(name=name)}
         if not entry.available:
             return {"available": False, "reason": entry.reason}
         if name in self.load_errors:
@@ -200,22 +210,51 @@ class Engine:
             raise NotFound(f"unknown model {name!r}; registered: {', '.join(self.registry) or 'none'}", model=name)
         status = self.model_status(name)
         if not status["available"]:
+            if name in self.unloaded:
+                raise NotFound(f"model {name!r} is unloaded: load it again with POST /v2/repository/models/{name}/load "
+                               "(gRPC RepositoryModelLoad)", model=name)
             if name in self.registry and not self.registry[name].available:
                 raise Unavailable(f"model {name!r} is unavailable: {status['reason']}", retry_after=60, model=name)
             raise Unavailable(f"model {name!r} is not loaded yet ({self.phase}): retry shortly", retry_after=5, model=name)
         return self.runners[name]
 
     def batcher(self, name: str) -> Batcher:
+        """The batcher of model ``name``'s current runner."""
+        return self._batcher_of(self.runner(name))
+
+    def _batcher_of(self, r: ModelRunner) -> Batcher:
+        # one per runner: a model replaced by a load keeps running what its requests queued
         with self._lock:
-            if name not in self._batchers:
-                r = self.runners[name]
+            if r.batcher is None:
                 s = self.settings
-                self._batchers[name] = Batcher(
-                    name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
-                    on_batch=lambda size, sec, n=name: self.observer.batch(n, size, sec),
+                r.batcher = Batcher(
+                    r.name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
+                    on_batch=lambda size, sec, n=r.name: self._on_batch(n, size, sec),
                     max_weight=s.max_batch_pixels, executor=self.model_executor,
                 )
-            return self._batchers[name]
+            return r.batcher
+
+    def _on_batch(self, name: str, size: int, seconds: float) -> None:
+        self.observer.batch(name, size, seconds)
+        self.model_stats(name).batch(size, seconds)
+
+    def model_stats(self, name: str) -> ModelStats:
+        """``name``'s statistics (kept for registered models only: names come from requests)."""
+        return self.stats.setdefault(name, ModelStats())
+
+    @contextlib.contextmanager
+    def track(self, name: str):
+        """Count one request for model ``name`` in its statistics: success when the block
+        ends normally, fail when it raises. Yields the :class:`Request` to fill in."""
+        req = Request()
+        try:
+            yield req
+        except BaseException:
+            if name in self.registry:
+                self.model_stats(name).request(req, ok=False)
+            raise
+        if name in self.registry:
+            self.model_stats(name).request(req, ok=True)
 
     def _timed_batch(self, r: ModelRunner):
         def run(items: list[np.ndarray], control: RunControl) -> list[Output]:
@@ -227,12 +266,21 @@ class Engine:
         return run
 
     def queue_depths(self) -> dict[str, int]:
-        return {n: b.depth for n, b in self._batchers.items()}
+        return {n: r.batcher.depth for n, r in list(self.runners.items()) if r.batcher is not None}
 
-    async def infer_images(self, name: str, tensors: list[np.ndarray]) -> list[Output]:
-        """Preprocessed images [C, H_i, W_i] of model ``name`` -> outputs, through the batcher."""
+    async def infer_images(
+        self, name: str, tensors: list[np.ndarray], req: Request | None = None, runner: ModelRunner | None = None
+    ) -> list[Output]:
+        """Preprocessed images [C, H_i, W_i] of model ``name`` -> outputs, through the batcher
+        of ``runner`` (the one that preprocessed them; default the current one). ``req``: the
+        caller counts the request in the statistics (else this does)."""
+        if req is None:
+            with self.track(name) as req:
+                return await self.infer_images(name, tensors, req, runner)
+        b = self._batcher_of(runner or self.runner(name))
+        req.images += len(tensors)
         try:
-            return await asyncio.wait_for(self.batcher(name).submit_many(tensors), self.settings.request_timeout_s)
+            return await asyncio.wait_for(b.submit_many(tensors, req.ticket), self.settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise Unavailable(
                 f"inference took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
@@ -311,28 +359,68 @@ class Engine:
                 "(POOLOPS_REQUEST_TIMEOUT_S): send a smaller payload", retry_after=2,
             ) from None
 
-    async def run_model_tensor(self, name: str, x: np.ndarray, valid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """A ready input batch straight to the model's session (Open Inference Protocol),
-        queued with the model's batches in pixel-bounded slices (one run at a time per
-        model, other requests' batches in between)."""
+    async def infer_tensor(
+        self, name: str, x: np.ndarray, valid: np.ndarray | None, req: Request
+    ) -> dict[str, np.ndarray]:
+        """A ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2]; Open Inference Protocol)
+        through the model's batcher, image by image, so that it shares batches with other
+        requests under the same mixed-size rule as ``/v1`` (each row gets exactly its
+        one-by-one result). Queued in parts of at most ``max_batch_images`` images, one
+        after another, so that a large N never fills the queue alone. Returns each of the
+        card's outputs [N, ...]."""
         r = self.runner(name)
-        t0 = time.perf_counter()
-        jobs = [
-            Job(lambda control, xs=xs, vs=vs: r.run_tensor(xs, vs, control)) for xs, vs in r.split(x, valid)
-        ]
+        r.check_tensor(x, valid)
+        items = r.images(x, valid)
+        step = max(1, min(self.settings.max_batch_images, self.settings.queue_max))
+        b = self._batcher_of(r)
+        req.images += len(items)
+
+        async def run_all() -> list[Output]:
+            outs: list[Output] = []
+            for i in range(0, len(items), step):
+                outs += await b.submit_many(items[i: i + step], req.ticket)
+            return outs
+
         try:
-            parts = await asyncio.wait_for(self.batcher(name).submit_many(jobs), self.settings.request_timeout_s)
+            outs = await asyncio.wait_for(run_all(), self.settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise Unavailable(
                 f"inference took longer than {self.settings.request_timeout_s} s (POOLOPS_REQUEST_TIMEOUT_S): "
                 "send fewer or smaller images", retry_after=2, model=name,
             ) from None
-        self.observer.inference("model", name, r.provider, time.perf_counter() - t0)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        result = {"logits": np.stack([o.logits for o in outs])}
+        if "embedding" in r.card.outputs:
+            result["embedding"] = np.stack([o.embedding for o in outs])
+        return {k: result[k] for k in r.card.outputs}
+
+    # ---- the model repository (poolops_service.engine.repository drives these) ---------------
+    def install(self, entry: RegisteredModel, runner: ModelRunner | None, warmup_s: float | None) -> None:
+        """Serve ``entry`` (a validated folder) with ``runner`` from now on (``None``: the
+        entry is broken and nothing served it before). Requests already queued finish on
+        the runner they started with."""
+        name = entry.name
+        old = self.runners.get(name)
+        self.registry[name] = entry
+        self.load_errors.pop(name, None)
+        self.unloaded.discard(name)
+        if runner is not None:
+            self.runners[name] = runner
+            self.warmup_s[name] = warmup_s or 0.0
+        if old is not None and old is not runner and old.batcher is not None:
+            old.batcher.retire()
+
+    def uninstall(self, name: str) -> None:
+        """Stop serving ``name`` (its queued requests finish); it stays in the index as unloaded."""
+        old = self.runners.pop(name, None)
+        self.warmup_s.pop(name, None)
+        self.unloaded.add(name)
+        if old is not None and old.batcher is not None:
+            old.batcher.retire()
 
     def close(self) -> None:
-        for b in self._batchers.values():
-            b.close()
+        for r in list(self.runners.values()):
+            if r.batcher is not None:
+                r.batcher.close()
         for pool in (self.op_pool, self.small_op_pool, self.build_pool, self.decode_pool):
             pool.close()
         self.model_executor.shutdown(wait=False, cancel_futures=True)

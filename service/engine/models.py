@@ -29,6 +29,26 @@ from poolops_service.engine.sessions import RunControl, Session, make_session
 ARENA_KEEP_PIXELS = 512 * 512
 
 
+class Padded:
+    """An image ``x`` [C, H, W] of which only the top-left ``valid`` (height, width) counts
+    (the rest is zero padding): a padding-invariant model's input as an OIP client sent it,
+    batched like any image and run with its own ``valid``."""
+
+    __slots__ = ("x", "valid")
+
+    def __init__(self, x: np.ndarray, valid: tuple[int, int]):
+        self.x = x
+        self.valid = valid
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.x.shape
+
+
+def _image(item: "np.ndarray | Padded") -> tuple[np.ndarray, tuple[int, int]]:
+    return (item.x, item.valid) if isinstance(item, Padded) else (item, item.shape[1:])
+
+
 @dataclass
 class Output:
     """One image's result: ``logits`` [L] and ``embedding`` [D] (None for a model whose
@@ -56,6 +76,7 @@ class ModelRunner:
         self.session: Session = make_session(entry.onnx_path, providers, threads)
         self.mean, self.std = normalisation(self.card)
         self.padding_invariant = self.card.padding_invariant
+        self.batcher = None  # the engine's Batcher for this runner, made on first use
 
     @property
     def name(self) -> str:
@@ -127,13 +148,20 @@ class ModelRunner:
         shrink = n * h * w > ARENA_KEEP_PIXELS
         return dict(zip(self.session.output_names, self.session.run(feeds, control=control, shrink_arena=shrink)))
 
-    def split(self, x: np.ndarray, valid: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """``x`` [N, C, H, W] (and ``valid``) cut along N into slices of at most
-        ``max_batch_pixels`` pixels (one sample at least): a whole tensor sent in one
-        request runs as the batches its images would."""
-        n, _, h, w = x.shape
-        step = max(1, self.max_batch_pixels // max(1, h * w))
-        return [(x[i: i + step], None if valid is None else valid[i: i + step]) for i in range(0, n, step)]
+    def images(self, x: np.ndarray, valid: np.ndarray | None = None) -> list["np.ndarray | Padded"]:
+        """A ready batch ``x`` [N, C, H, W] (and ``valid`` [N, 2]) as the batcher's items,
+        each giving exactly its row's result: views [C, H, W]; for a padding-invariant
+        model with ``valid``, each row cut to its valid size (not below the card's smallest
+        size, which the graph was checked at) and run with its ``valid``."""
+        if valid is None or not self.padding_invariant:
+            return list(x)
+        lo = self.card.input.min_size
+        _, _, h, w = x.shape
+        out: list[np.ndarray | Padded] = []
+        for row, (vh, vw) in zip(x, valid.tolist()):
+            ch, cw = min(h, max(vh, lo[0])), min(w, max(vw, lo[1]))
+            out.append(row[:, :vh, :vw] if (ch, cw) == (vh, vw) else Padded(row[:, :ch, :cw], (vh, vw)))
+        return out
 
     def groups(self, shapes: list[tuple[int, ...]]) -> list[list[int]]:
         """Indices of ``shapes`` ([C, H, W] each) grouped into batches: equal shapes only
@@ -162,20 +190,20 @@ class ModelRunner:
             out.append(cur)
         return out
 
-    def run_batch(self, items: list[np.ndarray], control: RunControl | None = None) -> list[Output]:
-        """Items [C, H_i, W_i] -> one :class:`Output` each, as if run one by one."""
+    def run_batch(self, items: list["np.ndarray | Padded"], control: RunControl | None = None) -> list[Output]:
+        """Items [C, H_i, W_i] (or :class:`Padded`) -> one :class:`Output` each, as if run one by one."""
         out: list[Output | None] = [None] * len(items)
         for idx in self.groups([a.shape for a in items]):
-            hs = [items[i].shape[1] for i in idx]
-            ws = [items[i].shape[2] for i in idx]
-            h, w = max(hs), max(ws)
+            parts = [_image(items[i]) for i in idx]
+            h = max(a.shape[1] for a, _ in parts)
+            w = max(a.shape[2] for a, _ in parts)
             if len(idx) == 1:
-                x = items[idx[0]][None]
+                x = parts[0][0][None]
             else:
-                x = np.zeros((len(idx), items[idx[0]].shape[0], h, w), np.float32)
-                for j, i in enumerate(idx):
-                    x[j, :, : hs[j], : ws[j]] = items[i]
-            valid = np.array([hs, ws], np.int64).T
+                x = np.zeros((len(idx), parts[0][0].shape[0], h, w), np.float32)
+                for j, (a, _) in enumerate(parts):
+                    x[j, :, : a.shape[1], : a.shape[2]] = a
+            valid = np.array([v for _, v in parts], np.int64).reshape(-1, 2)
             r = self.run_tensor(x, valid, control)
             for j, i in enumerate(idx):
                 out[i] = Output(r["logits"][j], r["embedding"][j] if "embedding" in r else None)

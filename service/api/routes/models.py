@@ -135,7 +135,7 @@ async def _run(request: Request, engine: Engine, name: str, settings, model_cls)
     files, extra = await _images(request, engine, settings, model_cls)
     resize = extra.get("resize", "card") != "none"
     done = await _tensors(engine, runner, files, settings, reservation(request), resize)
-    outs = await engine.infer_images(name, [x for x, _ in done])
+    outs = await engine.infer_images(name, [x for x, _ in done], runner=runner)
     extra["size_policy"] = runner.describe_policy(resize)
     return runner, [(f[0], x, hw, o) for f, (x, hw), o in zip(files, done, outs)], extra, t0
 

@@ -3,7 +3,9 @@
 JSON tensors and Triton's binary tensor extension (``Inference-Header-Content-Length``:
 a JSON header followed by raw little-endian tensor bytes) both work, in and out.
 Models are the registry's; inputs ``x`` (FP32 [N, C, H, W]) and, for padding-invariant
-models, ``valid`` (INT64 [N, 2]); outputs ``logits`` and ``embedding``.
+models, ``valid`` (INT64 [N, 2]); outputs ``logits`` and ``embedding``. What the protocol
+means (batching, classification, statistics) is ``poolops_service.api.oip``'s, shared with
+gRPC; Triton's repository extension (index, load, unload) is ``Engine.repository``'s.
 
 Size policy: ``/v2`` takes ready tensors, so a model card's ``size_policy`` (which
 ``/v1/models/{name}/predict`` and ``/embed``, the UI and ``poolops experiments`` apply) cannot
@@ -18,26 +20,26 @@ card's limits as sent.
 from __future__ import annotations
 
 import json
-from importlib.metadata import version
+import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
 
-from poolops_models import size_policy
-from poolops_service.api import bodies
-from poolops_service.api.deps import EngineDep, SettingsDep
+from poolops_service.api import bodies, oip
+from poolops_service.api.deps import EngineDep, SettingsDep, reservation
 from poolops_service.api.errors import responses
 from poolops_service.api.routes.health import readiness
 from poolops_service.api.schemas import (
-    Live, Ready, V2InferRequest, V2InferResponse, V2RequestOutput, V2ModelMetadata, V2ServerMetadata, V2TensorMeta,
+    Live, Ready, V2InferRequest, V2InferResponse, V2ModelMetadata, V2RepositoryIndexRequest, V2RepositoryModel,
+    V2RepositoryRequest, V2ServerMetadata, V2Statistics, V2Tensor,
 )
-from poolops_service.codecs.tensors import OIP_DTYPES, OIP_NAMES, as_float32, element_count, from_oip, nonempty
+from poolops_service.codecs.tensors import OIP_DTYPES, OIP_NAMES, element_count, from_oip
 from poolops_service.engine import Engine
-from poolops_service.engine.errors import BadInput, NotFound, Unavailable
+from poolops_service.engine.errors import BadInput, NotFound
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 HEADER_LEN = "inference-header-content-length"
@@ -45,7 +47,7 @@ HEADER_LEN = "inference-header-content-length"
 
 @router.get("", response_model=V2ServerMetadata, summary="Server metadata")
 async def server_metadata() -> V2ServerMetadata:
-    return V2ServerMetadata(name="poolops", version=version("poolops"), extensions=["binary_tensor_data"])
+    return oip.server_metadata()
 
 
 @router.get("/health/live", response_model=Live, summary="Server live")
@@ -59,39 +61,23 @@ async def ready(engine: EngineDep):
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-def _entry(engine: Engine, name: str):
-    if name not in engine.registry:
-        raise NotFound(f"unknown model {name!r}; registered: {', '.join(engine.registry) or 'none'}", model=name)
-    return engine.registry[name]
-
-
-def _metadata(engine: Engine, name: str) -> V2ModelMetadata:
-    entry = _entry(engine, name)
-    card = entry.card
-    if card is None:
-        raise Unavailable(f"model {name!r} is unavailable: {entry.reason}", retry_after=60)
-    inputs = [V2TensorMeta(name="x", datatype="FP32", shape=[-1, card.input.channels, -1, -1])]
-    if card.padding_invariant:
-        inputs.append(V2TensorMeta(name="valid", datatype="INT64", shape=[-1, 2]))
-    outs = [V2TensorMeta(name=o, datatype="FP32", shape=[-1, -1]) for o in card.outputs]
-    params = {  # the policy /v2 cannot apply to ready tensors: clients apply it (see the module docstring)
-        "size_policy": size_policy.as_parameters(card.size_policy),
-        "min_size": list(card.input.min_size), "max_size": list(card.input.max_size),
-    }
-    return V2ModelMetadata(name=name, versions=["1"], platform="onnxruntime_onnx", inputs=inputs, outputs=outs,
-                           parameters=params)
+# before /models/{name}: "stats" is no model name here
+@router.get("/models/stats", response_model=V2Statistics, responses=responses(404, v2=True),
+            summary="Statistics of every model (Triton's statistics extension)")
+async def all_statistics(engine: EngineDep) -> dict:
+    return oip.statistics(engine)
 
 
 @router.get("/models/{name}", response_model=V2ModelMetadata, responses=responses(404, 503, v2=True), summary="Model metadata")
 async def model_metadata(name: str, engine: EngineDep) -> V2ModelMetadata:
-    return _metadata(engine, name)
+    return oip.model_metadata(engine, name)
 
 
 @router.get("/models/{name}/versions/{model_version}", response_model=V2ModelMetadata,
             responses=responses(404, 503, v2=True), summary="Model metadata (version 1 only)")
 async def model_metadata_v(name: str, model_version: str, engine: EngineDep) -> V2ModelMetadata:
     _version(model_version)
-    return _metadata(engine, name)
+    return oip.model_metadata(engine, name)
 
 
 def _version(v: str) -> None:
@@ -100,9 +86,7 @@ def _version(v: str) -> None:
 
 
 async def _ready(name: str, engine: Engine):
-    _entry(engine, name)
-    status = engine.model_status(name)
-    ok = bool(status.get("available") and status.get("ready"))
+    ok = oip.model_ready(engine, name)
     return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
 
@@ -117,6 +101,19 @@ async def model_ready(name: str, engine: EngineDep):
 async def model_ready_v(name: str, model_version: str, engine: EngineDep):
     _version(model_version)
     return await _ready(name, engine)
+
+
+@router.get("/models/{name}/stats", response_model=V2Statistics, responses=responses(404, v2=True),
+            summary="Model statistics (Triton's statistics extension)")
+async def model_statistics(name: str, engine: EngineDep) -> dict:
+    return oip.statistics(engine, name)
+
+
+@router.get("/models/{name}/versions/{model_version}/stats", response_model=V2Statistics,
+            responses=responses(404, v2=True), summary="Model statistics (version 1 only)")
+async def model_statistics_v(name: str, model_version: str, engine: EngineDep) -> dict:
+    _version(model_version)
+    return oip.statistics(engine, name)
 
 
 async def _parse(request: Request, max_numbers: int) -> tuple[V2InferRequest, bytes]:
@@ -174,36 +171,44 @@ def _inputs(req: V2InferRequest, binary: bytes, limit: int) -> dict[str, np.ndar
     return out
 
 
+def _wanted(req: V2InferRequest) -> list[oip.Wanted]:
+    out = []
+    for o in req.outputs or []:
+        k = (o.parameters or {}).get(oip.CLASSIFICATION)
+        out.append(oip.Wanted(o.name, 0 if k is None else oip.class_count(k, o.name)))
+    return out
+
+
 async def _infer(name: str, request: Request, engine: Engine, settings) -> Response:
-    meta = _metadata(engine, name)
-    req, binary = await _parse(request, settings.max_json_elements)
-    tensors = _inputs(req, binary, settings.max_tensor_elements)
-    allowed = {i.name for i in meta.inputs}
-    unknown = set(tensors) - allowed
-    if unknown or "x" not in tensors:
-        raise BadInput(f"model {name!r} takes inputs {sorted(allowed)} (x required), got {sorted(tensors)}")
-    x = as_float32(tensors["x"], "input x")
-    if x.ndim == 4:  # check_tensor below says what x must be otherwise
-        nonempty(x, "input x")
-    valid = tensors.get("valid")
-    runner = engine.runner(name)
-    runner.check_tensor(x, None if valid is None else valid.astype(np.int64))
-    outs = await engine.run_model_tensor(name, x, None if valid is None else valid.astype(np.int64))
-    wanted = req.outputs or [V2RequestOutput(name=n) for n in outs]
+    oip.model_metadata(engine, name)  # 404 / 503 before reading the body
+    with engine.track(name) as stat:
+        req, binary = await _parse(request, settings.max_json_elements)
+        tensors = _inputs(req, binary, settings.max_tensor_elements)
+        x, valid = oip.check_inputs(engine, name, tensors, reservation(request))
+        wanted = _wanted(req)
+        stat.mark_input()
+        outs = await oip.infer(engine, name, x, valid, wanted, stat)
+        t0 = time.perf_counter()
+        response = _answer(name, req, outs)
+        stat.output_s = time.perf_counter() - t0
+    return response
+
+
+def _answer(name: str, req: V2InferRequest, outs: list[tuple[str, np.ndarray]]) -> Response:
+    params = {o.name: o.parameters or {} for o in req.outputs or []}
     binary_all = bool((req.parameters or {}).get("binary_data_output", False))
     header: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for o in wanted:
-        if o.name not in outs:
-            raise BadInput(f"model {name!r} has outputs {list(outs)}, not {o.name!r}")
-        a = np.ascontiguousarray(outs[o.name])
-        entry: dict[str, Any] = {"name": o.name, "shape": list(a.shape), "datatype": OIP_NAMES[a.dtype]}
-        if (o.parameters or {}).get("binary_data", binary_all):
-            raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
+    for oname, a in outs:
+        is_bytes = a.dtype == object
+        entry: dict[str, Any] = {"name": oname, "shape": list(a.shape),
+                                 "datatype": "BYTES" if is_bytes else OIP_NAMES[a.dtype]}
+        if params.get(oname, {}).get("binary_data", binary_all):
+            raw = oip.bytes_tensor(a) if is_bytes else np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = a.reshape(-1).tolist()
+            entry["data"] = [v.decode() for v in a.reshape(-1)] if is_bytes else a.reshape(-1).tolist()
         header.append(entry)
     body = {"model_name": name, "model_version": "1", "outputs": header}
     if req.id is not None:
@@ -232,3 +237,50 @@ async def infer(name: str, request: Request, engine: EngineDep, settings: Settin
 async def infer_v(name: str, model_version: str, request: Request, engine: EngineDep, settings: SettingsDep):
     _version(model_version)
     return await _infer(name, request, engine, settings)
+
+
+# ---- Triton's model repository extension ----------------------------------------------
+
+async def _small_json(request: Request, model: type[BaseModel]) -> Any:
+    """An optional small JSON body (tritonclient sends none, or ``{}``, or parameters)."""
+    body = await request.body()
+    if not body.strip():
+        return model()
+    if len(body) > 64 * 1024:
+        raise BadInput(f"the body is {len(body)} bytes: a repository request is a small JSON object")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False, include_context=False)) from None
+
+
+_REPO_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/V2RepositoryRequest"}}}}}
+
+
+@router.post("/repository/index", response_model=list[V2RepositoryModel], responses=responses(422, v2=True),
+             summary="Every model folder and loaded model, with its state (Triton's repository extension)",
+             openapi_extra={"requestBody": {"required": False, "content": {"application/json": {"schema": {
+                 "$ref": "#/components/schemas/V2RepositoryIndexRequest"}}}}})
+async def repository_index(request: Request, engine: EngineDep) -> list[dict]:
+    req = await _small_json(request, V2RepositoryIndexRequest)
+    return engine.repository.index(ready_only=bool(req.ready))
+
+
+@router.post("/repository/models/{name}/load", responses={200: {"content": {"application/json": {}}},
+                                                           **responses(400, 404, 422, 503, v2=True)},
+             summary="Load (or reload) a model folder: checked, opened and warmed up before it serves; a folder "
+                     "that fails its checks never replaces the model being served", openapi_extra=_REPO_BODY)
+async def repository_load(name: str, request: Request, engine: EngineDep):
+    oip.check_load_parameters((await _small_json(request, V2RepositoryRequest)).parameters)
+    await engine.repository.load(name)
+    return JSONResponse({})
+
+
+@router.post("/repository/models/{name}/unload", responses={200: {"content": {"application/json": {}}},
+                                                             **responses(400, 404, 422, 503, v2=True)},
+             summary="Stop serving a model (requests already queued finish)", openapi_extra=_REPO_BODY)
+async def repository_unload(name: str, request: Request, engine: EngineDep):
+    await _small_json(request, V2RepositoryRequest)
+    await engine.repository.unload(name)
+    return JSONResponse({})
