@@ -47,7 +47,7 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
     from poolops_service import bench_serve
 
     bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests, concurrency=args.concurrency,
-                          quick=args.quick, markdown=args.markdown)
+                          quick=args.quick, markdown=args.markdown, client=args.client, fmt=args.format)
     return 0
 
 
@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="levels (default 1 8 32)")
     bench_serve.add_argument("--quick", action="store_true", help="few requests, short bounds (a smoke test)")
     bench_serve.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench_serve.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                             help="load generator (auto: wrk when installed; httpx costs the shared cores more)")
+    bench_serve.add_argument("--format", choices=["png", "jpeg"], default=None,
+                             help="upload format (default: PNG for grey models, JPEG for RGB)")
     bench_serve.set_defaults(func=_cmd_bench_serve)
     bench_hostile = bench_sub.add_parser(
         "hostile", help="hostile clients against a real server: answers, time, memory from /proc, a normal client's latency")

@@ -1,19 +1,26 @@
-"""Smoke test of ``poolops bench serve --quick``: every row and the three verdict lines
-with numbers (no timing is compared with the targets here: the verdicts are the output)."""
+"""Smoke test of ``poolops bench serve --quick``: every row and the five verdict lines
+with numbers, with wrk (when installed) and with httpx as the client (no timing is
+compared with the targets here: the verdicts are the output)."""
 
 from __future__ import annotations
 
 import math
 import re
 
+import pytest
+
 from poolops_service import bench_serve as bs
+from poolops_service.bench_wrk import wrk_path
 
 LEVELS = (1, 4)
 NUMBER = r"\d+(?:\.\d+)?"
 
 
-def test_quick_markdown_has_every_row_and_the_verdicts(capsys):
-    res = bs.run_serve(quick=True, requests=6, concurrency=LEVELS, markdown=True)
+@pytest.mark.parametrize("client", [
+    pytest.param("wrk", marks=pytest.mark.skipif(wrk_path() is None, reason="wrk is not installed (.ci/run installs it)")),
+    "httpx"])
+def test_quick_markdown_has_every_row_and_the_verdicts(capsys, client):
+    res = bs.run_serve(quick=True, requests=6, concurrency=LEVELS, markdown=True, client=client)
     out = capsys.readouterr().out
 
     rows = res["rows"]
@@ -33,15 +40,23 @@ def test_quick_markdown_has_every_row_and_the_verdicts(capsys):
     for c in cells:
         assert all(re.fullmatch(NUMBER, v) for v in c[3:6]), c  # throughput, p50, p99
 
-    assert "digits-spp" in out and "CPUs" in out and "128x128" in out
+    assert "digits-spp" in out and "CPUs" in out and "128x128 PNG" in out and "makes it 40x40" in out
+    assert ("client: wrk" in out) == (client == "wrk")
+    served = [r for r in rows if r["setup"] != bs.RAW]
+    assert all(r["client_cpu"] is not None and 0 <= r["client_share"] < 1 for r in served), served
+    if client == "wrk":  # the point of wrk: a client that costs little next to the server
+        assert all(r["client_cpu"] < r["server_cpu"] for r in served if r["setup"] != bs.NAIVE), served
+    images_per_s, batch = res["raw_best"]
+    assert images_per_s > 0 and batch in bs.RAW_BATCHES
     verdicts = [line for line in out.splitlines() if line.startswith("- ") and "target" in line]
-    assert len(verdicts) == 3, verdicts
-    heads = ("- HTTP overhead: server (batching off, concurrency 1) p50 ",
-             "- Batching gain at concurrency 4 ", "- Server vs naive at concurrency 4 ")
+    assert len(verdicts) == 5, verdicts
+    heads = ("- HTTP overhead: server (batching off, concurrency 1) p50 ", "- Server CPU per request: ",
+             "- Saturation: best server throughput ", "- Batching never slower: on / off throughput ",
+             "- Server vs naive at concurrency 4: ")
     for line, head in zip(verdicts, heads):
         assert line.startswith(head), line
         assert re.search(r"(MET|NOT MET)$", line), line
-        assert len(re.findall(NUMBER, line)) >= 4, line
+        assert len(re.findall(NUMBER, line)) >= 3, line
     assert res["verdicts"] == [v[2:] for v in verdicts]
 
 
@@ -49,17 +64,21 @@ def test_verdicts_from_rows():
     def row(setup, c, thr, p50):
         return {"setup": setup, "concurrency": c, "n": 10, "throughput": thr, "p50": p50, "p99": p50}
 
-    rows = [row(bs.RAW, 1, 500, 1.0), row(bs.OFF, 1, 200, 2.5), row(bs.OFF, 32, 100, 50),
-            row(bs.ON, 32, 140, 40), row(bs.NAIVE, 32, 60, 90)]
-    over, batch, naive = bs.verdicts(rows, (1, 8, 32))
-    assert over.endswith("= 1.50 ms (target <= 2 ms): MET")
-    assert "on 140.0 req/s / off 100.0 req/s = 1.40x" in batch and batch.endswith("MET") and "NOT" not in batch
-    assert "(the highest level" not in batch
-    assert naive.endswith("= 2.33x (target >= 2x): MET")
-    rows[1]["p50"] = 3.5
-    rows[3]["throughput"] = 110
-    over, batch, naive = bs.verdicts(rows, (1, 8, 32))
-    assert over.endswith("NOT MET") and batch.endswith("NOT MET") and naive.endswith("NOT MET")
+    rows = [row(bs.RAW, 1, 500, 1.0), row(bs.OFF, 1, 200, 1.8), row(bs.ON, 1, 210, 1.8),
+            row(bs.OFF, 32, 400, 50), row(bs.ON, 32, 440, 40), row(bs.NAIVE, 32, 60, 90)]
+    rows[0]["server_cpu"], rows[1]["server_cpu"] = 1.0, 1.1
+    over, cpu, sat, batch, naive = bs.verdicts(rows, (1, 32), "digits-spp", raw_best=(500.0, 4))
+    assert over.endswith("= 0.80 ms (target <= 1 ms): MET")
+    assert cpu.endswith("= 1.10x (target <= 1.15x): MET")
+    assert "440.0 req/s (server, batching on, concurrency 32)" in sat and sat.endswith("= 0.88 (target >= 0.85): MET")
+    assert "1.05x at 1, 1.10x at 32" in batch and batch.endswith(": MET")
+    assert naive.endswith("= 7.33x (target >= 2x): MET")
+    # effnet's overhead target is 2 ms (JPEG decoding included)
+    assert bs.verdicts(rows, (1, 32), "effnet-lite0-imagenet", (500.0, 4))[0].endswith("(target <= 2 ms): MET")
+    rows[1]["p50"], rows[1]["server_cpu"] = 2.5, 1.3
+    rows[2]["throughput"], rows[4]["throughput"] = 150, 100
+    over, cpu, sat, batch, naive = bs.verdicts(rows, (1, 32), "digits-spp", raw_best=(500.0, 4))
+    assert all(v.endswith("NOT MET") for v in (over, cpu, sat, batch, naive)), (over, cpu, sat, batch, naive)
 
 
 def test_cli_parses_bench_serve():
@@ -67,3 +86,6 @@ def test_cli_parses_bench_serve():
 
     a = build_parser().parse_args(["bench", "serve", "--quick", "--concurrency", "1", "4", "--markdown"])
     assert (a.model, a.size, a.concurrency, a.quick, a.markdown) == ("digits-spp", 128, [1, 4], True, True)
+    assert (a.client, a.format) == ("auto", None)
+    a = build_parser().parse_args(["bench", "serve", "--client", "httpx", "--format", "jpeg"])
+    assert (a.client, a.format) == ("httpx", "jpeg")
