@@ -31,7 +31,7 @@ from poolops.params import ParamError
 
 LOOSENESS = 16
 SLACK = 1024  # units (4 KiB): index vectors, bounds and other small tensors
-_BYTES = {"float": 4, "int64": 8, "bool": 1, "int32": 4}
+_BYTES = {"float": 4, "int64": 8, "bool": 1, "int32": 4, "double": 8}
 _LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,  # what the service runs
     "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,  # every node as written
@@ -210,6 +210,11 @@ def _blur_cases():
                 yield Case(op, params, x, backward=backward)
         yield Case(op, {"filt_size": 7, "stride": 1}, (1, 1, 20, 30), backward=True, tight=False)
     yield Case("max_blur", {"propagate_nan": False, "kernel": 3}, (2, 3, 16, 17))
+    for params, x in (({}, (2, 3, 16, 17)), ({"kernel": 3, "output_ratio": 0.7, "seed": 5}, (1, 4, 13, 11)),
+                      ({"kernel": (2, 4), "output_size": (11, 3)}, (2, 2, 12, 15)),
+                      ({"kernel": 1, "output_size": 1}, (1, 1, 1, 1))):
+        yield Case("fractional_max", params, x, ("y", "indices"))
+        yield Case("fractional_max", params, x, backward=True)
 
 
 def _roi_cases():
@@ -495,6 +500,7 @@ GROWTH = {
     "lip": ({"kernel": 3, "padding": 1}, {"kernel": 65, "stride": 1, "padding": 32}),
     "blur": ({"filt_size": 3}, {"filt_size": 7, "stride": 50}),
     "max_blur": ({"filt_size": 3, "kernel": 2}, {"filt_size": 7, "kernel": 64, "stride": 50}),
+    "fractional_max": ({"kernel": 2, "output_size": 2}, {"kernel": 64, "output_size": 4096, "seed": 2**62}),
 }
 SPP_VARIANTS = [
     ({"levels": (2, 3)}, {"levels": (200, 300)}),

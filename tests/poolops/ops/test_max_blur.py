@@ -76,3 +76,11 @@ def test_bad_inputs_are_named():
     with pytest.raises(ParamError, match="'pad_type'.*max-pooled map"):
         PF.max_blur(torch.ones(1, 1, 3, 8))  # dense max 2 rows, reflect by 2 needs 3
     PF.max_blur(torch.ones(1, 1, 3, 8), pad_type="zero")
+
+
+def test_a_network_with_it_exports_with_dynamic_sizes(tmp_path):
+    import poolops.nn as PN
+    from support.faces import check_head_export
+
+    check_head_export(PN.MaxBlurPool(pad_type="zero"), tmp_path, "max_blur")
+    check_head_export(PN.BlurPool(filt_size=3), tmp_path, "blur")

@@ -93,3 +93,10 @@ def test_window_larger_than_input_is_named():
         PF.softpool(torch.ones(1, 1, 2, 5), kernel=3)
     with pytest.raises(ParamError, match="'stride'"):
         PF.softpool(torch.ones(1, 1, 4, 4), stride=0)
+
+
+def test_a_network_with_it_exports_with_dynamic_sizes(tmp_path):
+    import poolops.nn as PN
+    from support.faces import check_head_export
+
+    check_head_export(PN.SoftPool(kernel=2, stride=1), tmp_path, "softpool")
