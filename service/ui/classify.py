@@ -1,11 +1,15 @@
 """Classify tab: any registered model on an uploaded image, through the engine's
 micro-batcher (the same path as ``POST /v1/models/{name}/predict``), resized by the model
-card's size policy (``ModelRunner.preprocess``, models/size_policy.py) unless turned off."""
+card's size policy (``ModelRunner.preprocess``, models/size_policy.py) unless turned off.
+The default model is one for photos (``effnet-lite0-imagenet`` when available); example
+images (docs/examples/: the cat, the coffee, digits at several sizes) are one click each,
+and every answer shows the size policy applied and the card's accuracy by size."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,55 @@ from poolops_service.engine.errors import BadInput
 from poolops_service.engine.models import top_k
 from poolops_service.ui import uploads
 from poolops_service.ui.common import error_text, load_pixels
+from poolops_service.ui.render import fmt, markdown_table
+
+PHOTO_MODEL = "effnet-lite0-imagenet"
+DIGITS_MODEL = "digits-spp"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "docs" / "examples"
+BUCKET = re.compile(r"shorter_side_(\d+)-(\d+)")
+
+
+@dataclass(frozen=True)
+class ExampleImage:
+    key: str
+    title: str
+    path: Path
+    model: str  # the model it suits (used when available)
+
+
+def example_images(root: Path = EXAMPLES_DIR) -> list[ExampleImage]:
+    """The example images present: photos (for the photo model) and digits (for digits-spp)."""
+    out = []
+    for name, title in (("chelsea", "the cat (chelsea)"), ("coffee", "the coffee")):
+        f = root / f"{name}.jpg"
+        if f.is_file():
+            out.append(ExampleImage(name, f"{title}, {_size(f)}", f, PHOTO_MODEL))
+    digits = sorted(root.glob("digit-*-*x*.png"), key=lambda f: int(f.stem.rsplit("-", 1)[1].split("x")[0]))
+    for f in digits:
+        label = f.stem.split("-")[1]
+        out.append(ExampleImage(f.stem, f"digit {label}, {_size(f)}", f, DIGITS_MODEL))
+    return out
+
+
+def _size(f: Path) -> str:
+    from PIL import Image
+
+    with Image.open(f) as im:
+        return f"{im.height}x{im.width}"
+
+
+def size_accuracy(card, shorter_side: int | None = None) -> str:
+    """The card's accuracy by size (metrics named for sizes; every metric if none is), the
+    bucket holding ``shorter_side`` marked."""
+    rows = []
+    by_size = [m for m in card.metrics if "size" in m.name or "side" in m.name] or list(card.metrics)
+    for m in by_size:
+        b = BUCKET.search(m.name)
+        here = b is not None and shorter_side is not None and int(b.group(1)) <= shorter_side <= int(b.group(2))
+        rows.append([m.name + (" (this image)" if here else ""), fmt(m.value), m.data])
+    if not rows:
+        return ""
+    return "**Accuracy by size, from the model's card**\n\n" + markdown_table(rows, ["metric", "value", "measured on"])
 
 
 @dataclass
@@ -42,7 +95,7 @@ def model_choices(engine: Engine) -> tuple[list[str], str | None, str]:
     if not engine.registry:
         why = engine.failure or f"the engine is {engine.phase}"
         return [], None, f"No models yet ({why}); reload the page when the service is ready."
-    default = next((n for n in names if _head(engine, n) == "spp"), names[0] if names else None)
+    default = PHOTO_MODEL if PHOTO_MODEL in names else (names[0] if names else None)
     note = ("Not available:\n" + "\n".join(notes)) if notes else ""
     return names, default, note
 
@@ -62,12 +115,7 @@ def initial_choices(engine: Engine) -> tuple[list[str], str | None]:
             except (OSError, ValueError, KeyError, TypeError):
                 heads[d.name] = None
     names = list(heads)
-    return names, next((n for n in names if heads[n] == "spp"), names[0] if names else None)
-
-
-def _head(engine: Engine, name: str) -> str | None:
-    card = engine.registry[name].card
-    return card.head.get("type") if card else None
+    return names, PHOTO_MODEL if PHOTO_MODEL in names else (names[0] if names else None)
 
 
 def _unique(top: list[dict]) -> dict[str, float]:
@@ -121,15 +169,23 @@ async def classify(
             f"- latency: {(t2 - t1) * 1e3:.1f} ms inference (through the batcher), {(t1 - t0) * 1e3:.1f} ms decoding",
             f"- provider: {runner.provider}",
             f"- head: {card.head.get('type')}, embedding of {out.embedding.shape[-1]} values",
-            f"- size policy: {policy}; original size {original[0]}x{original[1]}, fed to the model at {h}x{w}",
+            f"- size policy applied: {policy}; original size {original[0]}x{original[1]}, fed to the model at {h}x{w}",
         ]
     )
+    acc = size_accuracy(card, min(original))
+    if acc:
+        status += "\n\n" + acc
     return ClassifyResult(True, status, _unique(top), top, tuple(original), (h, w), policy)
 
 
 def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
     """The tab; returns (model dropdown, availability note) for the page-load refresh."""
+    examples = example_images()
     with gr.Tab("Classify", id="classify"):
+        if examples:
+            with gr.Row():
+                gr.Markdown("**Example images** (one click each, with the model that suits them):")
+                ex_buttons = [gr.Button(e.title, size="sm", elem_id=f"cls-ex-{e.key}") for e in examples]
         with gr.Row():
             with gr.Column():
                 names, default = initial_choices(engine)
@@ -147,6 +203,8 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
                 )
                 run = gr.Button("Classify", variant="primary", elem_id="cls-run")
             with gr.Column():
+                shown = gr.Image(label="Example image", type="pil", format="png", interactive=False,
+                                 elem_id="cls-example-image", height=200)
                 label = gr.Label(label="Top k", elem_id="cls-label")
                 status = gr.Markdown(elem_id="cls-status")
 
@@ -162,6 +220,25 @@ def build(engine: Engine) -> tuple[gr.Dropdown, gr.Markdown]:
         return (r.label or None), r.status
 
     run.click(on_run, inputs=[model, image, k, resize], outputs=[label, status], api_visibility="private")
+
+    def loader(ex: ExampleImage):
+        async def on_example(current, kk, rs):
+            names_, _, _ = model_choices(engine)
+            name = ex.model if ex.model in names_ else current
+            # a file of the repository, not an upload: classify reads it, nothing deletes it
+            r = await classify(engine, name, str(ex.path), kk, bool(rs))
+            if not r.ok:
+                gr.Warning(r.status.removeprefix("**Error:** "))
+            from PIL import Image
+
+            with Image.open(ex.path) as im:
+                picture = im.convert("RGB")
+            return name, picture, (r.label or None), r.status
+
+        return on_example
+
+    for e, b in zip(examples, ex_buttons if examples else []):
+        b.click(loader(e), inputs=[model, k, resize], outputs=[model, shown, label, status], api_visibility="private")
     return model, note
 
 

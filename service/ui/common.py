@@ -39,12 +39,17 @@ def error_text(e: BaseException) -> str:
 def parse_matrix(text: str) -> np.ndarray:
     """A matrix typed as text -> x [N, C, H, W] float32.
 
+    ``random AxBxCxD seed S``: a random normal input (:func:`random_input`).
+
     Rows on lines (or separated by ``;``), numbers separated by spaces or commas: one
     plane. A JSON nested list is also taken: 2-D (one plane), 3-D (C, H, W), 4-D (NCHW).
     """
     text = (text or "").strip()
     if not text:
         raise BadInput("the matrix is empty: type rows of numbers, e.g. '1 3; 2 2'")
+    m = RANDOM.fullmatch(text)
+    if m:
+        return random_input(m)
     if text.startswith("["):
         try:
             a = np.asarray(json.loads(text), dtype=np.float32)
@@ -66,6 +71,21 @@ def parse_matrix(text: str) -> np.ndarray:
             f"the matrix rows have different lengths {[len(r) for r in values]}: every row needs as many numbers"
         )
     return np.asarray(values, np.float32)[None, None]
+
+
+RANDOM = re.compile(r"random\s+(\d+(?:\s*x\s*\d+){1,3})(?:\s+seed\s+(\d+))?", re.IGNORECASE)
+MAX_RANDOM = 1 << 22  # elements of a 'random' input (16 MB)
+
+
+def random_input(m: re.Match) -> np.ndarray:
+    """``random 1x64x64x64 seed 0``: standard normal values from ``numpy.random.default_rng(seed)``
+    (what ``poolops.examples.Random`` means), H x W, C x H x W or N x C x H x W."""
+    shape = tuple(int(v) for v in re.split(r"\s*x\s*", m.group(1)))
+    n = int(np.prod(shape))
+    if n < 1 or n > MAX_RANDOM:
+        raise BadInput(f"a random input has 1..{MAX_RANDOM} elements, got shape {list(shape)}")
+    a = np.random.default_rng(int(m.group(2) or 0)).standard_normal(shape).astype(np.float32)
+    return a.reshape((1,) * (4 - a.ndim) + a.shape)
 
 
 def load_pixels(path: str | Path, channels: int, max_pixels: int, max_side: int = 0) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Compare tab: one input, several ops side by side (default or JSON parameters)."""
+"""Compare tab: one input, several ops side by side (default or JSON parameters), and the
+sources' examples that compare ops (``poolops.examples.COMPARE_EXAMPLES``) one click each."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 from PIL import Image
 
+from poolops.examples import COMPARE_EXAMPLES, SOURCES, compare_example, matrix_text
 from poolops.registry import get_op, list_ops
 from poolops_service.engine import Engine
 from poolops_service.ui import render, uploads
@@ -37,7 +39,8 @@ def _given(per_op: dict, name: str) -> str:
     return json.dumps(per_op[name]) if per_op.get(name) else "defaults"
 
 
-SUMMARY_HEADERS = ["op", "parameters", "output shape", "provider", "forward ms", "note"]
+SUMMARY_HEADERS = ["op", "parameters", "output shape", "y (first plane, when small)", "provider", "forward ms", "note"]
+SMALL_VALUES = 16
 
 
 async def run_compare(
@@ -85,7 +88,7 @@ async def run_compare(
             )
         except Exception as e:  # noqa: BLE001 - one op's failure is its row
             failed += 1
-            rows.append([name, _given(per_op, name), "-", "-", "-", error_text(e)])
+            rows.append([name, _given(per_op, name), "-", "-", "-", "-", error_text(e)])
             continue
         y = res.outputs["y"]
         shape = list(y.shape)
@@ -95,6 +98,7 @@ async def run_compare(
                 name,
                 _given(per_op, name),
                 str(shape),
+                _values(y),
                 res.provider,
                 f"{res.ms.get('forward', 0):.2f}",
                 "; ".join(n.split(":")[0] for n in notes),
@@ -104,13 +108,34 @@ async def run_compare(
     return CompareResult(failed < len(names), status, gallery, rows)
 
 
+def _values(y) -> str:
+    """The first plane's values, rows separated by ';', when it has at most SMALL_VALUES."""
+    first = render.planes(y, 1)
+    if not first or first[0][1].size > SMALL_VALUES:
+        return "-"
+    return "; ".join(" ".join(r) for r in render.table(first[0][1]))
+
+
+def example_inputs(key: str) -> tuple[list[str], str, str, str]:
+    """(ops, parameters per op as JSON, the matrix text, a note) of a compare example."""
+    ex = compare_example(key)
+    ptext = "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in ex.ops.items()) + "\n}"
+    note = f"**Example: {ex.title}**. {ex.says} *Source: {SOURCES[ex.source]}.*"
+    return list(ex.ops), ptext, matrix_text(ex.x), note
+
+
 def build(engine: Engine) -> None:
     ops = list_ops()
+    examples = [e for e in COMPARE_EXAMPLES if all(o in ops for o in e.ops)]
     with gr.Tab("Compare", id="compare"):
+        with gr.Row():
+            gr.Markdown("**Examples from the sources** (one click each):")
+            ex_buttons = [gr.Button(e.title, size="sm", elem_id=f"cex-{e.key}") for e in examples]
         with gr.Row():
             with gr.Column():
                 source = gr.Radio([("Matrix", "matrix"), ("Image", "image")], value="matrix", label="Input")
-                matrix = gr.Textbox(DEFAULT_MATRIX, lines=8, label="Matrix (as in the Playground)")
+                matrix = gr.Textbox(DEFAULT_MATRIX, lines=8, label="Matrix (as in the Playground; or 'random 1x64x64x64 seed 0')",
+                                    elem_id="cmp-matrix")
                 image = uploads.image_input(
                     label="Image",
                     sources=["upload", "clipboard"],
@@ -129,8 +154,10 @@ def build(engine: Engine) -> None:
                     '{\n  "max": {"kernel": 2},\n  "avg": {"kernel": 2}\n}',
                     language="json",
                     label='Parameters per op (JSON {"op": {...}}; ops not named use their defaults)',
+                    elem_id="cmp-params",
                 )
                 run = gr.Button("Compare", variant="primary", elem_id="cmp-run")
+        example_note = gr.Markdown(elem_id="cmp-example")
         status = gr.Markdown(elem_id="cmp-status")
         gallery = pixel_gallery("Output planes (op, output shape, plane)", "cmp-gallery", PLANES_PER_OP)
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, wrap=True, elem_id="cmp-summary")
@@ -153,3 +180,15 @@ def build(engine: Engine) -> None:
         outputs=[status, gallery, summary],
         api_visibility="private",
     )
+
+    def loader(key: str):
+        async def on_example():
+            ns, ptext, mtext, note = example_inputs(key)
+            answer = await on_run(ns, ptext, "matrix", None, mtext, "gray", 0)
+            return (ns, ptext, "matrix", mtext, note, *answer)
+
+        return on_example
+
+    for e, b in zip(examples, ex_buttons):
+        b.click(loader(e.key), outputs=[names, params, source, matrix, example_note, status, gallery, summary],
+                api_visibility="private")

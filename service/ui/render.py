@@ -139,3 +139,13 @@ def markdown_table(rows: list[list[str]], headers: list[str] | None = None) -> s
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def labelled(plane: np.ndarray, rows: str = "i", cols: str = "j", corner: str = "", max_cols: int = 64):
+    """A plane as table rows headed by their indices: ``(rows, headers)`` with each row
+    starting ``i=0``, ``i=1``... and the headers ``corner, j=0, j=1, ...`` (a vector: one row)."""
+    body = table(plane, max_cols)
+    if not body:
+        return [], []
+    data = [[f"{rows}={r}", *row] for r, row in enumerate(body)]
+    return data, [corner, *(f"{cols}={c}" for c in range(len(body[0])))]

@@ -1,17 +1,20 @@
 """SPP explorer tab: each pyramid level's bins drawn over the image (or a blank canvas of
-any size), and the fixed vector length C * sum(n^2) read from the ``spp`` op's output
-shape as run by the engine, at the image's size and at other sizes."""
+any size), the pooled values of each level, and the fixed vector length C * sum(n^2) read
+from the ``spp`` op's output shape as run by the engine, at the image's size and at other
+sizes; the sources' SPP examples (``poolops.examples.SPP_EXAMPLES``) one click each."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
 from PIL import Image, ImageDraw
 
+from poolops.examples import SOURCES, SPP_EXAMPLES, spp_example
 from poolops.ops.spp import DEFAULT_LEVELS
 from poolops.params import ParamError
 from poolops.registry import get_op
@@ -20,9 +23,15 @@ from poolops_service.engine import Engine
 from poolops_service.engine.errors import BadInput
 from poolops_service.ui import uploads
 from poolops_service.ui.common import error_text, image_to_x, load_pixels, pixel_gallery
+from poolops_service.ui.render import labelled, markdown_table
+
+#: the example images (``docs/examples/NAME.jpg`` or ``.png``), shown when present
+EXAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 DRAW = 384  # display size (px) of the longer side
 OTHER_SIZES = ((7, 5), (37, 53), (160, 96))
+SIZES_TEXT = ", ".join(f"{h}x{w}" for h, w in OTHER_SIZES)
+MAX_VALUES_LEVEL = 8  # levels up to 8 x 8 bins show their pooled values
 MAX_DRAWN_LEVEL = 64  # a level of n bins per side draws n*n rectangles
 MAX_CANVAS = 1024
 PALETTE = [
@@ -48,6 +57,7 @@ class SppResult:
 
 
 EXAMPLE_LEVELS = ",".join(map(str, DEFAULT_LEVELS))
+SIZE_HEADERS = ["input HxW", "spp output shape", "C x sum(n²)"]
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -66,6 +76,38 @@ def parse_levels(text: str) -> tuple[int, ...]:
             f"each level must be between 1 and {MAX_DRAWN_LEVEL} (bins per side) to be drawn; got {list(levels)}"
         )
     return levels
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """Other sizes typed as ``HxW, HxW``; ``BadInput`` unless each is within 1..MAX_CANVAS."""
+    out = []
+    for part in [q for q in re.split(r"[,;\s]+", (text or "").strip()) if q]:
+        m = re.fullmatch(r"(\d+)x(\d+)", part)
+        if not m or not all(1 <= int(v) <= MAX_CANVAS for v in m.groups()):
+            raise BadInput(f"sizes are HxW with each side in 1..{MAX_CANVAS}, separated by commas; got {part!r}")
+        out.append((int(m.group(1)), int(m.group(2))))
+    return tuple(out)
+
+
+def example_image(name: str | None) -> Path | None:
+    """An example image by name (``docs/examples/NAME.*``), or None when absent."""
+    if not name:
+        return None
+    found = sorted(EXAMPLE_IMAGES.glob(f"{name}.*")) if EXAMPLE_IMAGES.is_dir() else []
+    return found[0] if found else None
+
+
+def level_values(y: np.ndarray, levels: tuple[int, ...], channels: int) -> str:
+    """Each level's pooled values for channel 0 (the vector is C-major per level, levels in order)."""
+    out, off = [], 0
+    for n in levels:
+        block = y[0, off: off + channels * n * n].reshape(channels, n, n)
+        off += channels * n * n
+        if n <= MAX_VALUES_LEVEL:
+            rows, heads = labelled(block[0], "row", "col", corner=f"level {n}")
+            out.append(f"**Level {n}: {n}x{n} bins, channel 0 of {channels}** (values {off - channels * n * n}.."
+                       f"{off - 1} of the vector hold all channels)\n\n" + markdown_table(rows, heads))
+    return "\n\n".join(out)
 
 
 def spp_params(levels: tuple[int, ...], rule: str, mode: str):
@@ -152,11 +194,13 @@ async def explore(
     rule: str = "adaptive",
     mode: str = "max",
     color: str = "gray",
+    sizes_text: str = SIZES_TEXT,
 ) -> SppResult:
     """Bins per level over the image (or an ``height`` x ``width`` canvas when none is
     uploaded) and the ``spp`` vector length, read from the engine's output shape."""
     try:
         levels = parse_levels(levels_text)
+        other_sizes = parse_sizes(sizes_text)
         if image_path:
             pixels = await asyncio.to_thread(
                 load_pixels, image_path, 3 if color == "rgb" else 1, engine.settings.max_image_pixels
@@ -180,7 +224,7 @@ async def explore(
         length = int(res.outputs["y"].shape[1])
         sizes = [[f"{h}x{w}", str(list(res.outputs["y"].shape)), str(vector_length(p, c, h, w))]]
         rng = np.random.default_rng(0)
-        for oh, ow in OTHER_SIZES:
+        for oh, ow in other_sizes:
             if (oh, ow) == (h, w):
                 continue
             other = await engine.run_op(
@@ -215,11 +259,21 @@ async def explore(
         else "SPP-net bins: window ceil(a/n), stride floor(a/n) (at least 1): trailing rows or columns may be left "
         "unused (grey), and when a < n bins repeat the last row."
     )
-    return SppResult(True, status, gallery, rule_note + "\n\n" + "\n".join(lines), length, sizes)
+    values = level_values(res.outputs["y"], levels, c)
+    return SppResult(True, status, gallery, values + "\n\n" + rule_note + "\n\n" + "\n".join(lines), length, sizes)
+
+
+def example_note(key: str) -> str:
+    ex = spp_example(key)
+    return f"**Example: {ex.title}**. {ex.says} *Source: {SOURCES[ex.source]}.*"
 
 
 def build(engine: Engine) -> None:
+    examples = [e for e in SPP_EXAMPLES if e.image is None or example_image(e.image) is not None]
     with gr.Tab("SPP explorer", id="spp"):
+        with gr.Row():
+            gr.Markdown("**Examples from the sources** (one click each):")
+            ex_buttons = [gr.Button(e.title, size="sm", elem_id=f"sex-{e.key}") for e in examples]
         with gr.Row():
             with gr.Column():
                 image = uploads.image_input(
@@ -228,10 +282,13 @@ def build(engine: Engine) -> None:
                     elem_id="spp-image",
                 )
                 with gr.Row():
-                    height = gr.Number(7, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas height")
-                    width = gr.Number(10, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas width")
+                    height = gr.Number(7, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas height",
+                                       elem_id="spp-height")
+                    width = gr.Number(10, precision=0, minimum=1, maximum=MAX_CANVAS, label="Canvas width",
+                                      elem_id="spp-width")
             with gr.Column():
                 levels = gr.Textbox(EXAMPLE_LEVELS, label="Levels (bins per side, comma-separated)", elem_id="spp-levels")
+                sizes_box = gr.Textbox(SIZES_TEXT, label="Other sizes to run (HxW, comma-separated)", elem_id="spp-sizes")
                 rule = gr.Radio(
                     [("adaptive (PyTorch)", "adaptive"), ("SPP-net (paper)", "sppnet")], value="adaptive", label="Bins"
                 )
@@ -240,35 +297,52 @@ def build(engine: Engine) -> None:
                     [("grey, 1 channel", "gray"), ("RGB, 3 channels", "rgb")], value="gray", label="Image as"
                 )
                 run = gr.Button("Show the pyramid", variant="primary", elem_id="spp-run")
+        note = gr.Markdown(elem_id="spp-example")
         status = gr.Markdown(elem_id="spp-status")
         gallery = pixel_gallery("Bins of each level", "spp-gallery", 3)
         sizes = gr.Dataframe(
-            headers=["input HxW", "spp output shape", "C x sum(n²)"],
+            headers=SIZE_HEADERS,
             interactive=False,
             label="Same length at every size",
+            elem_id="spp-sizes-table",
         )
-        bins_md = gr.Markdown()
+        bins_md = gr.Markdown(elem_id="spp-bins")
 
     uploads.track(image, "spp-image")
 
-    async def on_run(path, h, w, lv, r, m, col):
-        try:
-            res = await explore(engine, path, h, w, lv, r, m, col)
-        finally:
-            uploads.handled(path)
+    def answer(res: SppResult):
         if not res.ok:
             gr.Warning(res.status.removeprefix("**Error:** "))
         data = res.sizes or [["-", "-", "-"]]
-        return (
-            res.status,
-            res.gallery,
-            {"headers": ["input HxW", "spp output shape", "C x sum(n²)"], "data": data},
-            res.bins_md,
-        )
+        return res.status, res.gallery, {"headers": SIZE_HEADERS, "data": data}, res.bins_md
+
+    async def on_run(path, h, w, lv, r, m, col, sz):
+        try:
+            res = await explore(engine, path, h, w, lv, r, m, col, sz)
+        finally:
+            uploads.handled(path)
+        return answer(res)
 
     run.click(
         on_run,
-        inputs=[image, height, width, levels, rule, mode, color],
+        inputs=[image, height, width, levels, rule, mode, color, sizes_box],
         outputs=[status, gallery, sizes, bins_md],
         api_visibility="private",
     )
+
+    def loader(key: str):
+        async def on_example():
+            ex = spp_example(key)
+            (h, w), rest = ex.sizes[0], ex.sizes[1:]
+            lv = ", ".join(map(str, ex.levels))
+            sz = ", ".join(f"{a}x{b}" for a, b in rest)
+            col = "rgb" if ex.channels == 3 else "gray"
+            path = example_image(ex.image)  # a file of the repository, not an upload: never deleted
+            res = await explore(engine, str(path) if path else None, h, w, lv, "adaptive", ex.mode, col, sz)
+            return (h, w, lv, sz, "adaptive", ex.mode, col, example_note(key), *answer(res))
+
+        return on_example
+
+    for e, b in zip(examples, ex_buttons):
+        b.click(loader(e.key), outputs=[height, width, levels, sizes_box, rule, mode, color, note, status, gallery,
+                                        sizes, bins_md], api_visibility="private")

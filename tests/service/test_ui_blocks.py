@@ -86,8 +86,11 @@ def test_every_image_input_hands_on_an_undecoded_file(engine, tmp_path, monkeypa
     monkeypatch.setenv("GRADIO_TEMP_DIR", "")
     settings = Settings(models_dir=ZOO, build_missing=False, warmup_sizes=[], gradio_temp_dir=tmp_path / "gr")
     demo = build_ui(engine, settings)
-    images = [b for b in demo.blocks.values() if isinstance(b, gr.Image)]
+    every = [b for b in demo.blocks.values() if isinstance(b, gr.Image)]
+    images = [b for b in every if b.interactive is not False]  # the others only show drawings
     assert sorted(b.elem_id for b in images) == ["cls-image", "cmp-image", "pg-image", "spp-image"]
+    inputs = {id(c) for fn in demo.fns.values() for c in fn.inputs}
+    assert not [b.elem_id for b in every if b.interactive is False and id(b) in inputs]
     raw = b"not even an image: never decoded here"
     for image in images:
         assert image.type == "filepath" and image.image_mode is None
@@ -291,7 +294,8 @@ def test_compare_every_op_side_by_side(engine, gray_png):
 def test_compare_one_failing_op_is_its_row(engine):
     r = run(compare.run_compare(engine, ["max", "avg"], '{"max": {"kernel": 9}}', "matrix", None, "1 2\n3 4"))
     assert r.ok and "1 of 2 ops" in r.status
-    assert r.rows[0][2] == "-" and "kernel" in r.rows[0][5] and r.rows[1][2] == "[1, 1, 1, 1]"
+    assert r.rows[0][2] == "-" and "kernel" in r.rows[0][-1] and r.rows[1][2] == "[1, 1, 1, 1]"
+    assert r.rows[1][3] == "2.5"  # the values of a small output
     assert not run(compare.run_compare(engine, [], "", "matrix", None, "1")).ok
     bad = run(compare.run_compare(engine, ["max"], '{"nope": {}}', "matrix", None, "1"))
     assert not bad.ok and "nope" in bad.status
@@ -369,7 +373,8 @@ def test_classify_errors_are_messages(engine, tmp_path, gray_png):
 def test_model_choices(engine):
     names, default, note = classify.model_choices(engine)
     available = [n for n in engine.registry if engine.model_status(n)["available"]]
-    assert names == available and default == "digits-spp"
+    assert names == available
+    assert default == (classify.PHOTO_MODEL if classify.PHOTO_MODEL in available else available[0])
     for n in engine.registry:
         if n not in available:
             assert n in note
@@ -422,3 +427,33 @@ def test_broken_model_card_shows_the_reason(tmp_path):
     assert "**unavailable**" in md and "sha256" in md
     names, default, note = classify.model_choices(e)
     assert names == [] and default is None and "digits-spp" in note
+
+
+# ---------------------------------------------------------------- the sources' examples, seeing the op
+
+
+def test_cell_view_shows_the_window_and_the_argmax(engine):
+    r = run(playground.run_playground(engine, "max", '{"kernel": 2}', "matrix", None, "1 3 0 0\n2 2 0 9"))
+    assert r.ok and r.y_table["headers"] == ["y[0, 0]", "j=0", "j=1"] and r.y_table["data"] == [["i=0", "3", "9"]]
+    assert "argmax x[0, 1] = 3" in r.windows_note and "rows 0-1, columns 0-1" in r.windows_note
+    img, note = run(playground.cell_view(engine, r.state, 0, 1))
+    assert img is not None and "argmax x[1, 3] = 9" in note and "columns 2-3" in note
+
+
+def test_stochastic_shows_window_probabilities_and_train_samples(engine):
+    r = run(playground.run_playground(engine, "stochastic", '{"kernel": 2, "mode": "train"}', "matrix", None, "1 2\n3 4"))
+    assert r.ok and "0.1, 0.2, 0.3, 0.4" in r.stochastic
+    train = r.stochastic.split("Train mode")[1]
+    samples = [line.split("|")[2].strip() for line in train.splitlines() if line.startswith("| ") and "seed" not in line]
+    assert len(samples) == playground.SAMPLE_SEEDS and set(samples) <= {"1", "2", "3", "4"}
+
+
+def test_classify_examples_and_size_accuracy(engine):
+    keys = [e.key for e in classify.example_images()]
+    assert "chelsea" in keys and "coffee" in keys and sum(k.startswith("digit-") for k in keys) >= 3
+    digit = next(e for e in classify.example_images() if e.key.startswith("digit-"))
+    r = run(classify.classify(engine, "digits-spp", str(digit.path), 3))
+    assert r.ok and "Accuracy by size, from the model's card" in r.status and "(this image)" in r.status
+    api = run(engine.infer_images("digits-spp", [engine.runner("digits-spp").preprocess(
+        common.load_pixels(digit.path, 1, 1 << 24), True)]))[0]
+    assert r.top[0]["label"] == top_k(engine.runner("digits-spp").card, api.logits, 1)[0]["label"]
