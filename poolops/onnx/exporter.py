@@ -100,7 +100,8 @@ def export(
         path: where to save (optional).
         input_name: the graph input's name (a sequence of names for several inputs).
         output_names: names for the graph outputs.
-        dynamic: make N, H and W dynamic (named ``N``, ``H``, ``W``; every other
+        dynamic: make N, H and W dynamic (named ``N``, ``H``, ``W``; ``N``, ``L`` for a
+            3-D input ``[N, C, L]``, ``N``, ``D``, ``H``, ``W`` for a 5-D one; every other
             input's first axis is dynamic too: N for ``valid``, K for ``boxes``).
         stock_pooling: export PyTorch's own 2-D pooling (``nn.MaxPool2d``,
             ``nn.AvgPool2d``, ``nn.AdaptiveAvgPool2d``, ``nn.AdaptiveMaxPool2d``,
@@ -111,7 +112,7 @@ def export(
             ``(h, w)`` sizes (True: two sizes unlike the example's,
             :func:`poolops.onnx.dynamic.probe_sizes`; False or None: no check) and raise
             :class:`poolops.onnx.dynamic.SizePinned`, naming the module and op, if it
-            fails or differs there. Only for a single input tensor.
+            fails or differs there. Only for a single 4-D input tensor.
 
     Raises:
         SizePinned: the model or its graph only works at the example's size.
@@ -123,7 +124,8 @@ def export(
     module = module.eval()
     args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
     names = [input_name] if isinstance(input_name, str) else list(input_name)
-    dims = {0: "N", 2: "H", 3: "W"}
+    # x's dynamic dims by its rank: [N, C, H, W], or [N, C, L] / [N, C, D, H, W] for the 1-D / 3-D ops
+    dims = {3: {0: "N", 2: "L"}, 5: {0: "N", 2: "D", 3: "H", 4: "W"}}.get(args[0].dim(), {0: "N", 2: "H", 3: "W"})
     dynamic_shapes = None
     if dynamic:
         dynamic_shapes = tuple(
@@ -147,7 +149,7 @@ def export(
         _rename_input_dims(model, dims)
     proto = ir.to_proto(model)
     onnx.checker.check_model(proto)
-    if dynamic and check_sizes and len(args) == 1:
+    if dynamic and check_sizes and len(args) == 1 and args[0].dim() == 4:  # the size probe is 2-D
         from poolops.onnx.dynamic import raise_if_pinned
 
         raise_if_pinned(module, proto, args[0], None if check_sizes is True else list(check_sizes))

@@ -171,6 +171,7 @@ def _cases():
     for x in ((2, 30, 3, 4), (1, 5, 16, 16), (3, 64, 1, 1)):
         yield Case("bilinear", {}, x)
         yield Case("bilinear", {"signed_sqrt": False, "l2_normalize": False}, x, inputs=("x2",))
+    yield from _nd_cases()
     for x in ((2, 16, 9, 11), (1, 8, 1, 1), (3, 24, 2, 30)):
         for mode in ("max", "align"):
             for orientations in (1, 8):
@@ -215,6 +216,41 @@ def _blur_cases():
                       ({"kernel": 1, "output_size": 1}, (1, 1, 1, 1))):
         yield Case("fractional_max", params, x, ("y", "indices"))
         yield Case("fractional_max", params, x, backward=True)
+
+
+def _nd_cases():
+    """1-D and 3-D pools: windows with stride < kernel, ceil mode, padding, dilation; large
+    output sizes on small inputs; indices; backward."""
+    windows = {
+        1: [({"kernel": 2}, (2, 3, 33)), ({"kernel": 5, "stride": 1, "padding": 2}, (1, 4, 40)),
+            ({"kernel": 4, "stride": 3, "padding": 1, "ceil_mode": True}, (2, 2, 23)), ({"kernel": 1}, (1, 1, 1))],
+        3: [({"kernel": 2}, (2, 3, 6, 8, 7)), ({"kernel": 3, "stride": 1, "padding": 1}, (1, 2, 5, 9, 6)),
+            ({"kernel": (3, 2, 3), "stride": (2, 1, 2), "padding": (1, 1, 1), "ceil_mode": True}, (2, 2, 7, 5, 8)),
+            ({"kernel": 1}, (1, 1, 1, 1, 1))],
+    }
+    for r, cases in windows.items():
+        for params, x in cases:
+            for backward in (False, True):
+                yield Case(f"max{r}d", params, x, ("y", "indices"), backward=backward)
+                yield Case(f"avg{r}d", {**params, "count_include_pad": False}, x, backward=backward)
+            yield Case(f"max{r}d", {**params, "propagate_nan": False}, x)
+            yield Case(f"avg{r}d", params, x)
+        yield Case(f"max{r}d", {"kernel": 3, "stride": 1, "padding": 1, "dilation": 2, "ceil_mode": True}, cases[1][1])
+    yield Case("avg3d", {"kernel": 2, "ceil_mode": True, "divisor_override": 3}, (1, 2, 5, 5, 5), backward=True)
+    sizes = {1: [((2, 3, 17), (5,)), ((1, 2, 3), (40,)), ((3, 2, 50), (1,))],
+             3: [((2, 3, 5, 7, 6), (2, 3, 4)), ((1, 2, 2, 3, 1), (6, 5, 4)), ((1, 1, 9, 2, 8), (1, 1, 1))]}
+    for r, cases in sizes.items():
+        for x, size in cases:
+            for backward in (False, True):
+                yield Case(f"adaptive_avg{r}d", {"output_size": size}, x, backward=backward)
+                yield Case(f"adaptive_max{r}d", {"output_size": size}, x, ("y", "indices"), backward=backward)
+            yield Case(f"adaptive_max{r}d", {"output_size": size}, x)
+            yield Case(f"adaptive_max{r}d", {"output_size": size, "propagate_nan": False}, x)
+        for x, _ in cases:
+            for backward in (False, True):
+                yield Case(f"global_avg{r}d", {}, x, backward=backward)
+                yield Case(f"global_max{r}d", {}, x, ("y", "indices"), backward=backward)
+            yield Case(f"global_max{r}d", {"propagate_nan": False}, x)
 
 
 def _roi_cases():
@@ -491,6 +527,18 @@ GROWTH = {
     "roi_align_rotated": ({"output_size": 2, "sampling_ratio": 1}, {"output_size": (4096, 3), "sampling_ratio": 1000}),
     "rotation_invariant": ({"orientations": 2, "mode": "align"}, {"orientations": 1024, "mode": "align"}),
     "global_avg": ({}, {}),
+    "max1d": ({"kernel": 2}, {"kernel": 64, "stride": 63, "padding": 32, "dilation": 50}),
+    "max3d": ({"kernel": 2, "ceil_mode": True}, {"kernel": 64, "stride": 3, "padding": 32, "dilation": 5, "ceil_mode": True}),
+    "avg1d": ({"kernel": 2, "ceil_mode": True}, {"kernel": 64, "stride": 3, "padding": 32, "ceil_mode": True}),
+    "avg3d": ({"kernel": 2, "ceil_mode": True}, {"kernel": 64, "stride": 3, "padding": 32, "ceil_mode": True}),
+    "adaptive_avg1d": ({"output_size": 2}, {"output_size": 4096}),
+    "adaptive_avg3d": ({"output_size": 2}, {"output_size": (4096, 1, 300)}),
+    "adaptive_max1d": ({"output_size": 2}, {"output_size": 4096}),
+    "adaptive_max3d": ({"output_size": 2}, {"output_size": (4096, 1, 300)}),
+    "global_avg1d": ({}, {}),
+    "global_avg3d": ({}, {}),
+    "global_max1d": ({}, {}),
+    "global_max3d": ({}, {}),
     "global_max": ({}, {}),
     "strip": ({"direction": "diag"}, {"direction": "diag"}),
     "bilinear": ({"eps": 1e-12}, {"eps": 1e3}),

@@ -1,0 +1,720 @@
+"""1-D and 3-D pooling: ``max``, ``avg``, ``adaptive_avg``, ``adaptive_max``,
+``global_avg`` and ``global_max`` on ``x [N, C, L]`` (``*1d``) and ``x [N, C, D, H, W]``
+(``*3d``), with PyTorch's semantics: ``F.max_pool1d/3d`` (kernel, stride, padding,
+dilation, ceil_mode, indices into each ``(n, c)`` signal / volume, ``l`` or
+``(d*H + h)*W + w``), ``F.avg_pool1d/3d`` (count_include_pad; divisor_override in 3-D,
+as torch), ``F.adaptive_avg_pool1d/3d`` and ``F.adaptive_max_pool1d/3d`` (bin ``i``
+covers ``[floor(i*L/o), ceil((i+1)*L/o))`` on each axis; with indices) and the global
+mean / max over all spatial axes (``[N, C, 1]``, ``[N, C, 1, 1, 1]``). NaN propagates
+through every max as in PyTorch (the graphs add the NaN pass ``propagate_nan=False``
+skips), ties go to the first maximum in row-major order. Parameters are given per axis
+(an int stands for all axes: ``kernel=3`` is ``(3, 3, 3)`` in 3-D). As PyTorch,
+``avg3d`` takes no input smaller than its kernel on any axis (padding or not), and no
+op takes a window of padding only (``dilation``).
+
+Example: ``max1d`` of ``[1, 3, 2, 2, 5]`` with kernel 2 gives ``[3, 2]`` (indices
+``[1, 2]``; the last element is dropped, ``ceil_mode=True`` keeps it: ``[3, 2, 5]``);
+``adaptive_avg1d`` of ``[1, 2, 3, 4, 5]`` to 3 bins (``[0, 2) [1, 4) [3, 5)``) gives
+``[1.5, 3, 4.5]``.
+
+ONNX (standard opset, N, C and every spatial size dynamic): MaxPool / AveragePool of
+the input's rank (explicit padding in ceil mode, indices converted from the whole
+tensor to each signal / volume), window sums over PyTorch's divisors where
+AveragePool's differ; adaptive average as one bin-averaging matrix product per axis;
+adaptive max as bin gathers per axis and ReduceMax (with indices: every bin gathered
+whole, first ArgMax); global ops as ReduceMean / ReduceMax. Backward graphs: max and
+adaptive max scatter-add to the argmax, average ops spread evenly (the transposed
+matrices), global max to the first maximum. As for ``adaptive_avg``, a NaN or inf in
+x reaches the other bins of its row in ``adaptive_avg1d/3d``'s matrix products (finite
+inputs are exact).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from poolops.onnx import blocks
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
+from poolops.ops._window import padding_only_window
+from poolops.params import OpParams, ParamError, invalid
+from poolops.registry import OpSpec, register
+from poolops.shapes import pool_out_size
+
+_Pos = Annotated[int, Field(gt=0)]
+_NonNeg = Annotated[int, Field(ge=0)]
+
+
+def _repeat(n: int):
+    """``3 -> (3,) * n``; a 1-sequence is repeated; anything else goes on to validation."""
+
+    def to(value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return (value,) * n
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            return (value[0],) * n
+        return value
+
+    return to
+
+
+def _maybe(to):
+    return lambda v: None if v is None else to(v)
+
+
+Positive1 = Annotated[tuple[_Pos], BeforeValidator(_repeat(1))]
+NonNegative1 = Annotated[tuple[_NonNeg], BeforeValidator(_repeat(1))]
+OptionalPositive1 = Annotated[tuple[_Pos] | None, BeforeValidator(_maybe(_repeat(1)))]
+Positive3 = Annotated[tuple[_Pos, _Pos, _Pos], BeforeValidator(_repeat(3))]
+NonNegative3 = Annotated[tuple[_NonNeg, _NonNeg, _NonNeg], BeforeValidator(_repeat(3))]
+OptionalPositive3 = Annotated[tuple[_Pos, _Pos, _Pos] | None, BeforeValidator(_maybe(_repeat(3)))]
+
+
+class _Window(OpParams):
+    """A window per axis; ``strides`` defaults to the kernel, padding at most half of it."""
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.stride or self.kernel
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return getattr(self, "dilation", None) or (1,) * len(self.kernel)
+
+    @model_validator(mode="after")
+    def _padding_at_most_half_kernel(self):
+        if any(p > k // 2 for k, p in zip(self.kernel, self.padding)):
+            raise invalid("padding", f"must be at most half the kernel ({self.kernel}), got {self.padding}")
+        return self
+
+
+class Max1dParams(_Window):
+    kernel: Positive1 = (2,)
+    stride: OptionalPositive1 = None
+    padding: NonNegative1 = (0,)
+    dilation: Positive1 = (1,)
+    ceil_mode: bool = False
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX."""
+
+
+class Max3dParams(_Window):
+    kernel: Positive3 = (2, 2, 2)
+    stride: OptionalPositive3 = None
+    padding: NonNegative3 = (0, 0, 0)
+    dilation: Positive3 = (1, 1, 1)
+    ceil_mode: bool = False
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX."""
+
+
+class Avg1dParams(_Window):
+    kernel: Positive1 = (2,)
+    stride: OptionalPositive1 = None
+    padding: NonNegative1 = (0,)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+
+class Avg3dParams(_Window):
+    kernel: Positive3 = (2, 2, 2)
+    stride: OptionalPositive3 = None
+    padding: NonNegative3 = (0, 0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    divisor_override: int | None = Field(default=None, gt=0)
+
+
+class Adaptive1dParams(OpParams):
+    output_size: Positive1 = (7,)
+
+
+class Adaptive3dParams(OpParams):
+    output_size: Positive3 = (4, 4, 4)
+
+
+class AdaptiveMax1dParams(Adaptive1dParams):
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX."""
+
+
+class AdaptiveMax3dParams(Adaptive3dParams):
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN pass in ONNX."""
+
+
+class GlobalAvgParams(OpParams):
+    pass
+
+
+class GlobalMaxParams(OpParams):
+    propagate_nan: bool = True
+    """See ``max``: False skips the NaN check in ONNX."""
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+# ---------------------------------------------------------------- shapes and checks
+
+
+def _window_shape(p: _Window, s):
+    return (s[0], s[1], *(pool_out_size(s[2 + a], k, st, pd, d, p.ceil_mode)
+                          for a, (k, st, pd, d) in enumerate(zip(p.kernel, p.strides, p.padding, p.dilations))))
+
+
+def _axis_name(r: int, a: int) -> str:
+    return "L" if r == 1 else "DHW"[a]
+
+
+def _check_window(name: str, unpadded: bool = False):
+    def check(p: _Window, x) -> None:
+        """As ``max``'s check, per axis: ``kernel`` when a window is larger than the padded
+        input (with ``unpadded``, than the input: PyTorch's ``avg_pool3d`` rule),
+        ``dilation`` when a window holds only padding."""
+        r = len(p.kernel)
+        for a, (k, s, pad, d) in enumerate(zip(p.kernel, p.strides, p.padding, p.dilations)):
+            size = int(x.shape[2 + a])
+            if unpadded and size < k:
+                raise ParamError(name, "kernel", f"kernel {k} is larger than the input ({size}) on axis "
+                                 f"{_axis_name(r, a)}: PyTorch's avg_pool3d takes no input smaller than its kernel, "
+                                 "padding or not; use a smaller kernel")
+            if size + 2 * pad < d * (k - 1) + 1:
+                raise ParamError(name, "kernel", f"window {d * (k - 1) + 1} is larger than the padded input "
+                                 f"({size} + 2*{pad}) on axis {_axis_name(r, a)}; use a smaller kernel or more padding")
+            w = padding_only_window(size, k, s, pad, d)
+            if w is not None:
+                raise ParamError(name, "dilation", f"window {w} on axis {_axis_name(r, a)} covers only padding "
+                                 f"(input {size}, padding {pad}, dilation {d}); use less padding or dilation, or a larger input")
+
+    return check
+
+
+# ---------------------------------------------------------------- torch
+
+
+def _torch_max(r: int):
+    def fn(p, x, outputs=("y", "indices")):
+        import torch.nn.functional as F
+
+        pool = F.max_pool1d if r == 1 else F.max_pool3d
+        args = (p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode)
+        if "indices" not in outputs:
+            return (pool(x, *args),)
+        y, indices = pool(x, *args, return_indices=True)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+
+    return fn
+
+
+def _torch_avg(r: int):
+    def fn(p, x, outputs=("y",)):
+        import torch.nn.functional as F
+
+        if r == 1:
+            return (F.avg_pool1d(x, p.kernel, p.strides, p.padding, p.ceil_mode, p.count_include_pad),)
+        return (F.avg_pool3d(x, p.kernel, p.strides, p.padding, p.ceil_mode, p.count_include_pad, p.divisor_override),)
+
+    return fn
+
+
+def _torch_adaptive_avg(r: int):
+    def fn(p, x, outputs=("y",)):
+        import torch.nn.functional as F
+
+        return ((F.adaptive_avg_pool1d if r == 1 else F.adaptive_avg_pool3d)(x, p.output_size),)
+
+    return fn
+
+
+def _torch_adaptive_max(r: int):
+    def fn(p, x, outputs=("y", "indices")):
+        import torch.nn.functional as F
+
+        pool = F.adaptive_max_pool1d if r == 1 else F.adaptive_max_pool3d
+        if "indices" not in outputs:
+            return (pool(x, p.output_size),)
+        y, indices = pool(x, p.output_size, return_indices=True)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+
+    return fn
+
+
+def _torch_global_avg(r: int):
+    def fn(p, x, outputs=("y",)):
+        return (x.mean(dim=tuple(range(2, 2 + r)), keepdim=True),)
+
+    return fn
+
+
+def _torch_global_max(r: int):
+    def fn(p, x, outputs=("y", "indices")):
+        import torch.nn.functional as F
+
+        # adaptive max pooling to 1, not amax: its gradient goes to one argmax, amax splits ties
+        pool = F.adaptive_max_pool1d if r == 1 else F.adaptive_max_pool3d
+        if "indices" not in outputs:
+            return (pool(x, 1),)
+        y, indices = pool(x, 1, return_indices=True)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+
+    return fn
+
+
+# ---------------------------------------------------------------- ONNX building blocks (any rank)
+
+
+def _sizes(op, x, r: int) -> list:
+    return [dim(op, x, 2 + a) for a in range(r)]
+
+
+def _product(op, dims):
+    out = dims[0]
+    for d in dims[1:]:
+        out = op.Mul(out, d)
+    return out
+
+
+def _ceil_padding(op, x, p: _Window, value: float):
+    """x padded so that a floor-mode pool without padding gives PyTorch's ceil-mode
+    output (``p`` before, ``p`` plus what the last window needs after, every axis)."""
+    r = len(p.kernel)
+    ends = []
+    for a, (k, s, pad, d) in enumerate(zip(p.kernel, p.strides, p.padding, p.dilations)):
+        size = dim(op, x, 2 + a)
+        out = blocks.pool_out_dim(op, size, k, s, pad, d, True)
+        need = op.Sub(op.Add(op.Mul(op.Sub(out, const_i64(op, [1])), const_i64(op, [s])), const_i64(op, [d * (k - 1) + 1])),
+                      op.Add(size, const_i64(op, [2 * pad])))
+        ends.append(op.Add(op.Max(need, const_i64(op, [0])), const_i64(op, [pad])))
+    pads = op.Concat(const_i64(op, [0, 0, *p.padding, 0, 0]), *ends, axis=0) if r else None
+    return op.Pad(x, pads, const_f32(op, value))
+
+
+def _ravel(op, coords, sizes):
+    """Row-major flat index of per-axis ``coords`` in ``sizes``."""
+    flat = coords[0]
+    for c, s in zip(coords[1:], sizes[1:]):
+        flat = op.Add(op.Mul(flat, s), c)
+    return flat
+
+
+def _unravel(op, flat, sizes):
+    coords = []
+    for s in reversed(sizes[1:]):
+        coords.append(op.Mod(flat, s))
+        flat = op.Div(flat, s)
+    return [flat, *reversed(coords)]
+
+
+def max_pool_nd(op, x, p: _Window, with_indices: bool):
+    """PyTorch ``max_pool1d/3d`` on ONNX MaxPool: ``(y, indices or None)``, indices into
+    each ``(n, c)`` signal or volume."""
+    r = len(p.kernel)
+    attrs = dict(kernel_shape=list(p.kernel), strides=list(p.strides), dilations=list(p.dilations))
+    if not p.ceil_mode:
+        attrs["pads"] = list(p.padding) * 2
+        if not with_indices:
+            return op.MaxPool(x, **attrs, _outputs=1), None
+        y, idx = op.MaxPool(x, **attrs, _outputs=2)
+        return y, op.Mod(idx, _product(op, _sizes(op, x, r)))
+    xp = _ceil_padding(op, x, p, -float("inf"))
+    if not with_indices:
+        return op.MaxPool(xp, **attrs, _outputs=1), None
+    y, idx = op.MaxPool(xp, **attrs, _outputs=2)
+    padded = _sizes(op, xp, r)
+    coords = _unravel(op, op.Mod(idx, _product(op, padded)), padded)
+    coords = [op.Sub(c, const_i64(op, [pad])) for c, pad in zip(coords, p.padding)]
+    return y, _ravel(op, coords, _sizes(op, x, r))
+
+
+def scatter_add_nd(op, x, indices, values, r: int):
+    """``zeros_like(x)`` plus ``values`` added at the flat spatial ``indices`` of each
+    ``(n, c)`` (no -1 in the shapes: N or C may be 0)."""
+    nc = op.Mul(dim(op, x, 0), dim(op, x, 1))
+    flat_in = op.Concat(nc, _product(op, _sizes(op, indices, r)), axis=0)
+    zeros = op.ConstantOfShape(op.Concat(nc, _product(op, _sizes(op, x, r)), axis=0))
+    out = op.ScatterElements(zeros, op.Reshape(indices, flat_in), op.Reshape(values, flat_in), axis=1, reduction="add")
+    return op.Reshape(out, op.Shape(x))
+
+
+def _window_sum(op, x, p: _Window):
+    """Sum over each window (zero padding), PyTorch's output size."""
+    if p.ceil_mode:
+        xp, pads = _ceil_padding(op, x, p, 0.0), [0] * (2 * len(p.kernel))
+    else:
+        xp, pads = x, list(p.padding) * 2
+    mean = op.AveragePool(xp, kernel_shape=list(p.kernel), strides=list(p.strides), pads=pads, count_include_pad=1)
+    return op.Mul(mean, const_f32(op, _prod(p.kernel)))
+
+
+def _window_bounds(op, x, p: _Window):
+    """Per axis ``(starts, ends, size)`` of PyTorch's windows (unpadded coordinates)."""
+    out = []
+    for a, (k, s, pad) in enumerate(zip(p.kernel, p.strides, p.padding)):
+        size = dim(op, x, 2 + a)
+        n = blocks.pool_out_dim(op, size, k, s, pad, 1, p.ceil_mode)
+        starts, ends = blocks.window_bounds(op, n, k, s, pad)
+        out.append((starts, ends, size))
+    return out
+
+
+def _along(op, v, a: int, r: int):
+    """A ``[o]`` vector shaped to broadcast along spatial axis ``a`` of an ``r``-axis map."""
+    return op.Reshape(v, const_i64(op, [-1] + [1] * (r - 1 - a)))
+
+
+def _avg_divisor(op, x, p):
+    """PyTorch's divisor of each window: the product over axes of the window clipped to
+    the padded input (``count_include_pad``) or to the input."""
+    if getattr(p, "divisor_override", None) is not None:
+        return const_f32(op, p.divisor_override)
+    r = len(p.kernel)
+    total = None
+    for a, ((starts, ends, size), pad) in enumerate(zip(_window_bounds(op, x, p), p.padding)):
+        ends = op.Min(ends, op.Add(size, const_i64(op, [pad])))
+        if not p.count_include_pad:
+            starts, ends = op.Max(starts, const_i64(op, [0])), op.Min(ends, size)
+        count = _along(op, op.Cast(op.Sub(ends, starts), to=1), a, r)
+        total = count if total is None else op.Mul(total, count)
+    return total
+
+
+def _contract(op, t, mats):
+    """Apply ``mats[a]`` (``[out_a, in_a]``) along each spatial axis ``a`` of ``t``
+    (``[N, C, in_1, ...]`` -> ``[N, C, out_1, ...]``): the last axis by ``t @ M^T``, the
+    one before by ``M @ t``, a third (D) on ``t`` viewed ``[N, C, D, H*W]``."""
+    r = len(mats)
+    t = op.MatMul(t, op.Transpose(mats[-1], perm=[1, 0]))
+    if r >= 2:
+        t = op.MatMul(mats[-2], t)
+    if r == 3:
+        n, c, d, h, w = (dim(op, t, i) for i in range(5))
+        flat = op.Reshape(t, op.Concat(n, c, d, op.Mul(h, w), axis=0))
+        t = op.MatMul(mats[0], flat)
+        t = op.Reshape(t, op.Concat(n, c, dim(op, mats[0], 0), h, w, axis=0))
+    return t
+
+
+def _transposed(op, mats):
+    return [op.Transpose(m, perm=[1, 0]) for m in mats]
+
+
+def _adaptive_bounds(op, x, output_size):
+    return [(*blocks.adaptive_bounds(op, dim(op, x, 2 + a), o), dim(op, x, 2 + a)) for a, o in enumerate(output_size)]
+
+
+def _bin_index(op, starts, ends):
+    """``[o, K]`` (K the longest bin): ``min(start + k, end - 1)``; repeating a bin's last
+    element changes neither its max nor its first argmax."""
+    k = op.ReduceMax(op.Sub(ends, starts), keepdims=0)
+    ks = unsqueeze(op, op.Range(const_scalar_i64(op, 0), k, const_scalar_i64(op, 1)), [0])
+    return op.Min(op.Add(unsqueeze(op, starts, [1]), ks), unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
+
+
+def _bin_max(op, x, bounds):
+    """Max over adaptive bins, one axis at a time (ReduceMax: NaN not propagated)."""
+    t = x
+    for a, (starts, ends, _) in enumerate(bounds):
+        t = op.ReduceMax(op.Gather(t, _bin_index(op, starts, ends), axis=2 + a), const_i64(op, [3 + a]), keepdims=0)
+    return t
+
+
+def _bin_argmax(op, x, bounds):
+    """``(y, indices, nan)`` over adaptive bins: every bin gathered whole ``[N, C, o..., K...]``,
+    its first maximum in row-major order (as PyTorch's), its flat index in x's spatial
+    axes, and whether the bin holds a NaN."""
+    r = len(bounds)
+    t = x
+    idxs = []
+    for a, (starts, ends, _) in enumerate(bounds):
+        idx = _bin_index(op, starts, ends)
+        idxs.append(idx)
+        t = op.Gather(t, idx, axis=2 + 2 * a)  # [N, C, o1, K1, ..., L_{a+1}, ...]
+    t = op.Transpose(t, perm=[0, 1] + [2 + 2 * a for a in range(r)] + [3 + 2 * a for a in range(r)])
+    ks = [dim(op, i, 1) for i in idxs]
+    flat = op.Reshape(t, op.Concat(op.Shape(t, start=0, end=2 + r), _product(op, ks), axis=0))
+    y = op.ReduceMax(flat, const_i64(op, [-1]), keepdims=0)
+    nan = op.IsNaN(op.ReduceSumSquare(flat, const_i64(op, [-1]), keepdims=0))
+    first = op.ArgMax(flat, axis=-1, keepdims=0, select_last_index=0)
+    coords = _unravel(op, first, ks)
+    pos = [op.Add(_along(op, starts, a, r), c) for a, ((starts, _, _), c) in enumerate(zip(bounds, coords))]
+    return y, _ravel(op, pos, [b[2] for b in bounds]), nan
+
+
+def _nan_where(op, nan, y):
+    return op.Where(nan, const_f32(op, float("nan")), y)
+
+
+# ---------------------------------------------------------------- ONNX ops
+
+
+def _onnx_max(op, p, x, outputs=("y", "indices")):
+    y, indices = max_pool_nd(op, x, p, "indices" in outputs)
+    if p.propagate_nan:
+        y = blocks.propagate_nan(op, x, y, lambda op, m: max_pool_nd(op, m, p, False)[0])
+    return blocks.take_outputs(outputs, y=y, indices=indices)
+
+
+def _onnx_max_backward(op, p, x, grad_y):
+    _, indices = max_pool_nd(op, x, p, True)
+    return scatter_add_nd(op, x, indices, grad_y, len(p.kernel))
+
+
+def _onnx_avg(op, p, x, outputs=("y",)):
+    if not p.ceil_mode and getattr(p, "divisor_override", None) is None:
+        y = op.AveragePool(x, kernel_shape=list(p.kernel), strides=list(p.strides), pads=list(p.padding) * 2,
+                           count_include_pad=int(p.count_include_pad))
+    else:
+        y = op.Div(_window_sum(op, x, p), _avg_divisor(op, x, p))
+    return blocks.take_outputs(outputs, y=y)
+
+
+def _onnx_avg_backward(op, p, x, grad_y):
+    """Every window hands ``g / D`` to each input it covers: the transposed 0/1 window
+    matrices along each axis."""
+    mats = [blocks.membership(op, s, e, size, normalise=False) for s, e, size in _window_bounds(op, x, p)]
+    return _contract(op, op.Div(grad_y, _avg_divisor(op, x, p)), _transposed(op, mats))
+
+
+def _adaptive_mats(op, x, p):
+    return [blocks.membership(op, s, e, size, normalise=True) for s, e, size in _adaptive_bounds(op, x, p.output_size)]
+
+
+def _onnx_adaptive_avg(op, p, x, outputs=("y",)):
+    return blocks.take_outputs(outputs, y=_contract(op, x, _adaptive_mats(op, x, p)))
+
+
+def _onnx_adaptive_avg_backward(op, p, x, grad_y):
+    return _contract(op, grad_y, _transposed(op, _adaptive_mats(op, x, p)))
+
+
+def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
+    bounds = _adaptive_bounds(op, x, p.output_size)
+    if "indices" in outputs:
+        y, indices, nan = _bin_argmax(op, x, bounds)
+        if p.propagate_nan:
+            y = _nan_where(op, nan, y)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+    y = _bin_max(op, x, bounds)
+    if p.propagate_nan:  # the bins' NaN map, only for inputs that hold a NaN
+        y = blocks.if_nan(op, x, lambda op: _nan_where(
+            op, op.Greater(_bin_max(op, blocks.nan_indicator(op, x), bounds), const_f32(op, 0.0)), y), y)
+    return blocks.take_outputs(outputs, y=y)
+
+
+def _onnx_adaptive_max_backward(op, p, x, grad_y):
+    _, indices, _ = _bin_argmax(op, x, _adaptive_bounds(op, x, p.output_size))
+    return scatter_add_nd(op, x, indices, grad_y, len(p.output_size))
+
+
+def _spatial_axes(op, r: int):
+    return const_i64(op, list(range(2, 2 + r)))
+
+
+def _flat(op, x, r: int):
+    """``[N, C, prod(spatial)]`` (no -1: N or C may be 0)."""
+    return op.Reshape(x, op.Concat(op.Shape(x, start=0, end=2), _product(op, _sizes(op, x, r)), axis=0))
+
+
+def _ones(r: int):
+    return [1] * r
+
+
+def _onnx_global_avg(r: int):
+    def fn(op, p, x, outputs=("y",)):
+        return blocks.take_outputs(outputs, y=op.ReduceMean(x, _spatial_axes(op, r), keepdims=1))
+
+    return fn
+
+
+def _onnx_global_avg_backward(r: int):
+    def fn(op, p, x, grad_y):
+        size = op.Cast(_product(op, _sizes(op, x, r)), to=1)
+        return op.Expand(op.Div(grad_y, size), op.Shape(x))
+
+    return fn
+
+
+def _onnx_global_max(r: int):
+    def fn(op, p, x, outputs=("y", "indices")):
+        axes = _spatial_axes(op, r)
+        y = op.ReduceMax(x, axes, keepdims=1)
+        if p.propagate_nan:  # a sum of squares is NaN exactly when it summed a NaN
+            y = _nan_where(op, op.IsNaN(op.ReduceSumSquare(x, axes, keepdims=1)), y)
+        indices = None
+        if "indices" in outputs:
+            first = op.ArgMax(_flat(op, x, r), axis=2, keepdims=1, select_last_index=0)  # [N, C, 1]
+            indices = op.Reshape(first, op.Concat(op.Shape(x, start=0, end=2), const_i64(op, _ones(r)), axis=0))
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+
+    return fn
+
+
+def _onnx_global_max_backward(r: int):
+    def fn(op, p, x, grad_y):
+        """One-hot of the first argmax times ``g`` (elementwise, no scatter)."""
+        flat = _flat(op, x, r)
+        first = op.ArgMax(flat, axis=2, keepdims=1, select_last_index=0)
+        positions = op.Range(const_scalar_i64(op, 0), scalar(op, dim(op, flat, 2)), const_scalar_i64(op, 1))
+        g = op.Reshape(grad_y, op.Concat(op.Shape(x, start=0, end=2), const_i64(op, [1]), axis=0))
+        return op.Reshape(op.Where(op.Equal(positions, first), g, const_f32(op, 0.0)), op.Shape(x))
+
+    return fn
+
+
+# ---------------------------------------------------------------- work rules
+
+
+def _out_lens(p, spatial) -> list[int]:
+    return [blocks.out_len(s, k, st, pd, d, p.ceil_mode)
+            for s, k, st, pd, d in zip(spatial, p.kernel, p.strides, p.padding, p.dilations)]
+
+
+def _padded(p, spatial) -> list[int]:
+    return [blocks.padded_len(s, k, st, pd, d) for s, k, st, pd, d in zip(spatial, p.kernel, p.strides, p.padding, p.dilations)]
+
+
+def _contract_work(nc: int, ins, outs) -> int:
+    """:func:`_contract` from sizes ``ins`` to ``outs``: each step's result (axes replaced
+    last to first) and the matrices."""
+    dims, work = list(ins), 0
+    for a in reversed(range(len(dims))):
+        dims[a] = outs[a]
+        work = max(work, nc * _prod(dims), ins[a] * outs[a])
+    return work
+
+
+def max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """MaxPool (with int64 indices: 3 units per output), the ceil-mode padding, the NaN map
+    of x and its pooling, the indices' int64 coordinates; backward: MaxPool with indices
+    and the scatter into x's shape."""
+    n, c, *spatial = shapes["x"]
+    nc, x = n * c, n * c * _prod(spatial)
+    y = nc * _prod(_out_lens(p, spatial))
+    with_indices = "indices" in outputs or backward
+    work = 3 * y if with_indices else y
+    if p.ceil_mode:
+        work = max(work, nc * _prod(_padded(p, spatial)))
+    if p.propagate_nan:
+        work = max(work, x)
+    if backward:
+        work = max(work, x, 2 * y)
+    return work
+
+
+def avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """AveragePool, or the window sums (ceil-mode padding) and the divisors; backward: the
+    0/1 window matrices and their transposed products along each axis."""
+    n, c, *spatial = shapes["x"]
+    outs = _out_lens(p, spatial)
+    work = n * c * _prod(outs)
+    if p.ceil_mode or getattr(p, "divisor_override", None) is not None:
+        work = max(work, n * c * _prod(_padded(p, spatial)))
+    work = max(work, _prod(outs), *(2 * o for o in outs))
+    if backward:
+        work = max(work, _contract_work(n * c, outs, spatial), *(2 * s for s in spatial))
+    return work
+
+
+def adaptive_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """The bin matrices and the products along each axis (forward, and backward's
+    transposed ones)."""
+    n, c, *spatial = shapes["x"]
+    outs = list(p.output_size)
+    work = max(_contract_work(n * c, spatial, outs), *(2 * s for s in spatial), *(2 * o for o in outs))
+    if backward:
+        work = max(work, _contract_work(n * c, outs, spatial))
+    return work
+
+
+def adaptive_max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """Without indices: each axis's bins gathered ``[N, C, o.., o_a, K_a, L..]`` and reduced
+    (the NaN map: x's size); with indices or backward: every bin gathered whole
+    ``[N, C, o_1, K_1, ...]`` and int64 argmax positions, the scatter into x's shape."""
+    n, c, *spatial = shapes["x"]
+    outs = list(p.output_size)
+    ks = [blocks.adaptive_len(s, o) for s, o in zip(spatial, outs)]
+    nc, x = n * c, n * c * _prod(spatial)
+    y = nc * _prod(outs)
+    index = max(*(2 * o * k for o, k in zip(outs, ks)), *(2 * s for s in spatial), 2)
+    if "indices" in outputs or backward:
+        whole = [nc * _prod(o * k for o, k in zip(outs[: a + 1], ks[: a + 1])) * _prod(spatial[a + 1:]) for a in range(len(outs))]
+        work = max(*whole, 2 * y, index)
+        if backward:
+            work = max(work, x, 2 * y)
+        return work
+    steps = [nc * _prod(outs[:a]) * outs[a] * ks[a] * _prod(spatial[a + 1:]) for a in range(len(outs))]
+    work = max(*steps, y, index)
+    return max(work, x) if p.propagate_nan else work
+
+
+def global_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """ReduceMean ``[N, C, 1..]``; backward: the gradient expanded to x's shape."""
+    n, c, *spatial = shapes["x"]
+    return n * c * _prod(spatial) if backward else n * c
+
+
+def global_max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
+    """ReduceMax (and ReduceSumSquare); indices: x flattened, an int64 ArgMax; backward: a
+    one-hot mask of x's size."""
+    n, c, *spatial = shapes["x"]
+    work = 2 * n * c
+    if "indices" in outputs or backward:
+        work = max(work, n * c * _prod(spatial), 2 * _prod(spatial))
+    return work
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _register(r: int) -> None:
+    suffix = f"{r}d"
+    register(OpSpec(
+        name=f"max{suffix}", family="window", params=Max1dParams if r == 1 else Max3dParams,
+        torch_fn=_torch_max(r), onnx_fn=_onnx_max, onnx_backward=_onnx_max_backward,
+        output_shape=_window_shape, check_input=_check_window(f"max{suffix}"), module_name=f"MaxPool{suffix}",
+        outputs=("y", "indices"), work=max_nd_work, doc=__doc__, torch_stock=f"F.max_pool{suffix}", spatial_dims=r,
+    ))
+    register(OpSpec(
+        name=f"avg{suffix}", family="window", params=Avg1dParams if r == 1 else Avg3dParams,
+        torch_fn=_torch_avg(r), onnx_fn=_onnx_avg, onnx_backward=_onnx_avg_backward,
+        output_shape=_window_shape, check_input=_check_window(f"avg{suffix}", unpadded=r == 3), module_name=f"AvgPool{suffix}",
+        work=avg_nd_work, doc=__doc__, torch_stock=f"F.avg_pool{suffix}", spatial_dims=r,
+    ))
+    register(OpSpec(
+        name=f"adaptive_avg{suffix}", family="adaptive", params=Adaptive1dParams if r == 1 else Adaptive3dParams,
+        torch_fn=_torch_adaptive_avg(r), onnx_fn=_onnx_adaptive_avg, onnx_backward=_onnx_adaptive_avg_backward,
+        output_shape=lambda p, s: (s[0], s[1], *p.output_size), module_name=f"AdaptiveAvgPool{suffix}",
+        work=adaptive_avg_nd_work, doc=__doc__, torch_stock=f"F.adaptive_avg_pool{suffix}", spatial_dims=r,
+    ))
+    register(OpSpec(
+        name=f"adaptive_max{suffix}", family="adaptive", params=AdaptiveMax1dParams if r == 1 else AdaptiveMax3dParams,
+        torch_fn=_torch_adaptive_max(r), onnx_fn=_onnx_adaptive_max, onnx_backward=_onnx_adaptive_max_backward,
+        output_shape=lambda p, s: (s[0], s[1], *p.output_size), module_name=f"AdaptiveMaxPool{suffix}",
+        outputs=("y", "indices"), work=adaptive_max_nd_work, doc=__doc__,
+        torch_stock=f"F.adaptive_max_pool{suffix}", spatial_dims=r,
+    ))
+    register(OpSpec(
+        name=f"global_avg{suffix}", family="global", params=GlobalAvgParams,
+        torch_fn=_torch_global_avg(r), onnx_fn=_onnx_global_avg(r), onnx_backward=_onnx_global_avg_backward(r),
+        output_shape=lambda p, s: (s[0], s[1], *(1,) * (len(s) - 2)), module_name=f"GlobalAvgPool{suffix}",
+        work=global_avg_nd_work, doc=__doc__, torch_stock=f"x.mean({tuple(range(2, 2 + r))})", spatial_dims=r,
+    ))
+    register(OpSpec(
+        name=f"global_max{suffix}", family="global", params=GlobalMaxParams,
+        torch_fn=_torch_global_max(r), onnx_fn=_onnx_global_max(r), onnx_backward=_onnx_global_max_backward(r),
+        output_shape=lambda p, s: (s[0], s[1], *(1,) * (len(s) - 2)), module_name=f"GlobalMaxPool{suffix}",
+        outputs=("y", "indices"), work=global_max_nd_work, doc=__doc__,
+        torch_stock=f"F.adaptive_max_pool{suffix}(x, 1)", spatial_dims=r,
+    ))
+
+
+for _r in (1, 3):
+    _register(_r)
