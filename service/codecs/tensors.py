@@ -130,10 +130,14 @@ def from_request(t: Any, what: str, max_elements: int) -> np.ndarray:
     return from_nested(t, what, max_elements)
 
 
-def op_arrays(req: Any, max_elements: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
-    """``x`` ``[N, C, H, W]``, the other inputs by name and ``grad_output`` (or None) of an
-    op request (``input``, ``inputs``, ``grad_output``)."""
-    x = as_nchw(from_request(req.input, "input", max_elements))
+def op_arrays(
+    req: Any, max_elements: int, spatial_dims: int = 2
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """``x`` ``[N, C, H, W]`` (``[N, C, L]``, ``[N, C, D, H, W]`` for an op of 1 or 3
+    ``spatial_dims``: :func:`as_batch`), the other inputs by name and ``grad_output`` (or
+    None) of an op request (``input``, ``inputs``, ``grad_output``)."""
+    raw = from_request(req.input, "input", max_elements)
+    x = as_nchw(raw) if spatial_dims == 2 else as_batch(raw, spatial_dims)
     extra = {k: from_request(v, f"inputs.{k}", max_elements) for k, v in req.inputs.items()}
     grad = None if req.grad_output is None else from_request(req.grad_output, "grad_output", max_elements)
     return x, extra, grad
@@ -167,6 +171,24 @@ def as_nchw(a: np.ndarray, what: str = "input") -> np.ndarray:
             f"{what} must be 2-D (one plane H x W), 3-D (C x H x W) or 4-D (N x C x H x W), got {a.ndim}-D shape {list(a.shape)}"
         )
     return nonempty(a, what)
+
+
+_BATCH_DIMS = {1: ("N", "C", "L"), 3: ("N", "C", "D", "H", "W")}
+
+
+def as_batch(a: np.ndarray, spatial_dims: int, what: str = "input") -> np.ndarray:
+    """The input of a 1-D or 3-D op as a batch: one signal ``[L]`` or ``[C, L]`` ->
+    ``[1, 1, L]`` / ``[1, C, L]``; one volume ``[D, H, W]`` or ``[C, D, H, W]`` ->
+    ``[1, 1, D, H, W]`` / ``[1, C, D, H, W]``; a batch as it is."""
+    dims = _BATCH_DIMS[spatial_dims]
+    rank = len(dims)
+    if not rank - 2 <= a.ndim <= rank:
+        forms = " or ".join(f"{k}-D ({' x '.join(dims[rank - k:])})" for k in range(rank - 2, rank + 1))
+        raise BadInput(f"{what} must be {forms}, got {a.ndim}-D shape {list(a.shape)}")
+    a = a.reshape((1,) * (rank - a.ndim) + a.shape)
+    if 0 in a.shape:
+        raise BadInput(f"{what} has shape {list(a.shape)} as [{', '.join(dims)}]: every dimension must be at least 1")
+    return a
 
 
 def as_float32(a: np.ndarray, what: str) -> np.ndarray:

@@ -170,14 +170,15 @@ class OpRunner:
         spec, p = self.parse(name, params)
         extra = dict(extra or {})
         self._check_sizes(x, extra)
-        if x.ndim == 4 and 0 in x.shape:
-            raise BadInput(f"x has shape {list(x.shape)}: N, C, H and W must each be at least 1", op=name)
+        dims = spec.x_dims  # [N, C, H, W]; [N, C, L] / [N, C, D, H, W] for the 1-D / 3-D ops
+        if x.ndim == len(dims) and 0 in x.shape:
+            raise BadInput(f"x has shape {list(x.shape)}: {', '.join(dims)} must each be at least 1", op=name)
         try:
             ins, outs = spec.bind(("x", *extra), ("y", "indices") if indices else ("y",), backward)
         except ParamError as e:
             raise BadInput(str(e), op=name, param=e.param) from None
-        if x.ndim != 4:
-            raise BadInput(f"x must be 4-D [N, C, H, W], got shape {list(x.shape)}", op=name)
+        if x.ndim != len(dims):
+            raise BadInput(f"x must be {len(dims)}-D [{', '.join(dims)}], got shape {list(x.shape)}", op=name, param="x")
         shapes = {"x": tuple(int(d) for d in x.shape), **{k: tuple(int(d) for d in v.shape) for k, v in extra.items()}}
         try:
             cost = spec.cost(p, shapes, outputs=outs, backward=backward)

@@ -51,10 +51,11 @@ def test_seed_avg_backward_with_grad_output(client):
 
 @pytest.mark.parametrize("name", list_ops())
 def test_every_op_equals_a_direct_session(client, name):
-    """The server's result for each op (default parameters) is ORT's on the same graph."""
+    """The server's result for each op (default parameters) is ORT's on the same graph
+    (x of the op's rank; 8 channels: rotation_invariant's default orientations)."""
     spec = get_op(name)
     rng = np.random.default_rng(1)
-    x = rng.random((2, 3, 9, 11), dtype=np.float32)
+    x = rng.random({1: (2, 8, 19), 2: (2, 8, 9, 11), 3: (2, 8, 4, 5, 6)}[spec.spatial_dims], dtype=np.float32)
     extra = example_inputs(spec.inputs[1:], x.shape, rng, spec.parse({}))
     r = client.post(f"/v1/ops/{name}", json={"input": b64(x), "inputs": {k: b64(v) for k, v in extra.items()}})
     assert r.status_code == 200, r.text
@@ -73,6 +74,24 @@ def test_npy_output_and_3d_input(client):
     assert idx.dtype == np.int64 and idx.shape == (1, 2, 2, 2)
     assert idx[0, 0].tolist() == [[14, 17], [32, 35]]
     assert r.headers["x-poolops-shape"] == "1,2,2,2"
+
+
+@pytest.mark.parametrize("name,x,params,want", [
+    # one signal [L] -> [1, 1, L]; max1d with indices and backward
+    ("max1d", [1, 3, 2, 2, 5], {"kernel": 2, "ceil_mode": True}, [[[3.0, 2.0, 5.0]]]),
+    # one volume [D, H, W] -> [1, 1, D, H, W]; the mean of its 8 values
+    ("global_avg3d", [[[1, 2], [3, 4]], [[5, 6], [7, 8]]], {}, [[[[[4.5]]]]]),
+    ("adaptive_max3d", [[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]], {"output_size": [1, 1, 2]}, [[[[[7.0, 8.0]]]]]),
+])
+def test_1d_and_3d_ops_over_http(client, name, x, params, want):
+    """The 1-D and 3-D ops take their own input forms (a signal, a volume, a batch) and
+    answer as their graphs do; x of another rank is a 422 naming what the op takes."""
+    r = client.post(f"/v1/ops/{name}", json={"input": x, "params": params, "backward": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == want
+    assert np.asarray(r.json()["grad_input"]).shape == (1, 1, *np.asarray(x).shape[-(np.asarray(want).ndim - 2):])
+    bad = client.post(f"/v1/ops/{name}", json={"input": np.zeros((1, 1, 1, 1, 1, 2)).tolist()})
+    assert bad.status_code == 422 and "must be" in bad.text, bad.text
 
 
 def test_image_upload_runs_an_op(client):

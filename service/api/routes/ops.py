@@ -58,7 +58,8 @@ _FORM = bodies.multipart_schema(
     response_model=OpResponse,
     summary="Run an op",
     description=(
-        "Input as a JSON nested list (2-D = one plane, 3-D = CHW, 4-D = NCHW), as a base64 raw tensor "
+        "Input as a JSON nested list (2-D = one plane, 3-D = CHW, 4-D = NCHW; 1-D ops: L, CL or NCL; "
+        "3-D ops: DHW, CDHW or NCDHW), as a base64 raw tensor "
         "with shape and dtype, or as an uploaded image (multipart). `Accept: application/x-npy` returns "
         "the tensor named by `tensor` as a .npy file."
     ),
@@ -82,10 +83,12 @@ async def run_op(
     if mt == bodies.JSON:
         req = await bodies.json_body(request, OpRequest, engine.offload, settings.max_json_elements)
         large = len(await request.body()) > bodies.INLINE_BYTES
-        x, extra, grad = await engine.offload(tensors.op_arrays, req, limit, large=large)
+        x, extra, grad = await engine.offload(tensors.op_arrays, req, limit, spec.spatial_dims, large=large)
         reservation(request).add(4 * (x.size + sum(v.size for v in extra.values())), "its tensors")
         params, want_indices, backward = req.params, req.return_indices, req.backward
     else:
+        if spec.spatial_dims != 2:
+            raise BadInput(f"{spec.name} takes x as [{', '.join(spec.x_dims)}], not an image: send it as JSON")
         form = await bodies.form_body(request, max_files=1)
         f = forms.image_op_form(form, await bodies.files(form, "image"))
         params, want_indices, backward, extra, grad = f.params, f.return_indices, f.backward, {}, None
