@@ -267,11 +267,15 @@ class V2Statistics(BaseModel):
 
 
 class V2RepositoryIndexRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     repository_name: str | None = None
     ready: bool | None = Field(default=None, description="true: only the models ready to serve")
 
 
 class V2RepositoryRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     parameters: dict[str, Any] | None = Field(
         default=None, description="accepted and ignored (e.g. tritonclient's unload_dependents): the folder on "
                                   "disk is what loads")

@@ -53,6 +53,7 @@ def multipart(fields: dict[str, bytes], image: bytes) -> tuple[bytes, str]:
 
 
 ZEROS_64 = [0.0] * 64
+ZEROS_256 = [0.0] * 256
 DEEP = 100_000
 
 # (id, path, body, extra headers, a word the message must contain)
@@ -129,6 +130,31 @@ CASES = [
     ("op-json-array", OP, b"[1, 2]", {}, "object"),
     ("op-truncated-json", OP, b'{"input": [[1, 2]', {}, "json"),
     ("v2-json-null", V2, b"null", {}, "object"),
+    # the classification extension, outputs and valid
+    ("v2-classification-0", V2, j({"inputs": [x_tensor([1, 1, 16, 16], ZEROS_256)],
+                                   "outputs": [{"name": "logits", "parameters": {"classification": 0}}]}), {},
+     "classification"),
+    ("v2-classification-string", V2, j({"inputs": [x_tensor([1, 1, 16, 16], ZEROS_256)],
+                                        "outputs": [{"name": "logits", "parameters": {"classification": "3"}}]}), {},
+     "classification"),
+    ("v2-classification-huge", V2, j({"inputs": [x_tensor([1, 1, 16, 16], ZEROS_256)],
+                                      "outputs": [{"name": "logits", "parameters": {"classification": BIG}}]}), {},
+     "classification"),
+    ("v2-output-twice", V2, j({"inputs": [x_tensor([1, 1, 16, 16], ZEROS_256)],
+                               "outputs": [{"name": "logits"}, {"name": "logits"}]}), {}, "twice"),
+    ("v2-valid-float", V2, j({"inputs": [x_tensor([1, 1, 16, 16], ZEROS_256),
+                                         {"name": "valid", "shape": [1, 2], "datatype": "FP32", "data": [16, 16]}]}),
+     {}, "INT64"),
+    # the repository extension
+    ("repository-index-array", "/v2/repository/index", b"[1]", {}, "object"),
+    ("repository-index-ready-string", "/v2/repository/index", j({"ready": "yes"}), {}, "ready"),
+    ("repository-load-config", "/v2/repository/models/digits-spp/load", j({"parameters": {"config": "{}"}}), {},
+     "not supported"),
+    ("repository-load-files", "/v2/repository/models/digits-spp/load",
+     j({"parameters": {"file:1/model.onnx": "AAAA"}}), {}, "not supported"),
+    ("repository-load-no-folder", "/v2/repository/models/nope/load", b"", {}, "no model folder"),
+    ("repository-load-bad-name", "/v2/repository/models/-x/load", b"", {}, "folder name"),
+    ("repository-unload-unknown", "/v2/repository/models/nope/unload", b"", {}, "unknown model"),
 ]
 
 

@@ -26,7 +26,7 @@ MIXED = [(16, 16), (40, 48), (33, 21), (64, 30), (40, 48), (16, 70), (57, 57), (
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    zoo = copy_zoo(tmp_path_factory.mktemp("oipzoo"), ["digits-spp", "digits-gap"])
+    zoo = copy_zoo(tmp_path_factory.mktemp("oipzoo"), ["digits-spp", "digits-gap", "digits-fixed"])
     grpc_port = free_port()
     # a wait lets the concurrent requests below meet in batches on a busy machine
     settings = server_settings(zoo, grpc_port=grpc_port, batch_max_size=32, batch_wait_ms=50)
@@ -106,11 +106,13 @@ def test_health_and_metadata(client):
     assert {"classification", "statistics", "model_repository"} <= set(server["extensions"])
 
 
-@pytest.mark.parametrize("model", ["digits-spp", "digits-gap"])
+@pytest.mark.parametrize("model", ["digits-spp", "digits-fixed"])
 def test_mixed_sizes_batched_equal_one_by_one(client, model):
     """Concurrent requests of different sizes run in shared batches (the statistics count
-    fewer runs than images) and each answer equals the same image's request alone; one
-    request holds a padded batch with ``valid`` (padding-invariant model) or equal sizes."""
+    fewer runs than images) and each answer equals the same image's request alone: padded
+    groups with ``valid`` for a padding-invariant model (digits-spp), equal sizes only for
+    one that is not (digits-fixed). One request holds a padded batch with ``valid``, or
+    images of one size."""
     images = [_x(h, w, i) for i, (h, w) in enumerate(MIXED)]
     alone = [client.infer(model, x, outputs=("logits", "embedding")) for x in images]
     before = client.stats(model)
