@@ -283,6 +283,7 @@ def _self_check(rows, jobs, n_rep, threads, torch) -> list[dict[str, Any]]:
 def _bench_op(spec, shape, n_rep, threads, sessions, torch, only_default: bool = False) -> list[dict[str, Any]]:
     """Rows for one op at one shape: the torch side and each ONNX variant, each timed in
     blocks of its own (:func:`block_times`)."""
+    shape = op_shape(spec, shape)
     base = {"name": spec.name, "shape": shape, "torch_call": spec.torch_stock or "poolops torch function"}
     try:
         x = make_input(spec, shape)
@@ -366,7 +367,7 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["ORT at or below torch for every row (+indices included): "
              + ("met" if not slower else f"missed for {len(slower)} of {len(ok)}: " + ", ".join(slower))]
     plain = [r for r in ok if r["op"] == r["name"]]
-    large = max((r["shape"] for r in plain), key=lambda s: s[1] * s[2] * s[3], default=None)
+    large = max((r["shape"] for r in plain if len(r["shape"]) == 4), key=lambda s: s[1] * s[2] * s[3], default=None)
     bw = [r for r in plain if r["name"] in BANDWIDTH_OPS and r["shape"] == large]
     if bw:
         lines.append(
@@ -412,6 +413,17 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def op_shape(spec: OpSpec, shape: Sequence[int]) -> tuple[int, ...]:
+    """A benchmark size ``(N, C, H, W)`` as the op's x, with as many elements: ``(N, C, H*W)``
+    for a 1-D op, ``(N, C, 16, H/4, W/4)`` for a 3-D one."""
+    n, c, h, w = shape
+    if spec.spatial_dims == 1:
+        return (n, c, h * w)
+    if spec.spatial_dims == 3:
+        return (n, c, 16, max(h // 4, 1), max(w // 4, 1))
+    return tuple(shape)
 
 
 def make_input(spec: OpSpec, shape: Sequence[int]) -> np.ndarray:
