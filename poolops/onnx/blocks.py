@@ -150,6 +150,27 @@ def bin_max(op, x, bounds_h, bounds_w):
     return op.ReduceMax(op.Gather(t, idx_w, axis=3), const_i64(op, [4]), keepdims=0)  # [N, C, oh, ow]
 
 
+def adaptive_bin_max(op, x, output_size, bounds_h, bounds_w):
+    """:func:`bin_max` over PyTorch's adaptive bins (``output_size``, their ``*_bounds``):
+    when they are uniform (``H % oh == 0`` and ``W % ow == 0``, an ONNX ``If`` at run time)
+    two reductions over contiguous runs, columns first (``x`` viewed as
+    ``[N, C, H, ow, W/ow]``: one read of x, no copy), else :func:`bin_max`. Skips NaN.
+    Without subgraphs (``torch.onnx.export``) :func:`bin_max`."""
+    if not has_subgraphs(op):
+        return bin_max(op, x, bounds_h, bounds_w)
+    oh, ow = output_size
+    uniform = op.And(
+        op.Equal(op.Mod(dim(op, x, 2), const_i64(op, [oh])), const_i64(op, [0])),
+        op.Equal(op.Mod(dim(op, x, 3), const_i64(op, [ow])), const_i64(op, [0])),
+    )
+
+    def runs(op):
+        cols = op.ReduceMax(op.Reshape(x, const_i64(op, [0, 0, 0, ow, -1])), const_i64(op, [4]), keepdims=0)
+        return op.ReduceMax(op.Reshape(cols, const_i64(op, [0, 0, oh, -1, ow])), const_i64(op, [3]), keepdims=0)
+
+    return branch(op, uniform, runs, lambda op: bin_max(op, x, bounds_h, bounds_w))
+
+
 def bin_argmax(op, x, bounds_h, bounds_w):
     """Max over bins and the flat ``H*W`` index of the first maximum in row-major order.
 
@@ -231,17 +252,38 @@ def max_pool(op, x, kernel, stride, padding, dilation, ceil_mode: bool, with_ind
         if not with_indices:
             return op.MaxPool(x, **attrs, _outputs=1), None
         y, idx = op.MaxPool(x, **attrs, _outputs=2)
-        plane = op.Mul(dim(op, x, 2), dim(op, x, 3))
-        return y, op.Mod(idx, plane)
+        return y, op.Sub(idx, _plane_offsets(op, x))
     xp = _ceil_padding(op, x, kernel, stride, padding, dilation, -FLOAT_INF)
     if not with_indices:
         return op.MaxPool(xp, **attrs, _outputs=1), None
     y, idx = op.MaxPool(xp, **attrs, _outputs=2)
     hp, wp = dim(op, xp, 2), dim(op, xp, 3)
-    flat = op.Mod(idx, op.Mul(hp, wp))
-    r = op.Sub(op.Div(flat, wp), const_i64(op, [padding[0]]))
-    c = op.Sub(op.Mod(flat, wp), const_i64(op, [padding[1]]))
+    flat = op.Sub(idx, _plane_offsets(op, xp))
+    r = _into_input(op, op.Sub(op.Div(flat, wp), const_i64(op, [padding[0]])), padding[0], dilation[0])
+    c = _into_input(op, op.Sub(op.Mod(flat, wp), const_i64(op, [padding[1]])), padding[1], dilation[1])
     return y, op.Add(op.Mul(r, dim(op, x, 3)), c)
+
+
+def _into_input(op, r, pad: int, dilation: int):
+    """A row (or column) ``r`` of a window, moved from the -inf padding to the window's
+    first row inside the input: where a window holds only -inf, the padding's -inf comes
+    first and PyTorch points at the first real element."""
+    if pad == 0:
+        return r
+    if dilation == 1:
+        return op.Max(r, const_i64(op, [0]))
+    before = op.Max(op.Neg(r), const_i64(op, [0]))  # rows in the padding above r
+    steps = op.Div(op.Add(before, const_i64(op, [dilation - 1])), const_i64(op, [dilation]))
+    return op.Add(r, op.Mul(steps, const_i64(op, [dilation])))
+
+
+def _plane_offsets(op, x):
+    """``[N, C, 1, 1]`` int64: where plane ``(n, c)`` starts in the flat ``N*C*H*W`` tensor
+    (subtracted from MaxPool's indices: a Sub, where a Mod by ``H*W`` costs an int64
+    division per output)."""
+    plane = op.Mul(dim(op, x, 2), dim(op, x, 3))
+    planes = op.Range(const_scalar_i64(op, 0), scalar(op, op.Mul(dim(op, x, 0), dim(op, x, 1))), const_scalar_i64(op, 1))
+    return op.Reshape(op.Mul(planes, plane), op.Concat(op.Shape(x, start=0, end=2), const_i64(op, [1, 1]), axis=0))
 
 
 def window_sum(op, x, kernel, stride, padding, ceil_mode: bool):
@@ -313,50 +355,90 @@ def scatter_add(op, x, indices, values):
 FLOAT_LOWEST = -3.4028234663852886e38
 
 
-def propagate_nan(op, x, y, pool: Callable):
-    """Make ``y = pool(op, x)`` (a MaxPool) follow PyTorch: NaN wherever its window holds
-    a NaN (ONNX Runtime's MaxPool skips NaN; the NaN map is pooled the same way, only
-    when x holds a NaN: :func:`if_nan`), and -inf for a window of only -inf (ONNX
-    Runtime's MaxPool then gives -FLT_MAX; a window whose true max is exactly -FLT_MAX
-    is taken for one of -inf).
-    """
+def exact_max(op, x, y, pool: Callable):
+    """``y = pool(op, x)`` (a MaxPool) made PyTorch's: NaN wherever its window holds a NaN
+    (ONNX Runtime's MaxPool skips NaN; the NaN map is pooled the same way), and -inf for a
+    window of only -inf (ONNX Runtime's MaxPool then gives -FLT_MAX; a window whose true
+    max is exactly -FLT_MAX is taken for one of -inf). Unconditional: guard it with
+    :func:`if_finite`, as :func:`propagate_nan` does."""
     y = op.Where(op.Equal(y, const_f32(op, FLOAT_LOWEST)), const_f32(op, -FLOAT_INF), y)
+    mask = pool(op, op.Cast(op.IsNaN(x), to=1))
+    return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
 
-    def with_nan(op):
-        mask = pool(op, op.Cast(op.IsNaN(x), to=1))
-        return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
 
-    return if_nan(op, x, with_nan, y)
+def propagate_nan(op, x, y, pool: Callable):
+    """:func:`exact_max` only for inputs that hold a NaN or an infinity (:func:`if_finite`);
+    for finite x the MaxPool's ``y`` is already PyTorch's."""
+    return if_finite(op, x, lambda sub: y, lambda sub: exact_max(sub, x, y, pool))
+
+
+def if_finite(op, x, fast: Callable, exact: Callable, n: int = 1):
+    """``fast(op)`` when every element of ``x`` is finite, else ``exact(op)``: an ONNX ``If``
+    on one ``ReduceSum`` of x (``sum * 0`` is NaN exactly when the sum is NaN or infinite:
+    x holds a NaN or an infinity, or a finite sum overflowed, where ``exact`` runs and is
+    still right). The max ops' NaN and -inf passes then cost one read of x on the inputs
+    that need none of them. ``n``: how many values each branch returns (a list if n > 1).
+
+    Inside ``torch.onnx.export`` (whose recorder builds no subgraphs) ``exact(op)`` is
+    emitted unconditionally: the same results, at the cost of the passes."""
+    if not has_subgraphs(op):
+        return exact(op)
+    cond = op.IsNaN(op.Mul(op.ReduceSum(x, keepdims=0), const_f32(op, 0.0)))  # no axes: all of x
+    return branch(op, cond, exact, fast, n)
 
 
 def if_nan(op, x, then: Callable, otherwise):
-    """``then(op)`` if ``x`` may hold a NaN, else ``otherwise`` (a value built outside):
-    an ONNX ``If`` on ``IsNaN(ReduceSum(x))``, one read of x, so that an exact NaN pass
-    costs nothing on the inputs that have no NaN. The sum is NaN exactly when x holds a
-    NaN or both infinities (then ``then`` runs too, which is still exact).
-
-    Inside ``torch.onnx.export`` (whose recorder builds no subgraphs) ``then(op)`` is
-    emitted unconditionally: the same results, at the cost of the pass."""
-    builder = getattr(op, "builder", None)
-    if builder is None or not hasattr(builder, "subgraph"):
+    """``then(op)`` if ``x`` may hold a NaN, else ``otherwise`` (a value, or a list of
+    values, built outside): an ONNX ``If`` on ``IsNaN(ReduceSum(x))`` (NaN exactly when x
+    holds a NaN or both infinities; ``then`` runs too then, which is still exact).
+    Without subgraphs (``torch.onnx.export``) ``then(op)`` unconditionally."""
+    if not has_subgraphs(op):
         return then(op)
     many = isinstance(otherwise, (tuple, list))
     n = len(otherwise) if many else 1
+    out = branch(op, op.IsNaN(op.ReduceSum(x, keepdims=0)), then, lambda sub: otherwise, n)
+    return [out] if many and n == 1 else out
 
-    def branch(values):
-        return lambda sub: [sub.Identity(v) for v in (values(sub) if callable(values) else values)]
 
-    cond = op.IsNaN(op.ReduceSum(x, keepdims=0))  # no axes: all of x, a scalar
-    then_graph = builder.subgraph(branch(lambda sub: then(sub) if many else [then(sub)]), inputs=[],
-                                  outputs=_branch_outs("nan", n), name="with_nan")
-    else_graph = builder.subgraph(branch(list(otherwise) if many else [otherwise]), inputs=[],
-                                  outputs=_branch_outs("no_nan", n), name="without_nan")
-    for g in (then_graph, else_graph):  # the sub-builder numbers names afresh: keep them unique (SSA)
-        _prefix_names(g, f"{g.name}{next(_BRANCHES)}_")
-    out = op.If(cond, then_branch=then_graph, else_branch=else_graph, _outputs=n)
-    if not many:
+def has_subgraphs(op) -> bool:
+    """Whether ``op`` can build ``If`` branches (not inside ``torch.onnx.export``)."""
+    builder = getattr(op, "builder", None)
+    return builder is not None and hasattr(builder, "subgraph")
+
+
+def branch(op, cond, then: Callable, otherwise: Callable, n: int = 1):
+    """An ONNX ``If`` on ``cond`` (one bool): ``then(sub)`` or ``otherwise(sub)``, each
+    returning ``n`` values (one value, or a list if n > 1) traced into its branch.
+
+    A value a branch computes is its output as it is; one from outside is passed
+    through an Identity (a branch output must be a value of the branch).
+    """
+    builder = op.builder
+
+    def trace(fn):
+        def run(sub):
+            out = fn(sub)
+            values = list(out) if isinstance(out, (tuple, list)) else [out]
+            if len(values) != n:
+                raise ValueError(f"a branch returned {len(values)} values, expected {n}")
+            inside = {v for node in sub.builder.graph for v in node.outputs}
+            seen, result = set(), []
+            for v in values:
+                result.append(v if v in inside and v not in seen else sub.Identity(v))
+                seen.add(v)
+            return result
+
+        return run
+
+    graphs = []
+    for fn, name in ((then, "then"), (otherwise, "else")):
+        g = builder.subgraph(trace(fn), inputs=[], outputs=_branch_outs(name, n), name=f"{name}_branch")
+        _prefix_names(g, f"{name}{next(_BRANCHES)}_")  # the sub-builder numbers names afresh: keep them unique
+        graphs.append(g)
+    out = op.If(cond, then_branch=graphs[0], else_branch=graphs[1], _outputs=n)
+    if n == 1:
         return out
-    return [out] if n == 1 else list(out)
+    return list(out)
 
 
 _BRANCHES = itertools.count()

@@ -69,16 +69,21 @@ def onnx_adaptive_avg_backward(op, p, x, grad_y):
 
 
 def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
+    # uniform bins (H % oh == 0, W % ow == 0) reduce x viewed in runs (blocks.adaptive_bin_max)
     bounds = adaptive_bounds(op, x, p.output_size)
     if "indices" in outputs:
         y, indices = blocks.bin_argmax(op, x, *bounds)
+        pool = lambda op: y  # noqa: E731
     else:
-        y, indices = blocks.bin_max(op, x, *bounds), None
-    if p.propagate_nan:  # the NaN counts per bin, only for inputs that hold a NaN
-        mats = _bin_matrices(op, x, bounds, False)
-        y = blocks.if_nan(op, x, lambda op: blocks.nan_where(
-            op, y, blocks.separable_matmul(op, blocks.nan_indicator(op, x), *mats)), y)
-    return blocks.take_outputs(outputs, y=y, indices=indices)
+        pool, indices = (lambda op: blocks.adaptive_bin_max(op, x, p.output_size, *bounds)), None
+    if not p.propagate_nan:
+        return blocks.take_outputs(outputs, y=pool(op), indices=indices)
+
+    def exact(op):  # x holds a NaN or an infinity: NaN where a bin counts a NaN
+        counts = blocks.separable_matmul(op, blocks.nan_indicator(op, x), *_bin_matrices(op, x, bounds, False))
+        return blocks.nan_where(op, pool(op), counts)
+
+    return blocks.take_outputs(outputs, y=blocks.if_finite(op, x, pool, exact), indices=indices)
 
 
 def onnx_adaptive_max_backward(op, p, x, grad_y):

@@ -56,21 +56,36 @@ def _flat(op, x):
     return op.Reshape(x, const_i64(op, [0, 0, -1]))
 
 
-def _first_argmax(op, x):
-    """Flat H*W index of the first maximum ``[N, C, 1, 1]``."""
-    return op.Unsqueeze(op.ArgMax(_flat(op, x), axis=2, keepdims=1, select_last_index=0), const_i64(op, [3]))
+def _first_argmax(op, x, rows):
+    """Flat H*W index ``[N, C, 1, 1]`` of the first maximum, from the row maxima ``rows``
+    ``[N, C, H]``: the first row that reaches the max, then the first column of that row
+    (row-major order, PyTorch's rule). Only the ``[N, C, 1, W]`` row is read again, where
+    an ArgMax over the whole of x costs several passes' time in ONNX Runtime."""
+    r = op.ArgMax(rows, axis=2, keepdims=1, select_last_index=0)  # [N, C, 1]
+    width = dim(op, x, 3)
+    where = op.Expand(op.Unsqueeze(r, const_i64(op, [3])), op.Concat(op.Shape(x, start=0, end=2), const_i64(op, [1]), width, axis=0))
+    row = op.GatherElements(x, where, axis=2)  # [N, C, 1, W]
+    col = op.ArgMax(row, axis=3, keepdims=1, select_last_index=0)  # [N, C, 1, 1]
+    return op.Add(op.Mul(op.Unsqueeze(r, const_i64(op, [3])), width), col)
 
 
 def onnx_global_max(op, p, x, outputs=("y", "indices")):
     # ReduceMax, not GlobalMaxPool: ONNX Runtime's GlobalMaxPool gives -FLT_MAX for a
-    # plane of only -inf, ReduceMax gives -inf (as PyTorch does)
-    y = op.ReduceMax(x, const_i64(op, [2, 3]), keepdims=1)
+    # plane of only -inf, ReduceMax gives -inf (as PyTorch does). ReduceMax skips NaN.
+    if "indices" in outputs:
+        rows = op.ReduceMax(x, const_i64(op, [3]), keepdims=0)  # [N, C, H]: one read of x
+        y = op.Unsqueeze(op.ReduceMax(rows, const_i64(op, [2]), keepdims=1), const_i64(op, [3]))
+        indices = _first_argmax(op, x, rows)
+    else:
+        y, indices = op.ReduceMax(x, const_i64(op, [2, 3]), keepdims=1), None
     if p.propagate_nan:
-        # a sum of squares is NaN exactly when it summed a NaN (no inf - inf can arise):
-        # one read of x, where pooling a NaN map would take three passes
-        sumsq = op.ReduceSumSquare(x, const_i64(op, [2, 3]), keepdims=1)
-        y = op.Where(op.IsNaN(sumsq), const_f32(op, float("nan")), y)
-    indices = _first_argmax(op, x) if "indices" in outputs else None
+        # a sum of squares is NaN exactly when it summed a NaN (no inf - inf can arise);
+        # ONNX Runtime's is slow, so it runs only for inputs that hold a NaN or an infinity
+        def exact(op):
+            sumsq = op.ReduceSumSquare(x, const_i64(op, [2, 3]), keepdims=1)
+            return op.Where(op.IsNaN(sumsq), const_f32(op, float("nan")), y)
+
+        y = blocks.if_finite(op, x, lambda op: y, exact)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
@@ -92,11 +107,14 @@ def global_avg_work(p, shapes, outputs=("y",), backward=False) -> int:
 
 
 def global_max_work(p, shapes, outputs=("y",), backward=False) -> int:
-    """ReduceMax (and ReduceSumSquare); indices: x flattened and an int64 ArgMax;
-    backward: a one-hot mask of x's size."""
+    """ReduceMax (and ReduceSumSquare); indices: the row maxima ``[N, C, H]``, the int64
+    gather of each plane's first max row ``[N, C, 1, W]``; backward: x flattened, a
+    one-hot mask of x's size."""
     n, c, h, w = shapes["x"]
     work = 2 * n * c
-    if "indices" in outputs or backward:
+    if "indices" in outputs:
+        work = max(work, n * c * h, 2 * n * c * w)
+    if backward:
         work = max(work, n * c * h * w, 2 * h * w)
     return work
 

@@ -30,13 +30,26 @@ def torch_max(p: MaxParams, x, outputs=("y", "indices")):
 
 
 def onnx_max(op, p: MaxParams, x, outputs=("y", "indices")):
-    def pool(t, with_indices=False):
+    with_indices = "indices" in outputs
+
+    def pool(op, t=x, with_indices=with_indices):
         return blocks.max_pool(op, t, p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode, with_indices)
 
-    y, indices = pool(x, "indices" in outputs)
-    if p.propagate_nan:
-        y = blocks.propagate_nan(op, x, y, lambda op, m: blocks.max_pool(op, m, p.kernel, p.strides, p.padding,
-                                                                          p.dilation, p.ceil_mode, False)[0])
+    if not p.propagate_nan:
+        y, indices = pool(op)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
+
+    def exact(op):  # x holds a NaN or an infinity
+        y, indices = pool(op)
+        y = blocks.exact_max(op, x, y, lambda op, m: pool(op, m, False)[0])
+        return [y, indices] if with_indices else y
+
+    def fast(op):  # x finite: the MaxPool is PyTorch's max already
+        y, indices = pool(op)
+        return [y, indices] if with_indices else y
+
+    out = blocks.if_finite(op, x, fast, exact, 2 if with_indices else 1)
+    y, indices = out if with_indices else (out, None)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
@@ -46,8 +59,8 @@ def onnx_max_backward(op, p: MaxParams, x, grad_y):
 
 
 def max_work(p: MaxParams, shapes, outputs=("y",), backward=False) -> int:
-    """MaxPool (with int64 indices if asked), the NaN map of x, the ceil-mode padding;
-    backward: MaxPool with indices and the scatter into x's shape."""
+    """MaxPool (with int64 indices if asked), the NaN map of x (inputs that hold a NaN or
+    an infinity), the ceil-mode padding; backward: MaxPool with indices and the scatter into x's shape."""
     n, c, h, w = shapes["x"]
     window = (p.kernel, p.strides, p.padding, p.dilation, p.ceil_mode)
     work = blocks.max_pool_work(n, c, h, w, *window, with_indices="indices" in outputs)

@@ -155,21 +155,31 @@ def _nested_base(levels) -> int | None:
 
 def _max_levels(op, p, x, sizes, per_sample: bool):
     """``[N, C, n, n]`` per level, NaN propagated if ``p.propagate_nan``."""
-    bin_max = blocks.bin_max_per_sample if per_sample else blocks.bin_max
     base = _nested_base(p.levels) if p.bins == "adaptive" else None
-    if base is None:
-        levels = [bin_max(op, x, *_bounds(op, p, sizes, n)) for n in p.levels]
-    else:
-        fine = bin_max(op, x, *_bounds(op, p, sizes, base))  # [N, C, base, base]
-        levels = [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
+
+    def pool(op, n):
+        bounds = _bounds(op, p, sizes, n)
+        if per_sample:
+            return blocks.bin_max_per_sample(op, x, *bounds)
+        if p.bins == "adaptive":
+            return blocks.adaptive_bin_max(op, x, (n, n), *bounds)
+        return blocks.bin_max(op, x, *bounds)
+
+    def levels(op):
+        if base is None:
+            return [pool(op, n) for n in p.levels]
+        fine = pool(op, base)  # [N, C, base, base]
+        return [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
+
     if not p.propagate_nan:
-        return levels
+        return levels(op)
 
-    def with_nan(op):  # the NaN counts per bin, only for inputs that hold a NaN
+    def exact(op):  # x holds a NaN or an infinity: NaN where a bin counts a NaN
         counts = _bin_sums(op, p, blocks.nan_indicator(op, x), sizes, normalise=False, per_sample=per_sample)
-        return [blocks.nan_where(op, y, c) for y, c in zip(levels, counts)]
+        return [blocks.nan_where(op, y, c) for y, c in zip(levels(op), counts)]
 
-    return blocks.if_nan(op, x, with_nan, levels)
+    out = blocks.if_finite(op, x, levels, exact, len(p.levels))
+    return [out] if len(p.levels) == 1 else out
 
 
 def _coarsen(op, fine, n: int, k: int):
