@@ -189,3 +189,38 @@ def test_modules_export_with_dynamic_sizes(net, example, sizes):
         with torch.no_grad():
             want = model(x).numpy()
         assert_close(sess.run(None, {"x": x.numpy()})[0], want, what=f"{net.__name__} at {shape}")
+
+
+class Stock1d(torch.nn.Module):
+    """PyTorch's own 1-D and 3-D pooling modules, unmodified."""
+
+    def __init__(self, r: int):
+        super().__init__()
+        torch.manual_seed(0)
+        nn = torch.nn
+        conv, mx, avg, ada = ((nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d) if r == 1
+                              else (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveMaxPool3d))
+        self.conv = conv(3, 4, 3, padding=1)
+        self.pool = mx(3, stride=2, padding=1, ceil_mode=True)
+        self.avg = avg(2, ceil_mode=True, count_include_pad=False)
+        self.head = ada(3)
+
+    def forward(self, x):
+        return self.head(self.avg(self.pool(torch.relu(self.conv(x))))).flatten(1)
+
+
+@pytest.mark.parametrize("r,example,sizes", [
+    (1, (2, 3, 40), [(1, 3, 23), (3, 3, 77)]),
+    (3, (2, 3, 8, 10, 12), [(1, 3, 9, 7, 13), (2, 3, 12, 8, 8)]),
+])
+def test_stock_1d_and_3d_pooling_exports_through_poolops(r, example, sizes):
+    """F.max_pool1d/3d, avg_pool1d/3d and adaptive pooling route to poolops' ops in export
+    (PyTorch's exporter would fix ceil-mode and adaptive windows to the example's size)."""
+    model = Stock1d(r).eval()
+    proto = export(model, torch.randn(*example))
+    sess = session(proto)
+    for shape in sizes:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        assert_close(sess.run(None, {"x": x.numpy()})[0], want, what=f"stock {r}-D at {shape}")
