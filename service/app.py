@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from poolops.registry import list_ops
 from poolops_service.api import auth, errors
@@ -19,6 +20,8 @@ from poolops_service.engine import Engine
 from poolops_service.metrics import Metrics
 
 log = logging.getLogger("poolops.service")
+
+DOCS_ASSETS = "/docs-assets"  # Swagger UI and ReDoc files (fastapi-offline's copies)
 
 DESCRIPTION = """Every CNN pooling op, served by ONNX Runtime: run ops (forward, indices, backward),
 classify and embed images of any size with the model registry, and the Open Inference Protocol v2."""
@@ -51,8 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await grpc.stop(settings.shutdown_grace_s)
             engine.close()
 
-    app = FastAPI(
-        title="poolops", version=version("poolops"), description=DESCRIPTION, lifespan=lifespan
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from the fastapi-offline
+    # package, not a CDN: the API docs work with no internet
+    app = FastAPIOffline(
+        title="poolops", version=version("poolops"), description=DESCRIPTION, lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )  # a proxy prefix (settings.root_path) is the server's: `poolops serve` hands it to uvicorn
     app.state.settings = settings
     app.state.engine = engine

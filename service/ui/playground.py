@@ -168,7 +168,7 @@ async def run_playground(
         grad_gallery = await asyncio.to_thread(_grad_gallery, g)
         scale = "blue negative, white 0, red positive" if (g < 0).any() else "black 0, brighter = more gradient"
         what = "sum(y * dL/dy)" if grad_y is not None else "sum(y)"
-        lines.append(f"- grad_input (the gradient of {what}): {list(g.shape)}, sum {render.fmt(g.sum())} ({scale})")
+        lines.append(f"- grad_input: {list(g.shape)}, the gradient of {what}, sum {render.fmt(g.sum())} ({scale})")
         backward_image = await asyncio.to_thread(_backward_view, x[0, 0], g[0, 0], small)
     lines += [f"- {n}" for n in notes]
 

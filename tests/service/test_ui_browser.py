@@ -21,7 +21,9 @@ import pytest
 from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
+from poolops.examples import COMPARE_EXAMPLES, OP_EXAMPLES, SPP_EXAMPLES
 from poolops_models.data import digits
+from poolops_service.ui.classify import example_images as classify_examples
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -201,3 +203,146 @@ def test_login_with_the_key_then_classify(browser, locked_server, tmp_path):
                       json={"data": [], "fn_index": 0, "session_hash": "x"})
     info = httpx.get(locked_server + "/ui/gradio_api/info")
     assert [r.status_code for r in (upload, join, info)] == [401, 401, 401]
+
+
+# ---------------------------------------------------------------- the sources' examples, one click each
+
+
+def _text(page, selector: str) -> str:
+    return " ".join(page.locator(selector).inner_text().split())
+
+
+def _wait_text(page, selector: str, pattern: str) -> str:
+    """The element's text (whitespace collapsed) once it matches ``pattern``."""
+    page.wait_for_function(
+        "([sel, pat]) => { const el = document.querySelector(sel);"
+        " return el && new RegExp(pat).test(el.innerText.replace(/\\s+/g, ' ')); }",
+        arg=[selector, pattern],
+    )
+    return _text(page, selector)
+
+
+def _frame(page, selector: str) -> dict[str, list[str]]:
+    """A Dataframe's rows (its grid cells), keyed by their first cell."""
+    rows = page.locator(selector).evaluate(
+        "el => { const rows = {}; for (const c of el.querySelectorAll('[role=gridcell][data-row]')) {"
+        " (rows[c.dataset.row] ||= [])[+c.dataset.col] = c.innerText.trim(); } return Object.values(rows); }"
+    )
+    return {r[0]: r for r in rows}
+
+
+def _cells(values) -> str:
+    """A plane's rows as the numbers tables read: 'h=0 0 3 h=1 0 0'."""
+    return " ".join(f"{{r}}={i} " + " ".join(f"{v:g}" for v in row) for i, row in enumerate(values))
+
+
+def test_playground_examples_show_the_sources_numbers(page):
+    page.get_by_role("tab", name="Playground").click()
+    for ex in OP_EXAMPLES:
+        page.click(f"#ex-{ex.key}")
+        _wait_text(page, "#pg-example", re.escape(ex.title))
+        status = _wait_text(page, "#pg-status", re.escape(f"**{ex.op}**".strip("*")) + " on matrix")
+        numbers = _text(page, "#pg-numbers")
+        if ex.y is not None:
+            assert _cells(ex.y).format(r="i") in numbers, numbers
+        if ex.grad_x is not None:
+            assert "grad_input" in numbers and _cells(ex.grad_x).format(r="h") in numbers.split("grad_input")[1]
+        if ex.y_shape is not None:
+            assert f"y: {list(ex.y_shape)}" in status
+        if ex.probabilities is not None:
+            assert ", ".join(f"{p:g}" for p in ex.probabilities[0]) in _text(page, "#pg-stochastic")
+        if ex.samples_from is not None:
+            train = _text(page, "#pg-stochastic").split("Train mode")[1]
+            samples = re.findall(r"(?:^| )(\d) (\d)(?= |$)", train.split("y(0, 0)")[1])
+            assert len(samples) == 8 and {int(v) for _, v in samples} <= set(ex.samples_from), train
+        if ex.op == "max":  # the windows view: output cell (0, 0), its window and argmax
+            assert "argmax x[0, 1] = 3" in _text(page, "#pg-cell")
+            page.locator("#pg-windows img").first.wait_for(state="visible")
+            page.locator("#pg-backward img").first.wait_for(state="visible")
+
+
+def test_choosing_an_output_cell_shows_its_window_and_argmax(page):
+    page.get_by_role("tab", name="Playground").click()
+    choose(page, "#pg-op", "max (window)")
+    page.locator("#pg-source input[value=matrix]").check()
+    page.locator("#pg-matrix textarea").fill("1 3 0 0\n2 2 0 9")
+    page.click("#pg-run")
+    _wait_text(page, "#pg-cell", r"argmax x\[0, 1\] = 3")
+    cell = page.locator("#pg-y-table [data-testid=cell-0-2]")  # row i=0, column j=1 (after the row label)
+    assert cell.inner_text().strip() == "9"
+    cell.click()
+    _wait_text(page, "#pg-cell", r"y\[0, 0, 0, 1\] = 9.*columns 2-3.*argmax x\[1, 3\] = 9")
+
+
+def test_compare_examples_show_the_sources_numbers(page):
+    page.get_by_role("tab", name="Compare").click()
+    for ex in COMPARE_EXAMPLES:
+        page.click(f"#cex-{ex.key}")
+        _wait_text(page, "#cmp-example", re.escape(ex.title))
+        _wait_text(page, "#cmp-status", f"{len(ex.ops)} of {len(ex.ops)} ops")
+        rows = _frame(page, "#cmp-summary")
+        for op, want in ex.expect.items():
+            if "y_shape" in want:
+                assert rows[op][2] == str(list(want["y_shape"])), rows[op]
+            if "y" in want:
+                assert rows[op][3] == "; ".join(" ".join(f"{v:g}" for v in r) for r in want["y"]), rows[op]
+
+
+def test_spp_examples_same_length_at_both_sizes(page):
+    page.get_by_role("tab", name="SPP explorer").click()
+    for ex in SPP_EXAMPLES:
+        page.click(f"#sex-{ex.key}")
+        _wait_text(page, "#spp-example", re.escape(ex.title))
+        _wait_text(page, "#spp-status", f"Vector length {ex.length} ")
+        table = _frame(page, "#spp-sizes-table")
+        for h, w in ex.sizes:
+            assert table[f"{h}x{w}"][1:] == [f"[1, {ex.length}]", str(ex.length)], table
+        assert f"Level 4: 4x4 bins, channel 0 of {ex.channels}" in _text(page, "#spp-bins")
+        page.locator("#spp-gallery img").first.wait_for(state="visible")
+
+
+def test_classify_example_images(page, ui_server):
+    page.get_by_role("tab", name="Classify").click()
+    digit = next(e for e in classify_examples() if e.key.startswith("digit-"))
+    expected = httpx.post(
+        ui_server + "/v1/models/digits-spp/predict",
+        files=[("files", (digit.path.name, digit.path.read_bytes(), "image/png"))],
+    ).json()["results"][0]
+    h, w = digit.key.rsplit("-", 1)[1].split("x")
+    page.click(f"#cls-ex-{digit.key}")
+    status = _wait_text(page, "#cls-status", f"original size {h}x{w}.*Accuracy by size, from the model's card")
+    assert f"size policy applied: {expected['size_policy']}; original size {h}x{w}" in status
+    assert "(this image)" in status
+    assert page.locator("#cls-label [data-testid=label-output-value]").inner_text().strip() == expected["top"][0]["label"]
+
+
+# ---------------------------------------------------------------- API docs with no internet
+
+
+def test_api_docs_load_with_every_outside_request_blocked(browser, ui_server):
+    pg = browser.new_page(viewport={"width": 1280, "height": 1000})
+    pg.set_default_timeout(TIMEOUT_MS)
+    blocked, local = [], []
+
+    def route(r):
+        host = urlsplit(r.request.url).hostname
+        if host == "127.0.0.1":
+            local.append(r.request.url)
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    pg.route("**/*", route)
+    try:
+        pg.goto(ui_server + "/docs")
+        pg.locator(".opblock-summary-path", has_text="/v1/ops/{name}").first.wait_for()
+        assert pg.locator(".opblock").count() >= 10
+        assert blocked == [], f"/docs asked for outside files: {blocked}"
+        assert any("/docs-assets/swagger-ui-bundle.js" in u for u in local)
+        # ReDoc works too; its footer's "powered by" logo is the one outside file it asks for
+        pg.goto(ui_server + "/redoc")
+        pg.get_by_text("/v1/models/{name}/predict").first.wait_for()
+        assert [u for u in blocked if not u.endswith("/logo-mini.svg")] == [], blocked
+    finally:
+        pg.close()
