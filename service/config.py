@@ -27,6 +27,10 @@ class Settings(BaseSettings):
         description="every this many seconds, load model folders that are new or changed (checked first; a broken "
                     "one never replaces a working model); 0: off, load with POST /v2/repository/models/{name}/load",
     )
+    build_models: list[str] = Field(
+        default=[],
+        description="the built-in models start-up builds when missing (JSON list, e.g. '[\"digits-spp\"]'); empty: all",
+    )
     # execution
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto: CUDA when ONNX Runtime has it, else CPU; cuda: refuse to start without it"

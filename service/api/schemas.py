@@ -297,6 +297,7 @@ class V2ServerMetadata(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
+    phase: str = ""  # what start-up is doing: building a model, loading, warming up, ready
     reasons: list[str] = []
     models: dict[str, dict[str, Any]] = {}
 

@@ -88,7 +88,7 @@ class Engine:
         self.unloaded: set[str] = set()  # unloaded on request (repository API): not served, not awaited
         self.stats: dict[str, ModelStats] = {}
         self.repository = Repository(self)
-        self.phase = "starting"
+        self._phase = "starting"
         self.failure: str | None = None
         self.ops_ready = False
         self.warmup_s: dict[str, float] = {}
@@ -100,7 +100,7 @@ class Engine:
         background_thread()  # the sessions made here get low-priority threads too
         try:
             if self.settings.build_missing:
-                self.phase = "building missing built-in models"
+                self.phase = "checking for missing built-in models"
                 self._build_missing()
             self.phase = "loading models"
             self.registry = load_registry(self.settings.models_dir)
@@ -126,24 +126,41 @@ class Engine:
             self.phase = "failed"
 
     def _build_missing(self) -> None:
+        """Build the missing built-in models (``settings.build_models``, default all), one
+        ``poolops export NAME`` child process each; on a terminal its progress shows."""
         from poolops_models.recipes import missing_builtins
 
-        missing = missing_builtins(self.settings.models_dir)
+        missing = missing_builtins(self.settings.models_dir, list(self.settings.build_models) or None)
         if not missing:
             return
         if importlib.util.find_spec("torch") is None:
             log.warning("built-in models %s are not built and torch is not installed here", missing)
             return
-        log.info("building %s (poolops export, in a child process)", missing)
         env = {**os.environ, "POOLOPS_MODELS_DIR": str(self.settings.models_dir)}
-        proc = subprocess.run(
-            [sys.executable, "-m", "poolops_service.cli", "export", *missing],
-            env=env, capture_output=True, text=True, check=False,
-        )
-        if proc.returncode != 0:
-            log.error("poolops export failed: %s", proc.stderr[-2000:])
+        terminal = sys.stderr.isatty()
+        for i, name in enumerate(missing, 1):
+            self.phase = f"building {name} ({i} of {len(missing)}, poolops export in a child process)"
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, "-m", "poolops_service.cli", "export", name, *([] if terminal else ["--quiet"])],
+                env=env, stdout=subprocess.PIPE, stderr=None if terminal else subprocess.PIPE, text=True, check=False,
+            )
+            if proc.returncode != 0:
+                log.error("poolops export %s failed: %s", name, (proc.stderr or "")[-2000:])
+            else:
+                log.info("built %s in %.0f s", name, time.perf_counter() - t0)
 
     # ---- state ----------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        """What start-up is doing (``/readyz`` says it); each change is logged."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        self._phase = value
+        log.info("%s", value)
+
     @property
     def ready(self) -> bool:
         """All models ready (``ready_when=all``, like Triton), or at least one (``any``)."""

@@ -14,6 +14,7 @@ router = APIRouter(tags=["health"])
 def readiness(engine) -> tuple[bool, dict]:
     body = Ready(
         ready=engine.ready,
+        phase=engine.phase,
         reasons=engine.reasons(),
         models={n: engine.model_status(n) for n in engine.registry},
     )
