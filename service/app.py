@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # load and warm up in the background: /healthz answers meanwhile, /readyz says 503
         loading = asyncio.create_task(asyncio.to_thread(engine.load))
+        loading.add_done_callback(lambda _: _say_ready(engine, settings))
         app.state.loading = loading
         grpc = None
         if settings.grpc_port:  # same process, same event loop, same engine and batchers
@@ -76,6 +77,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.install(app, settings, delegated=["/ui"] if settings.ui else [])
     app.add_middleware(RequestId)  # around all: every answer has an id, a bug answers JSON 500
     return app
+
+
+def _say_ready(engine: Engine, settings: Settings) -> None:
+    """The last start-up line: where to go (or why not)."""
+    if engine.phase != "ready":
+        log.error("not ready: %s", "; ".join(engine.reasons()) or engine.phase)
+        return
+    where = f"http://{settings.host}:{settings.port}{settings.root_path.rstrip('/')}"
+    log.info("ready at %s", f"{where}/ui (API docs: {where}/docs)" if settings.ui else f"{where}/docs")
+    if engine.reasons():
+        log.warning("but /readyz says 503: %s", "; ".join(engine.reasons()))
 
 
 def _document(app: FastAPI, engine: Engine) -> None:

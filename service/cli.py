@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,19 +15,30 @@ def _cmd_ops(args: argparse.Namespace) -> int:
 
         print(markdown(), end="")
         return 0
+    from poolops import get_op, list_ops
+
+    rows = []
+    for name in list_ops():
+        spec = get_op(name)
+        rows.append({
+            "op": name, "module": spec.module_name, "family": spec.family, "inputs": list(spec.inputs),
+            "optional_inputs": list(spec.optional_inputs), "outputs": list(spec.outputs),
+            "parameters": spec.params().model_dump(mode="json"),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
     from rich.console import Console
     from rich.table import Table
 
-    from poolops import get_op, list_ops
-
-    table = Table(title="poolops ops")
-    for col in ("op", "module", "inputs", "outputs", "parameters (defaults)"):
-        table.add_column(col)
-    for name in list_ops():
-        spec = get_op(name)
-        defaults = ", ".join(f"{k}={v.default!r}" for k, v in spec.params.model_fields.items())
-        inputs = ", ".join([*spec.inputs, *(f"{n} (optional)" for n in spec.optional_inputs)])
-        table.add_row(name, spec.module_name, inputs, ", ".join(spec.outputs), defaults)
+    # two columns whatever the width: the op, and the rest on lines of their own (wrapped)
+    table = Table(title="poolops ops", show_lines=True, expand=False)
+    table.add_column("op", no_wrap=True)
+    table.add_column("module, inputs -> outputs, parameters (defaults)", overflow="fold")
+    for r in rows:
+        inputs = ", ".join([*r["inputs"], *(f"{n}?" for n in r["optional_inputs"])])
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in r["parameters"].items()) or "-"
+        table.add_row(r["op"], f"{r['module']} ({r['family']}): {inputs} -> {', '.join(r['outputs'])}\n{params}")
     Console().print(table)
     return 0
 
@@ -92,27 +104,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import BUILTIN, zoo_dir
+
+    root = args.root or zoo_dir()
+    registry = load_registry(root)
+    rows = [{"model": n, "status": f"not built: run `poolops export {n}`", "task": "", "head": "", "metrics": {}}
+            for n in BUILTIN if n not in registry]
+    for name, entry in registry.items():
+        card = entry.card
+        rows.append({
+            "model": name, "status": "ready" if entry.available else f"unavailable: {entry.reason}",
+            "task": card.task if card else "", "head": str(card.head.get("type")) if card else "",
+            "metrics": {m.name: m.value for m in card.metrics} if card else {},
+        })
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
     from rich.console import Console
     from rich.table import Table
 
-    from poolops_models.cards import load_registry
-    from poolops_models.recipes import zoo_dir
-
-    root = args.root or zoo_dir()
-    table = Table(title=f"models in {root}")
-    for col in ("model", "status", "task", "head", "metrics"):
-        table.add_column(col)
-    from poolops_models.recipes import BUILTIN
-
-    registry = load_registry(root)
-    for name in BUILTIN:
-        if name not in registry:
-            table.add_row(name, f"not built: run `poolops export {name}`", "", "", "")
-    for name, entry in registry.items():
-        card = entry.card
-        metrics = ", ".join(f"{m.name}={m.value:g}" for m in card.metrics) if card else ""
-        status = "ready" if entry.available else f"unavailable: {entry.reason}"
-        table.add_row(name, status, card.task if card else "", str(card.head.get("type")) if card else "", metrics)
+    table = Table(title=f"models in {root}", show_lines=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("status, task, head, metrics", overflow="fold")
+    for r in rows:
+        metrics = ", ".join(f"{k}={v:g}" for k, v in r["metrics"].items())
+        table.add_row(r["model"], "\n".join(x for x in (r["status"], f"{r['task']} ({r['head']} head)" if r["task"] else "", metrics) if x))
     Console().print(table)
     return 0
 
@@ -162,9 +179,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from poolops_service.config import Settings
     from poolops_service.server import uvicorn_options
 
+    from poolops_service.logs import log_config
+
     s = Settings()
     uvicorn.run("poolops_service.app:create_app", factory=True, workers=s.workers, log_level=args.log_level,
-                **uvicorn_options(s))
+                log_config=log_config(args.log_level), **uvicorn_options(s))
     return 0
 
 
@@ -174,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="list the registered ops and their parameters")
     ops.add_argument("--markdown", action="store_true", help="print the ops reference (docs/ops.md)")
+    ops.add_argument("--json", action="store_true", help="print the ops as JSON (name, module, inputs, outputs, defaults)")
     ops.set_defaults(func=_cmd_ops)
 
     bench = sub.add_parser("bench", help="benchmarks")
@@ -276,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub = models.add_subparsers(dest="models_command", required=True)
     models_list = models_sub.add_parser("list", help="registered models, their status and metrics")
     models_list.add_argument("--root", type=Path, default=None, help="registry directory (default: models/zoo)")
+    models_list.add_argument("--json", action="store_true", help="print the models as JSON")
     models_list.set_defaults(func=_cmd_models_list)
     return parser
 
