@@ -57,11 +57,13 @@ RUN python3 -m venv /opt/venv \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/poolops \
       --shell /usr/sbin/nologin poolops
 COPY --from=build /opt/models /opt/poolops/models
-ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_MODELS_DIR=/opt/poolops/models \
+ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_GRPC_PORT=8001 POOLOPS_MODELS_DIR=/opt/poolops/models \
     POOLOPS_BUILD_MISSING=false POOLOPS_DEVICE=auto
 USER 10001:10001
 WORKDIR /home/poolops
 EXPOSE 8000
+# the Open Inference Protocol over gRPC (inference.GRPCInferenceService)
+EXPOSE 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('POOLOPS_PORT', '8000'), timeout=4)"]
 # exec form: poolops (uvicorn) is PID 1 and gets SIGTERM itself (graceful shutdown)
@@ -80,11 +82,13 @@ RUN python3 -m venv /opt/venv \
  && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/poolops \
       --shell /usr/sbin/nologin poolops
 COPY --from=build /opt/models /opt/poolops/models
-ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_MODELS_DIR=/opt/poolops/models \
+ENV POOLOPS_HOST=0.0.0.0 POOLOPS_PORT=8000 POOLOPS_GRPC_PORT=8001 POOLOPS_MODELS_DIR=/opt/poolops/models \
     POOLOPS_BUILD_MISSING=false POOLOPS_DEVICE=auto
 USER 10001:10001
 WORKDIR /home/poolops
 EXPOSE 8000
+# the Open Inference Protocol over gRPC (inference.GRPCInferenceService)
+EXPOSE 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
   CMD ["python3", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('POOLOPS_PORT', '8000'), timeout=4)"]
 # exec form: poolops (uvicorn) is PID 1 and gets SIGTERM itself (graceful shutdown)

@@ -148,12 +148,16 @@ def test_deployment(path, dep, app_paths):
         field = key.removeprefix("POOLOPS_").lower()
         Settings(**{field: value})
     assert cm["data"]["POOLOPS_HOST"] == "0.0.0.0" and cm["data"]["POOLOPS_BUILD_MISSING"] == "false"
-    # the port: ConfigMap, container, probes, the Service, the Dockerfile's EXPOSE
-    (port,) = c["ports"]
+    # the ports (HTTP, gRPC): ConfigMap, container, probes, the Service, the Dockerfile's EXPOSE
+    port, grpc = c["ports"]
+    assert port["name"] == "http" and grpc["name"] == "grpc"
     assert int(cm["data"]["POOLOPS_PORT"]) == port["containerPort"] == 8000
+    assert int(cm["data"]["POOLOPS_GRPC_PORT"]) == grpc["containerPort"] == 8001
     assert re.search(r"^EXPOSE 8000$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert re.search(r"^EXPOSE 8001$", (ROOT / "Dockerfile").read_text(), re.M)
     (svc,) = [d for _, d in resources_of("Service") if d["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]]
     assert svc["spec"]["ports"][0]["targetPort"] in (port["name"], port["containerPort"])
+    assert svc["spec"]["ports"][1]["targetPort"] in (grpc["name"], grpc["containerPort"])
     assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
     # probes: liveness and startup on /healthz, readiness on /readyz, all real routes
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -246,6 +250,7 @@ def test_compose(tmp_path):
         env = svc["environment"]
         assert {k for k in env if k.startswith("POOLOPS_")} <= settings_env()
         assert svc["ports"][0].endswith(":" + str(env["POOLOPS_PORT"]))
+        assert svc["ports"][1].split()[0].endswith(":" + str(env["POOLOPS_GRPC_PORT"]))
         assert svc["read_only"] is True and "/tmp" in svc["tmpfs"]
     gpu = compose["services"]["gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
