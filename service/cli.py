@@ -51,15 +51,26 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
         return 0
     from poolops import bench
 
-    bench.run_ops(ops=args.op or None, quick=args.quick, repeat=args.repeat, markdown=args.markdown)
+    rows = bench.run_ops(ops=args.op or None, quick=args.quick, repeat=args.repeat, markdown=args.markdown)
+    if args.png:
+        from poolops.charts import bench_ops_chart
+
+        print(f"\n![poolops bench ops]({args.png.name})" if args.markdown else f"chart: {args.png}")
+        bench_ops_chart(rows, args.png, note=" ".join(["poolops bench ops", *sys.argv[3:]]))
     return 0
 
 
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     from poolops_service import bench_serve
 
-    bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests, concurrency=args.concurrency,
-                          quick=args.quick, markdown=args.markdown, client=args.client, fmt=args.format)
+    out = bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests,
+                                concurrency=args.concurrency, quick=args.quick, markdown=args.markdown,
+                                client=args.client, fmt=args.format)
+    if args.png:
+        from poolops.charts import bench_serve_chart
+
+        print(f"\n![poolops bench serve]({args.png.name})" if args.markdown else f"chart: {args.png}")
+        bench_serve_chart(out["rows"], args.png, note=" ".join(["poolops bench serve", *sys.argv[3:]]))
     return 0
 
 
@@ -203,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ops.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke test)")
     bench_ops.add_argument("--repeat", type=int, default=None, help="timed runs per measurement")
     bench_ops.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench_ops.add_argument("--png", type=Path, default=None, metavar="FILE",
+                           help="also draw the times as a PNG chart (matplotlib); with --markdown the page links it")
     bench_ops.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                            help="cpu: torch vs ONNX Runtime on the CPU; cuda: torch CUDA vs ORT's CUDA provider")
     bench_ops.set_defaults(func=_cmd_bench_ops)
@@ -214,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_serve.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="levels (default 1 8 32)")
     bench_serve.add_argument("--quick", action="store_true", help="few requests, short bounds (a smoke test)")
     bench_serve.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    bench_serve.add_argument("--png", type=Path, default=None, metavar="FILE",
+                             help="also draw p50 and p99 as a PNG chart (matplotlib); with --markdown the page links it")
     bench_serve.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
                              help="load generator (auto: wrk when installed; httpx costs the shared cores more)")
     bench_serve.add_argument("--format", choices=["png", "jpeg"], default=None,
