@@ -63,7 +63,10 @@ class OpSpec:
         onnx_fn: ``(op, p, *inputs, outputs=...) -> tuple[Value, ...]``: emits the
             forward graph with ``op`` (an onnxscript op builder), returning one value
             per requested output name.
-        onnx_backward: ``(op, p, x, grad_y) -> grad_x`` or None.
+        onnx_backward: ``(op, p, x, grad_y) -> grad_x`` or None; ``(op, p, x, grad_y,
+            *backward_inputs)`` for an op whose gradient graph takes other inputs.
+        backward_inputs: the inputs besides ``x`` that the gradient graph takes, held
+            constant (``max_unpool``'s ``indices``): graph inputs ``x``, these, ``grad_y``.
         output_shape: ``(p, x_shape) -> tuple`` of the ``y`` output (works on
             ints and on torch SymInts; ``indices`` has the same shape). An op whose
             output depends on other inputs takes their shapes too,
@@ -118,6 +121,7 @@ class OpSpec:
     input_domain: str = "real"  # or "nonnegative": what inputs the op is defined on
     work: WorkRule | None = None
     torch_stock: str = ""  # the stock PyTorch call torch_fn makes ("F.max_pool2d"); "" where PyTorch has none
+    backward_inputs: tuple[str, ...] = ()  # inputs besides x the gradient graph takes (held constant)
     spatial_dims: int = 2  # 1: x is [N, C, L]; 3: [N, C, D, H, W]
 
     @property
@@ -184,10 +188,11 @@ class OpSpec:
             if self.onnx_backward is None:
                 served = [n for n in list_ops() if _REGISTRY[n].onnx_backward is not None]
                 raise ParamError(self.name, "backward", f"this op has no backward graph; ops with one: {served}")
-            others = [n for n in given if n != "x"]
+            others = [n for n in given if n != "x" and n not in self.backward_inputs]
             if others:
+                takes = " and ".join(["x", *self.backward_inputs]) if self.backward_inputs else "x alone"
                 raise ParamError(
-                    self.name, "backward", f"backward takes x alone (its graph has no other inputs), not {others}"
+                    self.name, "backward", f"backward takes {takes} (its graph has no other inputs), not {others}"
                 )
         return tuple(n for n in self.all_inputs if n in given), outs
 

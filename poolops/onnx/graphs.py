@@ -79,14 +79,17 @@ def op_model(
 
 
 def op_backward_model(name: str, **params: Any) -> onnx.ModelProto:
-    """The gradient graph of op ``name``: inputs ``x`` and ``grad_y`` (shaped like ``y``),
-    output ``grad_x``, the gradient of ``sum(y * grad_y)`` with respect to ``x``."""
+    """The gradient graph of op ``name``: inputs ``x``, the op's ``backward_inputs`` (held
+    constant, e.g. ``max_unpool``'s ``indices``) and ``grad_y`` (shaped like ``y``), output
+    ``grad_x``, the gradient of ``sum(y * grad_y)`` with respect to ``x``."""
     spec = get_op(name)
     if spec.onnx_backward is None:
         raise ValueError(f"{name}: no ONNX backward graph")
     p = spec.parse(params)
     pj = p.model_dump_json()
-    fn = _function(spec, f"{name}_grad", lambda op, x, g: spec.onnx_backward(op, p, x, g), ("x", "grad_y"), pj)
-    inputs = [_input("x", spec), ir.val("grad_y", ir.DataType.FLOAT, None)]
+    names = ("x", *spec.backward_inputs, "grad_y")
+    fn = _function(spec, f"{name}_grad", lambda op, x, *rest: spec.onnx_backward(op, p, x, rest[-1], *rest[:-1]),
+                   names, pj)
+    inputs = [_input(n, spec) for n in names[:-1]] + [ir.val("grad_y", ir.DataType.FLOAT, None)]
     out = [ir.val("grad_x", ir.DataType.FLOAT, ir.Shape(list(spec.x_dims)))]
     return _model(fn, inputs, out, json.dumps({"op": name, "backward": True, "params": json.loads(pj)}))

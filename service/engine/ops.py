@@ -234,7 +234,8 @@ class OpRunner:
                     op=plan.spec.name,
                 )
             (result["grad_input"],) = bsess.run(
-                {"x": plan.feeds["x"], "grad_y": np.ascontiguousarray(g)}, control=control
+                {"x": plan.feeds["x"], **{n: plan.feeds[n] for n in plan.spec.backward_inputs},
+                 "grad_y": np.ascontiguousarray(g)}, control=control
             )
             ms["backward"] = (time.perf_counter() - t2) * 1e3
         return OpResult(plan.spec.name, json.loads(plan.params.model_dump_json()), result, sess.provider, ms, plan.large)

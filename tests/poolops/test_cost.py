@@ -194,6 +194,11 @@ def _weighted_cases():
                       ({"kernel": (5, 3), "stride": (1, 2), "padding": (2, 0)}, (2, 2, 12, 15)), ({}, (1, 1, 1, 1))):
         yield Case("lip", params, x)
     yield from _blur_cases()
+    for params, x in (({}, (2, 3, 8, 9)), ({"kernel": 3, "stride": 1}, (1, 4, 13, 11)),
+                      ({"kernel": (3, 2), "stride": 2, "padding": 1, "output_size": (14, 13)}, (2, 2, 8, 7)),
+                      ({"kernel": 1}, (1, 1, 1, 1))):
+        yield Case("max_unpool", params, x)
+        yield Case("max_unpool", params, x, backward=True)
 
 
 def _blur_cases():
@@ -335,7 +340,8 @@ def _measure(case: Case, level: str) -> tuple[int, int, list, object]:
     out_elements = sum(o.size for o in fwd.outputs)
     if case.backward:
         g = np.ones_like(fwd.outputs[0])
-        bwd = profile(op_backward_model(case.op, **case.params), {"x": feeds["x"], "grad_y": g}, level)
+        held = {n: feeds[n] for n in spec.backward_inputs}
+        bwd = profile(op_backward_model(case.op, **case.params), {"x": feeds["x"], **held, "grad_y": g}, level)
         largest, nodes = max(largest, bwd.largest_node), sorted(nodes + bwd.nodes, key=lambda n: -n[0])
         out_elements += sum(o.size for o in bwd.outputs)
     return largest, out_elements, nodes, cost
@@ -467,6 +473,7 @@ def _required_shapes(spec, x):
         "se_w2": (c, 2),
         "se_b2": (c,),
         "logit": tuple(x),
+        "indices": tuple(x),
     }
     return {name: known[name] for name in spec.inputs[1:]}
 
@@ -549,6 +556,7 @@ GROWTH = {
     "blur": ({"filt_size": 3}, {"filt_size": 7, "stride": 50}),
     "max_blur": ({"filt_size": 3, "kernel": 2}, {"filt_size": 7, "kernel": 64, "stride": 50}),
     "fractional_max": ({"kernel": 2, "output_size": 2}, {"kernel": 64, "output_size": 4096, "seed": 2**62}),
+    "max_unpool": ({"kernel": 2}, {"kernel": 64, "stride": 3, "padding": 30}),
 }
 SPP_VARIANTS = [
     ({"levels": (2, 3)}, {"levels": (200, 300)}),

@@ -102,7 +102,8 @@ def test_cuda_forward_and_backward_match_torch(name, with_optional):
         if bwd is not None:
             g = torch.ones_like(expected[0])
             expected[0].backward(g)
-            (grad_x,) = bwd.run(None, {"x": x, "grad_y": g.numpy()})
+            held = {n: extra[n] for n in spec.backward_inputs}
+            (grad_x,) = bwd.run(None, {"x": x, **held, "grad_y": g.numpy()})
             assert_close(grad_x, xt.grad.numpy(), what=f"{name} backward on CUDA at {shape}")
 
 

@@ -147,3 +147,16 @@ def test_errors_for_paths_types_and_outputs(client):
     assert r.status_code == 422
     r = client.get("/no/such/route")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_max_unpool_forward_and_backward_over_http(client):
+    """An op whose gradient graph takes another input (max_unpool's indices): the request
+    sends it once, for both graphs."""
+    body = {"input": [[3.0]], "inputs": {"indices": [[[[1]]]]}, "params": {"kernel": 2}, "backward": True,
+            "grad_output": [[[[1.0, 2.0], [3.0, 4.0]]]]}
+    r = client.post("/v1/ops/max_unpool", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == [[[[0.0, 3.0], [0.0, 0.0]]]]
+    assert r.json()["grad_input"] == [[[[2.0]]]]
+    r = client.post("/v1/ops/max_unpool", json={**body, "inputs": {"indices": [[[[4]]]]}})
+    assert r.status_code == 422 and "indices" in r.json()["error"]["message"]

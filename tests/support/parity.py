@@ -68,16 +68,18 @@ def torch_args(spec, arrays: dict) -> list:
 
 
 def check_backward(data, spec, p, shapes, sess, where: str = "") -> None:
-    """The gradient graph ``sess`` (inputs ``x``, ``grad_y``) against torch autograd at each
-    shape, with a drawn ``x`` and a fixed random ``grad_y``."""
+    """The gradient graph ``sess`` (inputs ``x``, the op's ``backward_inputs``, ``grad_y``)
+    against torch autograd at each shape, with a drawn ``x`` (and the other inputs from their
+    kinds' examples) and a fixed random ``grad_y``."""
     from support.runtime import assert_close
 
     for shp in shapes:
         x = draw_input(data, spec, shp)
+        extra = extra_inputs(data, spec, p, spec.inputs, shp) if spec.backward_inputs else {}
         xt = torch.from_numpy(x).requires_grad_()
-        y = spec.torch_fn(p, xt)[0]
+        y = spec.torch_fn(p, xt, *torch_args(spec, extra))[0]
         g = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(np.float32))
         y.backward(g)
-        (grad_x,) = sess.run(None, {"x": x, "grad_y": g.numpy()})
+        (grad_x,) = sess.run(None, {"x": x, **{n: extra[n] for n in spec.backward_inputs}, "grad_y": g.numpy()})
         assert_close(grad_x, xt.grad.numpy(), what=f"{spec.name} backward {p}{where} at {shp}",
                      floor=scale_floor(g.numpy()))
