@@ -23,11 +23,19 @@ squeeze and the excitation MLP, is what needs to be exact and exportable.)
 Example, C = 1, R = 1, ``W1 = W2 = [[1]]``, ``b1 = b2 = 0``, plane ``[[1, 3]]``:
 ``s = 2``, ``g = sigmoid(relu(2)) = 0.881``, output ``[[0.881, 2.642]]``.
 
+``se`` with ``pooled=True``: the sources' channel-attention pooling
+(``ChannelAttentionPool``: ``(x * attention).mean(dim=(2, 3))``), the SE-weighted
+global average ``y = mean over H*W of (x * g)`` ``[N, C]``, a fixed-length vector for
+any H, W (a classifier head). As ``g`` is constant over each plane, ``y = g * s``: the
+graph computes that (no ``[N, C, H, W]`` product). Example as above: ``y = [[0.881 *
+2]] = [[1.762]]``.
+
 Backward: autograd (torch), to ``x`` and to every given input (``attn``, the
 weights). No ONNX backward graphs (served forward only).
 
 ONNX: ``attention``: ReduceMean (default map), Softmax over the flattened H*W axis,
-Mul and ReduceSum; ``se``: ReduceMean, Gemm, Relu, Gemm, Sigmoid, Mul. All have ONNX
+Mul and ReduceSum; ``se``: ReduceMean, Gemm, Relu, Gemm, Sigmoid, Mul (of x, or of
+the squeeze ``s`` when ``pooled``). All have ONNX
 Runtime CUDA kernels at opset 18.
 """
 
@@ -127,7 +135,14 @@ SE_INPUTS = ("x", "se_w1", "se_b1", "se_w2", "se_b2")
 
 
 class SEParams(OpParams):
-    pass
+    pooled: bool = False
+    """False (default): the recalibrated map ``x * g`` ``[N, C, H, W]`` (Hu et al.); True: the
+    SE-weighted global average ``mean over H*W of (x * g)`` ``[N, C]`` (the sources'
+    channel-attention pooling)."""
+
+
+def _se_shape(p: SEParams, s):
+    return (s[0], s[1]) if p.pooled else tuple(s)
 
 
 def torch_se(p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
@@ -135,6 +150,8 @@ def torch_se(p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
 
     s = x.mean(dim=(2, 3))
     g = F.linear(F.relu(F.linear(s, se_w1, se_b1)), se_w2, se_b2).sigmoid()
+    if p.pooled:  # mean(x * g) = g * mean(x): g is constant over each plane
+        return (s * g,)
     return (x * g[:, :, None, None],)
 
 
@@ -142,13 +159,15 @@ def onnx_se(op, p: SEParams, x, se_w1, se_b1, se_w2, se_b2, outputs=("y",)):
     s = op.ReduceMean(x, const_i64(op, [2, 3]), keepdims=0)  # [N, C]
     hidden = op.Relu(op.Gemm(s, se_w1, se_b1, transB=1))  # [N, R]
     g = op.Sigmoid(op.Gemm(hidden, se_w2, se_b2, transB=1))  # [N, C]
-    return blocks.take_outputs(outputs, y=op.Mul(x, unsqueeze(op, g, [2, 3])))
+    y = op.Mul(s, g) if p.pooled else op.Mul(x, unsqueeze(op, g, [2, 3]))
+    return blocks.take_outputs(outputs, y=y)
 
 
 def se_work(p: SEParams, shapes, outputs=("y",), backward=False) -> int:
-    """x times the gates (x's size); the squeeze ``[N, C]`` and hidden layer ``[N, R]``."""
+    """x times the gates (x's size; not made when ``pooled``); the squeeze ``[N, C]`` and
+    hidden layer ``[N, R]``."""
     n, c, h, w = shapes["x"]
-    return max(n * c * h * w, n * c, n * shapes["se_w1"][0])
+    return max(0 if p.pooled else n * c * h * w, n * c, n * shapes["se_w1"][0])
 
 
 def se_hidden(channels: int) -> int:
@@ -184,7 +203,7 @@ register(
         torch_fn=torch_se,
         onnx_fn=onnx_se,
         onnx_backward=None,
-        output_shape=lambda p, s: tuple(s),
+        output_shape=_se_shape,
         module_name="SqueezeExcite",
         inputs=SE_INPUTS,
         work=se_work,

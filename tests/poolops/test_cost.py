@@ -180,6 +180,7 @@ def _cases():
         yield Case("attention", {}, x)
         yield Case("attention", {"temperature": 0.5}, x, inputs=("attn",))
         yield Case("se", {}, x)
+        yield Case("se", {"pooled": True}, x)
     yield from _roi_cases()
     yield from _weighted_cases()
 

@@ -60,6 +60,18 @@ class SEThenGap(nn.Module):
         return PF.global_avg(x)
 
 
+class SEPooled(nn.Module):
+    """The sources' channel-attention pooling: the SE-weighted global average, ``[N, C]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(C, 2), nn.Linear(2, C)
+        self.pool = PN.SqueezeExcite(pooled=True)
+
+    def forward(self, x):
+        return self.pool(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+
+
 HEADS = {
     "bilinear": (lambda: PN.BilinearPool(), C * C),
     "bilinear-raw": (lambda: PN.BilinearPool(signed_sqrt=False, l2_normalize=False), C * C),
@@ -71,6 +83,7 @@ HEADS = {
     "spp": (lambda: PN.SpatialPyramidPool(levels=(1, 2, 4)), 21 * C),
     "strip-h-4-bands": (lambda: nn.Sequential(PN.StripPool(direction="h"), PN.AdaptiveAvgPool(output_size=(4, 1))), 4 * C),
     "se-then-gap": (SEThenGap, C),
+    "se-pooled": (SEPooled, C),
 }
 
 
