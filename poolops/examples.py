@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SOURCES = {
-    "pooling-notes": "[CV基础] 最大池化、平均池化等各种池化的作用和区别 (shared/seeds/000)",
-    "cnn-notes-03": "卷积神经网络笔记03 (shared/seeds/004)",
+SOURCES = {  # as the UI cites them (the titles, in Chinese, are in this module's docstring)
+    "pooling-notes": "notes on max, average and other pooling and how they differ (shared/seeds/000)",
+    "cnn-notes-03": "convolutional neural network notes 03 (shared/seeds/004)",
 }
 
 Matrix = list  # a nested list: [H][W] (one plane), [C][H][W] or [N][C][H][W]
