@@ -10,8 +10,13 @@ the validation split among the built-in candidates (best worst size bucket), and
 the report give the validation accuracy per size bucket (by each image's shorter side).
 
 With ``--pretrained`` the ImageNet EfficientNet-Lite0 backbone is used (``--freeze`` keeps it
-fixed and trains only the head); it is not padding-invariant, so it keeps the older recipe
-(each batch resized to one random size, no size policy), and reports per-size accuracy too.
+fixed and trains only the head), with the same multi-size recipe at the backbone's own scale
+(:data:`PRETRAINED_MULTISIZE`: shorter side 128..224) and the same policy selection among
+:data:`PRETRAINED_POLICIES`. It is not padding-invariant, so a batch cannot be zero-padded:
+each image is resized to the batch's shorter side S (aspect kept, the same low-resolution
+simulation) and a random S x S window of it is taken (training only: the size policy keeps the
+whole image at inference). ``multisize=False`` keeps the older recipe (each batch resized to
+one random size, no size policy).
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from poolops.ops.spp import DEFAULT_LEVELS
+
+#: The multi-size recipe for the pretrained EfficientNet-Lite0 backbone: its ImageNet scale
+#: (trained at 224), not the small CNN's 32..48 (models/recipes.py MULTISIZE).
+PRETRAINED_MULTISIZE = {"shorter_side": [128, 224], "max_aspect": 4.0, "upscaled": 0.3, "source_min": 16}
+#: Size policies tried on the validation split for the pretrained backbone.
+PRETRAINED_POLICIES = tuple({"shorter_side": p} for p in ([128, 128], [160, 160], [192, 192], [224, 224], [128, 224]))
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -94,11 +105,12 @@ def _policy_resize(img: np.ndarray, policy, limits=None) -> np.ndarray:
 
 
 def multisize_batches(images: list[np.ndarray], labels: np.ndarray, steps: int, batch_size: int, seed: int,
-                      recipe: dict[str, Any]) -> Iterator:
+                      recipe: dict[str, Any], padded: bool = True) -> Iterator:
     """``(x [B, C, H, W] zero-padded, y [B], valid [B, 2])``: per batch a shorter side S in
     ``recipe["shorter_side"]``; each image resized to it, aspect kept (at most ``max_aspect``: a
     longer side beyond is cut to it); with probability ``upscaled`` first shrunk to a shorter side
-    in ``[source_min, S)``."""
+    in ``[source_min, S)``. ``padded=False`` (a backbone that is not padding-invariant):
+    ``(x [B, C, S, S], y [B])``, a random S x S window of each resized image instead."""
     rng = np.random.default_rng([0x666F6C64, int(seed)])
     lo, hi = recipe["shorter_side"]
     max_aspect = float(recipe.get("max_aspect", 4.0))
@@ -113,8 +125,16 @@ def multisize_batches(images: list[np.ndarray], labels: np.ndarray, steps: int, 
             if s0 is not None:
                 im = _policy_resize(im, {"shorter_side": [s0, s0]})
             im = _policy_resize(im, {"shorter_side": [s, s]})
+            if not padded:
+                top = int(rng.integers(0, im.shape[1] - s + 1))
+                left = int(rng.integers(0, im.shape[2] - s + 1))
+                out.append(im[:, top:top + s, left:left + s])
+                continue
             long = int(s * max_aspect)
             out.append(im[:, :long, :long])
+        if not padded:
+            yield np.ascontiguousarray(np.stack(out), np.float32), labels[idx]
+            continue
         h, w = max(o.shape[1] for o in out), max(o.shape[2] for o in out)
         x = np.zeros((len(out), out[0].shape[0], h, w), np.float32)
         for j, o in enumerate(out):
@@ -210,9 +230,11 @@ def train_folder(
     from poolops_models import size_policy
     from poolops_models.recipes import MULTISIZE, POLICIES
 
-    multi = multisize and model.padding_invariant
-    limits = ((16, 16), (1024, 1024))
-    train_batches = (multisize_batches(tr_images, tr_labels, steps, batch_size, seed, MULTISIZE) if multi
+    multi = multisize
+    recipe_params, candidates = (PRETRAINED_MULTISIZE, PRETRAINED_POLICIES) if pretrained else (MULTISIZE, POLICIES)
+    limits = ((32, 32), (1024, 1024)) if pretrained else ((16, 16), (1024, 1024))
+    train_batches = (multisize_batches(tr_images, tr_labels, steps, batch_size, seed, recipe_params,
+                                       padded=model.padding_invariant) if multi
                      else batches(tr_images, tr_labels, steps, batch_size, size_range, seed))
     t0 = time.time()
     hist = fit(
@@ -229,7 +251,7 @@ def train_folder(
     # the size policy: the best worst size bucket of the validation split (multi-size recipe only)
     policy, tried = None, {}
     if multi:
-        for p in POLICIES:
+        for p in candidates:
             acc, rows = per_size_accuracy(model, val_images, val_labels, p, limits)
             tried[size_policy.describe(p)] = (p, acc, rows)
         policy = max(tried.values(), key=lambda t: (min(r[1] for r in t[2]), t[1]))[0]
@@ -238,7 +260,8 @@ def train_folder(
     proto = export_classifier(model, channels, valid=model.padding_invariant)
     parity = max_parity_error(model, proto, channels, [(32, 32), (57, 83)])
     how = f"size policy {size_policy.describe(policy)}" if policy else "each at its own size"
-    recipe = (f"multi-size (models/multisize.py recipe {MULTISIZE}, padded batches)" if multi
+    recipe = (f"multi-size (models/train_folder.py, recipe {recipe_params}, "
+              + ("zero-padded batches)" if model.padding_invariant else "random S x S windows)") if multi
               else f"each batch resized to one random size in {size_range}")
     card = {
         "name": name,

@@ -69,6 +69,16 @@ def test_train_on_the_frozen_pretrained_backbone(tmp_path):
     assert entry.available, entry.reason
     assert entry.card.backbone == {"type": "effnet_lite0", "pretrained": True, "frozen": True}
     assert entry.card.preprocessing["scale"] == "[-1, 1]"
+    # issue 11: the pretrained path uses the multi-size recipe and policy selection too
+    from poolops_models.train_folder import PRETRAINED_POLICIES
+
+    assert entry.card.extra["training_sizes"].startswith("multi-size") and "random S x S windows" in entry.card.extra["training_sizes"]
+    assert entry.card.size_policy is not None
+    assert entry.card.size_policy.model_dump() in [dict(p, shorter_side=tuple(p["shorter_side"])) for p in PRETRAINED_POLICIES]
+    assert set(entry.card.extra["size_policy_selection"]) == {
+        f"shorter side into [{p['shorter_side'][0]}, {p['shorter_side'][1]}]" for p in PRETRAINED_POLICIES}
+    per_size = [m for m in entry.card.metrics if m.name.startswith("accuracy_validation_shorter_side_")]
+    assert per_size and all(0.0 <= m.value <= 1.0 and "size policy shorter side into" in m.data for m in per_size)
     sess = ort.InferenceSession(str(entry.onnx_path), providers=["CPUExecutionProvider"])
     logits, emb = sess.run(None, {"x": np.zeros((1, 3, 45, 91), np.float32)})
     assert logits.shape == (1, 2) and emb.shape == (1, 1280 * 21)
