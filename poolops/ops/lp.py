@@ -26,6 +26,15 @@ as ``eps``. Gradient: autograd of the clamp (zero where ``x < eps``), pow and me
 Keep ``eps^p`` above float32's smallest normal (~1e-38), e.g. ``p <= 6`` with the
 default ``eps``: below it the mean of a window of clamped values underflows to 0.
 
+Learnable ``p`` (GeM as trained, Radenović et al.: ``p`` a parameter of the layer): the
+optional input ``gem_p``, ``[1]`` (one ``p`` for every channel, as
+``nn.Parameter(torch.ones(1) * 3)``) or ``[C]`` (one per channel), each finite and > 0;
+when given it replaces the parameter ``p``: ``y[n, c] = (mean max(x, eps)^p_c)^(1/p_c)``.
+Gradient to ``p`` by torch autograd, ``dy/dp = y (mean(c^p ln c) / (p m) - ln(m) / p^2)``
+with ``c = max(x, eps)``, ``m = mean c^p``; the ONNX forward graph takes ``gem_p`` as a
+graph input (one graph for every value of p), the ONNX backward graph is for a fixed
+``p`` only (``backward`` with ``gem_p`` is refused).
+
 ONNX: ``Pow`` then ``AveragePool`` (or ``ReduceMean``) then ``Pow``; no ``LpPool``
 node (it takes ``abs()`` and has no CUDA kernel in ONNX Runtime). The backward graphs
 apply the chain rule with PyTorch's derivative formulas step by step.
@@ -33,14 +42,16 @@ apply the chain rule with PyTorch's derivative formulas step by step.
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field, model_validator
 
+from poolops.inputs import InputKind, register_kind
 from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, dim
 from poolops.ops._window import check_window_fits
 from poolops.ops._window import output_shape as window_output_shape
 from poolops.ops.avg import AvgParams, avg_work, onnx_avg, onnx_avg_backward
-from poolops.params import OpParams, OptionalPositivePair, PositivePair, invalid
+from poolops.params import OpParams, OptionalPositivePair, ParamError, PositivePair, invalid
 from poolops.registry import OpSpec, register
 
 # ---------------------------------------------------------------- lp
@@ -165,13 +176,14 @@ def _gem_check(p: GemParams, x) -> None:
         check_window_fits("gem", w, x.shape)
 
 
-def torch_gem(p: GemParams, x, outputs=("y",)):
+def torch_gem(p: GemParams, x, gem_p=None, outputs=("y",)):
     import torch.nn.functional as F
 
-    xp = x.clamp(min=p.eps).pow(p.p)
+    power = p.p if gem_p is None else gem_p.reshape(1, -1, 1, 1)  # [1, 1 or C, 1, 1]
+    xp = x.clamp(min=p.eps).pow(power)
     w = p.window()
     m = xp.mean(dim=(2, 3), keepdim=True) if w is None else F.avg_pool2d(xp, w.kernel, w.strides)
-    return (m.pow(1.0 / p.p),)
+    return (m.pow(1.0 / power),)
 
 
 def _gem_mean(op, p: GemParams, xp):
@@ -181,9 +193,14 @@ def _gem_mean(op, p: GemParams, xp):
     return onnx_avg(op, w, xp)[0]
 
 
-def onnx_gem(op, p: GemParams, x, outputs=("y",)):
-    m = _gem_mean(op, p, op.Pow(op.Max(x, const_f32(op, p.eps)), const_f32(op, p.p)))
-    return blocks.take_outputs(outputs, y=op.Pow(m, const_f32(op, 1.0 / p.p)))
+def onnx_gem(op, p: GemParams, x, gem_p=None, outputs=("y",)):
+    if gem_p is None:
+        power, inverse = const_f32(op, p.p), const_f32(op, 1.0 / p.p)
+    else:
+        power = op.Reshape(gem_p, const_i64(op, [1, -1, 1, 1]))
+        inverse = op.Reciprocal(power)
+    m = _gem_mean(op, p, op.Pow(op.Max(x, const_f32(op, p.eps)), power))
+    return blocks.take_outputs(outputs, y=op.Pow(m, inverse))
 
 
 def onnx_gem_backward(op, p: GemParams, x, grad_y):
@@ -209,6 +226,33 @@ def gem_work(p: GemParams, shapes, outputs=("y",), backward=False) -> int:
     return max(n * c * h * w, 0 if win is None else avg_work(win, shapes, ("y",), backward))
 
 
+def _example_gem_p(x_shape, rng):
+    """``[1]`` or ``[C]`` powers in [0.5, 5]."""
+    size = int(rng.choice([1, x_shape[1]]))
+    return rng.uniform(0.5, 5.0, size).astype(np.float32)
+
+
+def check_gem_p(op_name: str, x, gem_p) -> None:
+    """``ParamError`` unless ``gem_p`` is ``[1]`` or ``[C]`` of finite values > 0."""
+    size, c = int(gem_p.shape[0]), int(x.shape[1])
+    if size not in (1, c):
+        raise ParamError(op_name, "gem_p", f"expected shape [1] or [C] = [{c}], got {tuple(gem_p.shape)}")
+    v = np.asarray(gem_p.detach().cpu() if hasattr(gem_p, "detach") else gem_p, np.float64)
+    if not (np.isfinite(v).all() and (v > 0).all()):
+        raise ParamError(op_name, "gem_p", f"every p must be finite and > 0, got {v.tolist()[:8]}")
+
+
+register_kind(
+    InputKind(
+        "gem_p",
+        ("P",),
+        "float32",
+        "GeM's learnable power p: [1] (one for all channels) or [C] (one per channel), finite and > 0; "
+        "replaces the parameter p",
+        _example_gem_p,
+        check=lambda op, p, inputs: check_gem_p(op, inputs["x"], inputs["gem_p"]),
+    )
+)
 register(
     OpSpec(
         name="gem",
@@ -220,6 +264,7 @@ register(
         output_shape=_gem_shape,
         check_input=_gem_check,
         module_name="GeMPool",
+        optional_inputs=("gem_p",),
         work=gem_work,
         doc=__doc__,
     )

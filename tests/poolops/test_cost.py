@@ -137,6 +137,7 @@ def _cases():
     for params in ({}, {"kernel": 3}, {"kernel": 3, "stride": 1}, {"kernel": (2, 5), "stride": (1, 3)}):
         for backward in (False, True):
             yield Case("gem", params, (2, 3, 11, 14), backward=backward)
+        yield Case("gem", params, (2, 3, 11, 14), inputs=("gem_p",))
     for x in ((2, 3, 16, 17), (1, 2, 3, 5), (3, 2, 1, 1), (1, 1, 50, 2)):
         for size in ((7, 7), (2, 5), (64, 48), (1, 1)):
             yield Case("adaptive_avg", {"output_size": size}, x)

@@ -140,6 +140,92 @@ def test_gem_params():
     assert PN.GeMPool().out_features(16) == 16  # global: a fixed-length head
 
 
+def naive_gem(x, powers, eps, kernel=None, stride=None):
+    """GeM by loops in float64: per window ``(mean max(x, eps)^p_c)^(1/p_c)`` and its
+    derivative with respect to ``p_c``, ``y (mean(c^p ln c) / (p m) - ln(m) / p^2)``."""
+    x = np.asarray(x, np.float64)
+    n, ch, h, w = x.shape
+    kh, kw = kernel or (h, w)
+    sh, sw = stride or (kh, kw)
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y, dy_dp = np.empty((n, ch, oh, ow)), np.empty((n, ch, oh, ow))
+    for b in range(n):
+        for c in range(ch):
+            pc = float(powers[c] if len(powers) > 1 else powers[0])
+            for i in range(oh):
+                for j in range(ow):
+                    cells = [max(v, eps) for v in x[b, c, i * sh : i * sh + kh, j * sw : j * sw + kw].ravel()]
+                    m = sum(v**pc for v in cells) / len(cells)
+                    y[b, c, i, j] = m ** (1 / pc)
+                    dm = sum(v**pc * np.log(v) for v in cells) / len(cells)
+                    dy_dp[b, c, i, j] = y[b, c, i, j] * (dm / (pc * m) - np.log(m) / pc**2)
+    return y, dy_dp
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("window", [{}, {"kernel": 3, "stride": 2}, {"kernel": (1, 4), "stride": (2, 1)}])
+def test_gem_learnable_p_matches_naive_reference_and_its_gradient(per_channel, window):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 7, 6))  # negatives: clamped to eps
+    powers = rng.uniform(0.5, 5.0, 3 if per_channel else 1)
+    eps = 1e-3
+    pair = lambda v: None if v is None else (v, v) if isinstance(v, int) else v  # noqa: E731
+    expected, dy_dp = naive_gem(x, powers, eps, pair(window.get("kernel")), pair(window.get("stride")))
+    xt = torch.tensor(x, requires_grad=True)
+    pt = torch.tensor(powers, requires_grad=True)
+    y = PF.gem(xt, pt, eps=eps, **window)
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-12)
+    y.backward(torch.ones_like(y))
+    want = dy_dp.sum(axis=(0, 2, 3)) if per_channel else dy_dp.sum(keepdims=True).reshape(1)
+    np.testing.assert_allclose(pt.grad.numpy(), want, rtol=1e-9)
+    assert torch.autograd.gradcheck(lambda a, q: PF.gem(a, q, eps=eps, **window), (xt, pt))
+    onnx_y = onnx_forward("gem", x, powers, eps=eps, **window)
+    assert_close(onnx_y, expected.astype(np.float32), what=f"gem gem_p {window}")
+
+
+def test_gem_learnable_p_equals_the_fixed_parameter_and_overrides_it():
+    x = np.abs(np.random.default_rng(2).standard_normal((2, 4, 9, 5))).astype(np.float32)
+    fixed = onnx_forward("gem", x, p=2.5)
+    assert_close(onnx_forward("gem", x, [2.5]), fixed)  # p = 3 (default) is overridden
+    assert_close(onnx_forward("gem", x, [2.5] * 4), fixed)
+    t = PF.gem(torch.from_numpy(x), torch.tensor([2.5]), p=6.0).numpy()
+    assert_close(t, fixed)
+    mixed = onnx_forward("gem", x, [1.0, 2.0, 3.0, 60.0])
+    assert_close(mixed[:, 0, 0, 0], x[:, 0].mean(axis=(1, 2)), what="p=1: the mean")
+    assert_close(mixed[:, 1:], np.concatenate([onnx_forward("gem", x[:, i : i + 1], p=q) for i, q in ((1, 2.0), (2, 3.0), (3, 60.0))], 1))
+
+
+def test_gem_p_input_checks():
+    x = torch.ones(1, 3, 4, 4)
+    for bad, match in (([1.0, 2.0], r"\[1\] or \[C\] = \[3\]"), ([0.0], "finite and > 0"),
+                       ([float("nan")], "finite"), ([2.0, -1.0, 3.0], "> 0")):
+        with pytest.raises(ParamError, match=match) as err:
+            PF.gem(x, torch.tensor(bad))
+        assert err.value.param == "gem_p"
+    with pytest.raises(ParamError, match="backward takes x alone"):
+        poolops.get_op("gem").bind(("x", "gem_p"), backward=True)
+    graph = op_model("gem", inputs=("x", "gem_p"))
+    assert [i.name for i in graph.graph.input] == ["x", "gem_p"]
+
+
+class LearnedGeM(torch.nn.Module):
+    """GeM with p learned (cirtorch / timm: ``nn.Parameter(torch.ones(1) * 3)``)."""
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.full((channels,), 3.0))
+
+    def forward(self, x):
+        return PF.gem(x, self.p)
+
+
+def test_learned_p_trains():
+    head = LearnedGeM(4)
+    x = torch.rand(2, 4, 6, 5) + 0.1
+    head(x).sum().backward()
+    assert head.p.grad is not None and torch.isfinite(head.p.grad).all() and (head.p.grad != 0).all()
+
+
 # ---------------------------------------------------------------- every face
 
 
@@ -152,6 +238,8 @@ EXPORT_HEADS = {
     "lp": lambda: torch.nn.Sequential(PN.LpPool(norm_type=3.0, kernel=2, ceil_mode=True), PN.GlobalAvgPool()),
     "gem": lambda: PN.GeMPool(),
     "gem-windowed": lambda: torch.nn.Sequential(PN.GeMPool(kernel=2), PN.GlobalMaxPool()),
+    "gem-learned-p": lambda: LearnedGeM(1),
+    "gem-learned-p-per-channel": lambda: LearnedGeM(4),
 }
 
 
