@@ -168,7 +168,47 @@ def adaptive_bin_max(op, x, output_size, bounds_h, bounds_w):
         cols = op.ReduceMax(op.Reshape(x, const_i64(op, [0, 0, 0, ow, -1])), const_i64(op, [4]), keepdims=0)
         return op.ReduceMax(op.Reshape(cols, const_i64(op, [0, 0, oh, -1, ow])), const_i64(op, [3]), keepdims=0)
 
-    return branch(op, uniform, runs, lambda op: bin_max(op, x, bounds_h, bounds_w))
+    return branch(op, uniform, runs, lambda op: bin_max_rows_looped(op, x, bounds_h, bounds_w))
+
+
+ROWS_PER_STEP = 8
+
+
+def bin_max_rows_looped(op, x, bounds_h, bounds_w):
+    """:func:`bin_max` with the row bins reduced in an ONNX ``Loop``: step ``k`` gathers
+    rows ``start + 8k ..`` of every bin (``[N, C, oh, <= 8, W]``, small enough to stay in
+    cache), reduces them and keeps the running max ``[N, C, oh, W]``, so that x is read
+    about once instead of copied whole into ``[N, C, oh, Kh, W]`` and read again.
+    ``ceil(Kh / 8)`` steps; the graph's size does not depend on them. Skips NaN."""
+    import onnx_ir as ir
+
+    starts, ends = bounds_h
+    u = ROWS_PER_STEP
+    first = unsqueeze(op, starts, [1])  # [oh, 1]
+    last = unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1])
+    longest = op.ReduceMax(op.Sub(ends, starts), keepdims=0)
+    steps = op.Div(op.Add(longest, const_scalar_i64(op, u - 1)), const_scalar_i64(op, u))
+
+    def body(sub, it, cond, acc):
+        begin = sub.Mul(it, const_scalar_i64(sub, u))
+        offsets = sub.Range(begin, sub.Min(sub.Add(begin, const_scalar_i64(sub, u)), longest), const_scalar_i64(sub, 1))
+        rows = sub.Min(sub.Add(first, unsqueeze(sub, offsets, [0])), last)  # [oh, u], inside each bin
+        part = sub.ReduceMax(sub.Gather(x, rows, axis=2), const_i64(sub, [3]), keepdims=0)  # [N, C, oh, W]
+        return [sub.Identity(cond), sub.Max(acc, part)]
+
+    body_graph = op.builder.subgraph(
+        body,
+        inputs=[ir.Value(name="it", type=ir.TensorType(ir.DataType.INT64), shape=ir.Shape([])),
+                ir.Value(name="cond", type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([])),
+                ir.Value(name="acc", type=ir.TensorType(ir.DataType.FLOAT))],
+        outputs=_branch_outs("step", 2),
+        name="rows_step",
+    )
+    _prefix_names(body_graph, f"rows{next(_BRANCHES)}_")
+    t = op.Loop(steps, op.Constant(value=ir.tensor(True)), op.Gather(x, starts, axis=2), body=body_graph)  # [N, C, oh, W]
+    # columns of the small t as rows of its transpose: a gather of oh values per index, not one
+    cols = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), _bin_index(op, *bounds_w), axis=2)  # [N, C, ow, Kw, oh]
+    return op.Transpose(op.ReduceMax(cols, const_i64(op, [3]), keepdims=0), perm=[0, 1, 3, 2])
 
 
 def bin_argmax(op, x, bounds_h, bounds_w):
@@ -445,6 +485,8 @@ _BRANCHES = itertools.count()
 
 
 def _prefix_names(graph, prefix: str) -> None:
+    for v in graph.inputs:
+        v.name = prefix + v.name
     for node in graph:
         if node.name:
             node.name = prefix + node.name
