@@ -109,6 +109,31 @@ def image_to_x(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+def to_op_rank(x: np.ndarray, spatial_dims: int) -> tuple[np.ndarray, str]:
+    """An image or matrix ``[1, C, H, W]`` as the input of an op with ``spatial_dims`` axes,
+    and how it was made: 1-D ops take each row of each channel as a signal
+    (``[1, C*H, W]``), 3-D ops take the channels as the depth (``[1, 1, C, H, W]``)."""
+    n, c, h, w = x.shape
+    if spatial_dims == 1:
+        return x.reshape(n, c * h, w), f"each of the {c * h} rows a signal: [N, C, L] = {[n, c * h, w]}"
+    if spatial_dims == 3:
+        return x.reshape(n, 1, c, h, w), f"the {c} channel(s) as the depth: [N, C, D, H, W] = {[n, 1, c, h, w]}"
+    return x, ""
+
+
+def from_op_rank(a: np.ndarray, spatial_dims: int, channels: int) -> np.ndarray:
+    """An op's 1-D or 3-D output or gradient back as ``[N, C', H', W']`` planes to draw:
+    the inverse of :func:`to_op_rank` (1-D: ``[N, C*H, L']`` -> ``[N, C, H, L']``; 3-D:
+    ``[N, 1, D', H', W']`` -> ``[N, D', H', W']``)."""
+    if spatial_dims == 1 and a.ndim == 3:
+        n, ch, length = a.shape
+        return a.reshape(n, channels, ch // channels, length) if ch % channels == 0 else a[:, None]
+    if spatial_dims == 3 and a.ndim == 5:
+        n, c, d, h, w = a.shape
+        return a.reshape(n, c * d, h, w)
+    return a
+
+
 @dataclass
 class Source:
     """An op input chosen in the UI and how it was made."""

@@ -27,12 +27,14 @@ from poolops_service.ui.common import (
     default_params,
     error_text,
     extra_inputs,
+    from_op_rank,
     make_source,
     op_choices,
     params_json,
     parse_matrix,
     parse_params,
     pixel_gallery,
+    to_op_rank,
 )
 
 MAX_PLANES = 8
@@ -129,8 +131,12 @@ async def run_playground(
         src = await asyncio.to_thread(
             make_source, source, image_path, matrix, color, engine.settings.max_image_pixels, int(max_side or 0)
         )
-        x = src.x
-        extra, notes = extra_inputs(spec, x, params)
+        x = src.x  # [1, C, H, W]: what is drawn; the op gets it in its own rank
+        sd = spec.spatial_dims
+        x_op, how = to_op_rank(x, sd)
+        extra, notes = extra_inputs(spec, x_op, params)
+        if how:
+            notes.insert(0, f"A {sd}-D op: {how}; drawn back as planes.")
         want_indices = "indices" in spec.outputs
         do_backward = bool(backward) and spec.onnx_backward is not None and not extra
         if backward and spec.onnx_backward is None:
@@ -141,19 +147,20 @@ async def run_playground(
         grad_y = parse_matrix(grad_text) if do_backward and (grad_text or "").strip() else None
         t0 = time.perf_counter()
         res = await engine.run_op(
-            name, params=params, x=x, extra=extra or None, indices=want_indices, backward=do_backward,
-            grad_output=grad_y,
+            name, params=params, x=x_op, extra=extra or None, indices=want_indices, backward=do_backward,
+            grad_output=None if grad_y is None else to_op_rank(grad_y, sd)[0],
         )
+        outputs = {k: from_op_rank(v, sd, x.shape[1]) for k, v in res.outputs.items()}
         wall = (time.perf_counter() - t0) * 1e3
         p = spec.parse(params)
     except Exception as e:  # noqa: BLE001 - shown to the user, never a traceback
         return PlaygroundResult(False, f"**Error:** {error_text(e)}")
 
-    y = res.outputs["y"]
+    y = outputs["y"]
     gallery = await asyncio.to_thread(_gallery, y)
     lines = [
         f"**{name}** on {src.note}",
-        f"- y: {list(y.shape)}"
+        f"- y: {list(res.outputs['y'].shape)}"
         + (f", indices: {list(res.outputs['indices'].shape)}" if "indices" in res.outputs else ""),
         f"- provider: {res.provider}",
         "- time: " + ", ".join(f"{k} {v:.2f} ms" for k, v in res.ms.items()) + f" (total {wall:.1f} ms)",
@@ -163,8 +170,8 @@ async def run_playground(
         lines.append(f"- showing the first {MAX_PLANES} of {y.shape[0] * y.shape[1]} planes")
     grad_gallery, backward_image = [], None
     small = x.shape[2] <= SMALL and x.shape[3] <= SMALL
-    if "grad_input" in res.outputs:
-        g = res.outputs["grad_input"]
+    if "grad_input" in outputs:
+        g = outputs["grad_input"]
         grad_gallery = await asyncio.to_thread(_grad_gallery, g)
         scale = "blue negative, white 0, red positive" if (g < 0).any() else "black 0, brighter = more gradient"
         what = "sum(y * dL/dy)" if grad_y is not None else "sum(y)"
@@ -175,15 +182,15 @@ async def run_playground(
     numbers = ""
     if small:
         parts = [_numbers("x", x, "h", "w"), _numbers("y", y)]
-        if "indices" in res.outputs:
-            parts.append(_numbers("indices", res.outputs["indices"]))
+        if "indices" in outputs:
+            parts.append(_numbers("indices", outputs["indices"]))
         if grad_y is not None:
             parts.append(_numbers("dL/dy", grad_y))
-        if "grad_input" in res.outputs:
-            parts.append(_numbers("grad_input", res.outputs["grad_input"], "h", "w"))
+        if "grad_input" in outputs:
+            parts.append(_numbers("grad_input", outputs["grad_input"], "h", "w"))
         numbers = "\n\n".join(q for q in parts if q)
     state = {"name": name, "params": res.params, "x": x, "y": y, "small": small,
-             "backward": spec.onnx_backward is not None and not extra and y.ndim == 4}
+             "backward": spec.onnx_backward is not None and not extra and y.ndim == 4 and sd == 2}
     stochastic = ""
     if name == "stochastic" and y.ndim == 4 and small:
         stochastic = await _stochastic(engine, x, y, p, params)
@@ -191,7 +198,7 @@ async def run_playground(
                               stochastic=stochastic, state=state, backward_image=backward_image)
     if y.ndim == 4 and small:
         result.y_table = y_table(y)
-    if y.ndim == 4:
+    if y.ndim == 4 and sd == 2:  # windows are drawn for 2-D ops
         result.windows_image, result.windows_note = await cell_view(engine, state, 0, 0)
     return result
 
