@@ -58,3 +58,17 @@ def test_settings_table_matches_settings():
         assert what == (field.description or ""), name
         if field.default_factory is None and field.default not in ("", None):
             assert default == f"`{field.default}`", name
+
+
+def test_grpc_example(tmp_path):
+    """The tritonclient.grpc snippet, against a server with its gRPC port on."""
+    from live_server import copy_zoo, free_port, run_server, server_settings
+
+    port = free_port()
+    code = _block("python", "tritonclient.grpc").replace("localhost:8001", f"127.0.0.1:{port}")
+    with run_server(server_settings(copy_zoo(tmp_path, ["digits-gap"]), grpc_port=port)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first, count = out.stdout.splitlines()[:2]
+    assert re.fullmatch(r"\[\[b'[-0-9.]+:\d:\d' b'[-0-9.]+:\d:\d' b'[-0-9.]+:\d:\d'\]\]", first), first
+    assert count == "count: 1"
