@@ -14,7 +14,17 @@ from poolops.examples import COMPARE_EXAMPLES, SOURCES, compare_example, matrix_
 from poolops.registry import get_op, list_ops
 from poolops_service.engine import Engine
 from poolops_service.ui import render, uploads
-from poolops_service.ui.common import DEFAULT_MATRIX, error_text, extra_inputs, make_source, op_choices, parse_params, pixel_gallery
+from poolops_service.ui.common import (
+    DEFAULT_MATRIX,
+    error_text,
+    extra_inputs,
+    from_op_rank,
+    make_source,
+    op_choices,
+    parse_params,
+    pixel_gallery,
+    to_op_rank,
+)
 
 DEFAULT_OPS = ("max", "avg", "stochastic", "lp", "mixed", "adaptive_max")
 PLANES_PER_OP = 3
@@ -76,11 +86,14 @@ async def run_compare(
     for name in names:
         try:
             spec = get_op(name)
-            extra, notes = extra_inputs(spec, src.x, per_op.get(name, {}))
+            x, how = to_op_rank(src.x, spec.spatial_dims)
+            extra, notes = extra_inputs(spec, x, per_op.get(name, {}))
+            if how:
+                notes.insert(0, f"{spec.spatial_dims}-D: {how}")
             res = await engine.run_op(
                 name,
                 params=per_op.get(name, {}),
-                x=src.x,
+                x=x,
                 extra=extra or None,
                 indices=False,
                 backward=False,
@@ -92,7 +105,7 @@ async def run_compare(
             continue
         y = res.outputs["y"]
         shape = list(y.shape)
-        gallery += await asyncio.to_thread(_planes, name, y)
+        gallery += await asyncio.to_thread(_planes, name, from_op_rank(y, spec.spatial_dims, src.x.shape[1]))
         rows.append(
             [
                 name,

@@ -297,6 +297,9 @@ def test_compare_every_op_side_by_side(engine, gray_png):
     assert by_op["spp"][2] == "[1, 21]"
     assert by_op["global_avg"][2] == "[1, 1, 1, 1]"
     assert any(cap.startswith("max [1, 1, 13, 10]") for _, cap in r.gallery)
+    # 1-D ops pool each row as a signal; gray 3-D ops see a depth of 1 (global ones run)
+    assert by_op["max1d"][2] == "[1, 40, 15]" and by_op["global_max3d"][2] == "[1, 1, 1, 1, 1]"
+    assert "axis D" in by_op["max3d"][-1]
 
 
 def test_compare_one_failing_op_is_its_row(engine):
