@@ -78,6 +78,62 @@ def policy_top1(sess, labels, images: dict, known: dict) -> tuple[list[dict], li
     return rows, metrics
 
 
+#: Shorter sides (no crop) measured to choose the size policy (``extra.size_policy_scan``).
+SCAN = (160, 192, 224, 256, 288, 320, 384)
+#: The reference evaluation's own scale: shorter side 256, then the centre 224 x 224 window.
+REFERENCE_SCALE = 256
+
+
+def _probs(sess, x):
+    import numpy as np
+
+    logits = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0][0]
+    p = np.exp(logits - logits.max())
+    return p / p.sum()
+
+
+def policy_scan(sess, images: dict, scan=SCAN) -> list[dict]:
+    """Per shorter side of ``scan`` (the whole image, aspect kept, no crop: models/size_policy.apply):
+    each photo's top-1, how many equal the 224 x 224 reference crop's, and the rank and probability
+    of the reference's class there."""
+    import numpy as np
+
+    from poolops_models import size_policy
+    from poolops_models.backbones.effnet_lite0 import preprocess
+
+    ref = {n: int(_probs(sess, preprocess(img, 224).numpy()).argmax()) for n, img in images.items()}
+    rows = []
+    for side in scan:
+        photos = {}
+        for n, img in images.items():
+            px = size_policy.apply(np.asarray(img, np.float32) / 255.0, {"shorter_side": [side, side]}, LIMITS)
+            p = _probs(sess, (px.transpose(2, 0, 1)[None] - 0.5) / 0.5)
+            photos[n] = {"top1": int(p.argmax()), "reference": ref[n], "reference_rank": int((p > p[ref[n]]).sum()) + 1,
+                         "reference_probability": round(float(p[ref[n]]), 4)}
+        rows.append({"shorter_side": side, "same_top1": sum(v["top1"] == v["reference"] for v in photos.values()),
+                     "photos": photos})
+    return rows
+
+
+def crop_effect(sess, images: dict, labels) -> list[dict]:
+    """At the reference's own scale (shorter side 256): top-1 of the whole image and of its centre
+    224 x 224 window (the reference crop), so a difference is the crop's content, not the scale."""
+    import numpy as np
+
+    from poolops_models import size_policy
+
+    out = []
+    for n, img in images.items():
+        px = size_policy.apply(np.asarray(img, np.float32) / 255.0, {"shorter_side": [REFERENCE_SCALE] * 2}, LIMITS)
+        h, w = px.shape[:2]
+        top, left = (h - 224) // 2, (w - 224) // 2
+        whole = int(_probs(sess, (px.transpose(2, 0, 1)[None] - 0.5) / 0.5).argmax())
+        window = int(_probs(sess, (px[top:top + 224, left:left + 224].transpose(2, 0, 1)[None] - 0.5) / 0.5).argmax())
+        out.append({"image": n, "input_hw": [h, w], "whole": f"{whole} {labels[whole]}",
+                    "centre_224_window": f"{window} {labels[window]}"})
+    return out
+
+
 def build_effnet(root: Path):
     import numpy as np
     import onnxruntime as ort
@@ -114,6 +170,8 @@ def build_effnet(root: Path):
     known = {"chelsea": CAT_CLASSES, "coffee": COFFEE_CLASSES, "rocket": ROCKET_CLASSES}
     policy_rows, policy_metrics = policy_top1(sess, labels, sample_images(), known)
     top1 = {f"{s['image']}@{s['size']}": s["top"][0] for s in samples}
+    scan = policy_scan(sess, sample_images())
+    crops = crop_effect(sess, sample_images(), labels)
     card = {
         "name": NAME,
         "task": "image classification (ImageNet-1k)",
@@ -137,6 +195,20 @@ def build_effnet(root: Path):
             "samples": samples,
             "top1": top1,
             "size_policy_top1": policy_rows,
+            "size_policy_scan": scan,
+            "crop_effect_at_reference_scale": crops,
+            "size_policy_choice": (
+                "No shorter side without a crop gives the 224 x 224 reference crop's top-1 on all 5 photos: "
+                "every one of " + ", ".join(str(r["shorter_side"]) for r in scan) + " matches "
+                + ", ".join(str(r["same_top1"]) for r in scan) + " (size_policy_scan). The photos that differ "
+                "do so because of the crop's content, not the scale (crop_effect_at_reference_scale: at the "
+                "reference's own scale, shorter side 256, the centre 224 window gives the reference's top-1, "
+                "the whole image another). Among the shorter sides with the most matches ("
+                + ", ".join(str(r["shorter_side"]) for r in scan if r["same_top1"] == max(q["same_top1"] for q in scan))
+                + ") the policy keeps 224, the weights' training size; there the reference's class ranks "
+                + ", ".join(f"{n} {v['reference_rank']}" for r in scan if r["shorter_side"] == 224
+                            for n, v in r["photos"].items() if v["top1"] != v["reference"]) + "."
+            ),
             "onnx_vs_torch_max_rel_error": worst,
             "seconds": round(time.time() - t0, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

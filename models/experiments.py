@@ -87,8 +87,7 @@ def _onnx_accuracy(path: Path, batches) -> float:
 def _digits_train_eval():
     from poolops_models.data import digits
 
-    train_ids, _ = digits.split(seed=0)
-    return digits.eval_set(train_ids, digits.SEEN_SIZES, n_sizes=2, seed=1)
+    return digits.eval_set(digits.splits()["train"], digits.SEEN_SIZES, n_sizes=2, seed=1)
 
 
 def run(progress: bool = True, resize: bool = True) -> str:
@@ -175,8 +174,8 @@ def run(progress: bool = True, resize: bool = True) -> str:
 BUCKETS = ((16, 31), (32, 63), (64, 127), (128, 255), (256, 512))
 MAX_SIDE = 512  # every canvas side in 16..512
 MAX_ASPECT = 4.0  # aspect 1:4 .. 4:1
-BUCKET_N_SIZES = 48  # canvas sizes per bucket (one batch each)
-BUCKET_N_PER_SIZE = 5  # images per canvas size: 240 per bucket per task
+BUCKET_N_SIZES = 100  # canvas sizes per bucket (one batch each)
+BUCKET_N_PER_SIZE = 10  # images per canvas size: 1000 per bucket per task
 BUCKET_SEED = 1000  # bucket i uses seed BUCKET_SEED + i (sizes and placements)
 DIGIT_SCALE = (0.2, 1.0)  # the digit's height, a fraction of the shorter side
 LAYOUT_SIDE = (0.1, 0.5)  # each shape's side (clipped so that both fit side by side): the pair spans ~0.2..1.0
@@ -192,41 +191,117 @@ BUCKETS_HEADING = "## Accuracy by image size"
 PLOT = Path("docs") / "accuracy_by_size.png"
 
 
+class BucketSet:
+    """A size bucket's batches, rendered again on every pass (a 256-512 px bucket of 1000 images
+    would take about 1 GB held at once); iterate it as often as needed."""
+
+    def __init__(self, make):
+        self._make = make
+
+    def __iter__(self):
+        return iter(self._make())
+
+
+#: Which data each part of the evaluation draws on (issue 11: choices on validation only).
+#: Digits: the samples of ``digits.splits()``; layout: the generator's evaluation stream at these
+#: seeds (its training stream is apart for every seed).
+PARTS = ("test", "validation")
+
+
 def bucket_set(task: str, bucket: tuple[int, int], seed: int = BUCKET_SEED,
-               n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE, held_out: bool = True):
-    """Held-out batches of one size bucket: ``n_sizes`` canvases (:func:`digits.bucket_sizes`:
-    shorter side in ``bucket``, aspect up to 4:1, sides up to 512) with ``n_per_size`` images each,
-    one batch per canvas. Digits: held-out digit samples (``digits.split(seed=0)``'s test ids),
-    the digit 0.2..1.0 of the shorter side, any position; layout: the generator's shapes, each
-    0.1..0.5 of the shorter side, any position. ``held_out=False``: the training digit samples
-    instead (validation, for choosing a policy)."""
+               n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE, part: str = "test") -> BucketSet:
+    """The batches of one size bucket: ``n_sizes`` canvases (:func:`digits.bucket_sizes`: shorter
+    side in ``bucket``, aspect up to 4:1, sides up to 512) with ``n_per_size`` images each, one
+    batch per canvas. Digits: the ``part`` samples of ``digits.splits()`` (``test``: held out,
+    never used for a choice; ``validation``: for choosing), the digit 0.2..1.0 of the shorter
+    side, any position; layout: the generator's shapes, each 0.1..0.5 of the shorter side, any
+    position (its ``part`` is the seed: :data:`BUCKET_SEED` + i test, :data:`SELECTION_SEED` + i
+    validation)."""
     from poolops_models.data import digits, layout
 
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     sizes = digits.bucket_sizes(bucket, n_sizes, seed=seed, max_aspect=MAX_ASPECT, max_side=MAX_SIDE)
     if task == "digits":
-        train_ids, test_ids = digits.split(seed=0)
-        return digits.eval_set(test_ids if held_out else train_ids, sizes=sizes, n_per_size=n_per_size, seed=seed, scale_range=DIGIT_SCALE)
+        ids = digits.splits()[part]
+        return BucketSet(lambda: digits.eval_batches(ids, sizes=sizes, n_per_size=n_per_size, seed=seed,
+                                                     scale_range=DIGIT_SCALE))
     if task == "layout":
-        return layout.eval_set(sizes=sizes, n_per_size=n_per_size, seed=seed, side_range=LAYOUT_SIDE)
+        return BucketSet(lambda: layout.eval_batches(sizes=sizes, n_per_size=n_per_size, seed=seed,
+                                                     side_range=LAYOUT_SIDE))
     raise ValueError(f"unknown task {task!r}: digits or layout")
+
+
+def policy_accuracies(predict, batches, policies, card_limits=None) -> list[float]:
+    """Accuracy of ``predict(x [N, C, H, W]) -> labels [N]`` on ``batches`` under each of
+    ``policies`` (None: the images as they are), resized through ``models/size_policy.apply``
+    within ``card_limits``; one pass, each batch rendered once."""
+    correct, total = [0] * len(policies), 0
+    for x, y in batches:
+        total += len(y)
+        for k, p in enumerate(policies):
+            (xp, _), = policy_batches([(x, y)], p, card_limits)
+            correct[k] += int((np.asarray(predict(xp)) == np.asarray(y)).sum())
+    return [c / max(total, 1) for c in correct]
+
+
+def onnx_predictor(path: Path):
+    """``predict(x [N, C, H, W]) -> labels [N]`` of an ONNX model in ONNX Runtime (a dense batch)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with_valid = "valid" in [i.name for i in sess.get_inputs()]
+
+    def predict(x):
+        feeds = {"x": x}
+        if with_valid:  # a dense batch: every image is valid everywhere
+            feeds["valid"] = np.array([x.shape[2:]] * len(x), np.int64)
+        return sess.run(["logits"], feeds)[0].argmax(1)
+
+    return predict
+
+
+def torch_predictor(model):
+    """``predict(x [N, C, H, W]) -> labels [N]`` of a torch classifier in eval mode."""
+    import torch
+
+    def predict(x):
+        model.eval()
+        with torch.inference_mode():
+            return model(torch.as_tensor(x)).argmax(1).numpy()
+
+    return predict
 
 
 def policy_accuracy(entry, batches, policy) -> float:
     """Accuracy of a registry model (ONNX Runtime) on ``batches``, each image resized by ``policy``
     (None: as they are) within the card's size limits, through ``models/size_policy.apply``."""
-    return _onnx_accuracy(entry.onnx_path, policy_batches(batches, policy, entry.card))
+    return policy_accuracies(onnx_predictor(entry.onnx_path), batches, [policy], entry.card)[0]
+
+
+def choose(tried):
+    """The best of ``[(policy, [accuracy per bucket])]``: the best worst bucket, then the best mean;
+    the first of equals."""
+    return max(tried, key=lambda t: (min(t[1]), float(np.mean(t[1]))))
+
+
+def validation_buckets(task: str, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES,
+                       n_per_size: int = BUCKET_N_PER_SIZE) -> list[BucketSet]:
+    """The validation buckets of a task (seeds :data:`SELECTION_SEED` + i; digits: the validation samples)."""
+    return [bucket_set(task, b, SELECTION_SEED + i, n_sizes, n_per_size, part="validation") for i, b in enumerate(buckets)]
 
 
 def select_policy(task: str, reg, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES,
                   n_per_size: int = BUCKET_N_PER_SIZE):
     """The policy of :data:`SELECTION_POLICIES` with the best worst-bucket accuracy of the task's
-    SPP model on validation buckets (seeds :data:`SELECTION_SEED` + i; digits: training samples),
-    and ``[(policy, [accuracy per bucket])]`` of every one tried."""
+    SPP model on validation buckets (:func:`validation_buckets`), and ``[(policy, [accuracy per
+    bucket])]`` of every one tried."""
     entry = reg[BUCKET_MODELS[task][0]]
-    sets = [bucket_set(task, b, SELECTION_SEED + i, n_sizes, n_per_size, held_out=False) for i, b in enumerate(buckets)]
-    tried = [(p, [policy_accuracy(entry, s, p) for s in sets]) for p in SELECTION_POLICIES]
-    best = max(tried, key=lambda t: (min(t[1]), float(np.mean(t[1]))))  # first of equals wins
-    return best[0], tried
+    predict = onnx_predictor(entry.onnx_path)
+    per_bucket = [policy_accuracies(predict, s, SELECTION_POLICIES, entry.card)
+                  for s in validation_buckets(task, buckets, n_sizes, n_per_size)]
+    tried = [(p, [acc[k] for acc in per_bucket]) for k, p in enumerate(SELECTION_POLICIES)]
+    return choose(tried)[0], tried
 
 
 def _policies(card_policy, selected=None):
@@ -263,10 +338,11 @@ def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
         selection[task] = select_policy(task, reg, buckets, n_sizes, n_per_size)
         sets = [bucket_set(task, b, seed + i, n_sizes, n_per_size) for i, b in enumerate(buckets)]
         for name in names:
-            for label, policy in _policies(reg[name].card.size_policy, selection[task][0]):
-                if resize == "none" and policy is not None:
-                    continue
-                out.append((task, name, label, [policy_accuracy(reg[name], s, policy) for s in sets]))
+            rows = [(label, policy) for label, policy in _policies(reg[name].card.size_policy, selection[task][0])
+                    if resize != "none" or policy is None]
+            predict = onnx_predictor(reg[name].onnx_path)
+            per_bucket = [policy_accuracies(predict, s, [p for _, p in rows], reg[name].card) for s in sets]
+            out += [(task, name, label, [acc[k] for acc in per_bucket]) for k, (label, _) in enumerate(rows)]
     return out, selection
 
 
@@ -285,7 +361,7 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
         f"aspect 1:{MAX_ASPECT:g} to {MAX_ASPECT:g}:1 (log-uniform, capped so the longer side is at most "
         f"{MAX_SIDE}), landscape or portrait; {n_sizes} canvas sizes x {n_per_size} images = "
         f"{n_sizes * n_per_size} images per bucket per task (seed {BUCKET_SEED} + bucket index). "
-        f"Digits: held-out digit samples (never the training samples), the digit {DIGIT_SCALE[0]}..{DIGIT_SCALE[1]} "
+        f"Digits: the *test* digit samples of `digits.splits()` (never trained on, never used for a choice), the digit {DIGIT_SCALE[0]}..{DIGIT_SCALE[1]} "
         f"of the shorter side, any position; layout: two shapes, each {LAYOUT_SIDE[0]}..{LAYOUT_SIDE[1]} of the "
         "shorter side (clipped so both fit side by side: the pair spans about 0.2..1.0), any position. "
         "Size policy: `none` feeds the canvas as it is (the API's `resize=none`); `shorter side into "
@@ -295,8 +371,11 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
         "has no fixed-resize model in the registry. `selected on validation`: per task, the policy of "
         + ", ".join(f"[{p['shorter_side'][0]}, {p['shorter_side'][1]}]" for p in SELECTION_POLICIES)
         + " with the best worst-bucket accuracy of the task's SPP model on validation buckets (same "
-        f"generator, seeds {SELECTION_SEED} + bucket index; digits: the *training* digit samples), never "
-        "on the test buckets below.",
+        f"generator and sizes, seeds {SELECTION_SEED} + bucket index; digits: the *validation* digit samples, "
+        "which no model trains on), never on the test buckets below. Each card's own policy was chosen the "
+        "same way by its build (`poolops export`), on its own model. With "
+        f"{n_sizes * n_per_size} images a bucket, an accuracy's 95% interval (Wilson) is about "
+        f"{_ci_text(0.97, n_sizes * n_per_size)} at 0.97 and {_ci_text(0.99, n_sizes * n_per_size)} at 0.99.",
         "",
         "| task | model | size policy | " + " | ".join(cols) + " | worst | best - worst |",
         "|---|---|---|" + "---:|" * (len(cols) + 2),
@@ -304,6 +383,7 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
     for task, name, label, accs in results:
         lines.append(f"| {task} | {name} | {label} | " + " | ".join(f"{a:.3f}" for a in accs)
                      + f" | {min(accs):.3f} | {max(accs) - min(accs):.3f} |")
+    lines += ["", *targets_markdown(results, n_sizes * n_per_size, cols)]
     lines += ["", "Policy selection (validation buckets, the task's SPP model, accuracy per bucket):", "",
               "| task | model | size policy | " + " | ".join(cols) + " | worst |",
               "|---|---|---|" + "---:|" * (len(cols) + 1)]
@@ -316,6 +396,55 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
                          + " | ".join(f"{a:.3f}" for a in accs) + f" | {min(accs):.3f} |")
     lines += ["", f"![accuracy by image size]({Path(plot).name})", ""]
     return "\n".join(lines)
+
+
+def wilson(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a binomial proportion ``acc`` of ``n``."""
+    if n <= 0:
+        return 0.0, 1.0
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _ci_text(acc: float, n: int) -> str:
+    lo, hi = wilson(acc, n)
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+#: Issue 11's targets for the SPP models under their card's policy, on the test buckets.
+TARGET_WORST, TARGET_SPREAD = 0.97, 0.02
+
+
+def targets_markdown(results, n: int, cols) -> list[str]:
+    """Lines of the targets table: each task's SPP model under its card's policy against
+    :data:`TARGET_WORST`, :data:`TARGET_SPREAD` and the GAP and fixed-resize models under theirs."""
+    card = {(t, m): a for t, m, label, a in results if "(card" in label}
+    lines = [f"Issue 11's targets on these test buckets ({n} images each; each model under its card's policy; "
+             "a difference is SPP minus the baseline, per bucket):", "",
+             "| task | model | worst bucket [95% interval] | best - worst | SPP - GAP, worst bucket | "
+             "SPP - fixed, worst bucket | at least 0.97 everywhere | spread within 0.02 | >= GAP and fixed everywhere |",
+             "|---|---|---|---:|---:|---:|---|---|---|"]
+    for task, names in BUCKET_MODELS.items():
+        spp = card.get((task, names[0]))
+        if spp is None:
+            continue
+        k = int(np.argmin(spp))
+        diffs = {}
+        for base in names[1:]:
+            other = card.get((task, base))
+            if other is not None:
+                d = [a - b for a, b in zip(spp, other)]
+                j = int(np.argmin(d))
+                diffs[base.split("-")[-1]] = (d[j], cols[j])
+        fmt = {h: f"{v[0]:+.3f} ({v[1]})" if v else "-" for h, v in
+               (("gap", diffs.get("gap")), ("fixed", diffs.get("fixed")))}
+        beats = all(v[0] >= 0 for v in diffs.values())
+        lines.append(
+            f"| {task} | {names[0]} | {spp[k]:.3f} ({cols[k]}) {_ci_text(spp[k], n)} | {max(spp) - min(spp):.3f} | "
+            f"{fmt['gap']} | {fmt['fixed']} | {'yes' if min(spp) >= TARGET_WORST else 'no'} | "
+            f"{'yes' if max(spp) - min(spp) <= TARGET_SPREAD + 1e-9 else 'no'} | {'yes' if beats else 'no'} |")
+    return lines
 
 
 def plot_buckets(results, path: str | Path = PLOT, buckets=BUCKETS) -> Path:

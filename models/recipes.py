@@ -100,7 +100,8 @@ def _data(dataset: str, recipe: Recipe):
     size = recipe.fixed_size
     kw = OBJECT_SCALE[dataset] if recipe.multisize else {}
     if dataset == "digits":
-        train_ids, test_ids = ds.split(seed=0)
+        parts = ds.splits(seed=0)  # models train on "train" only (validation: choices; test: reports)
+        train_ids, test_ids = parts["train"], parts["test"]
         if recipe.multisize and size is None:
             def draw(rng, n, hw):
                 return ds.render(rng.choice(train_ids, n), hw, rng, **kw)
@@ -132,20 +133,43 @@ def _data(dataset: str, recipe: Recipe):
 MIN_SIZE, MAX_SIZE = (16, 16), (512, 512)
 
 
+_VALIDATION_INPUTS: dict = {}
+
+
+def _validation_inputs(dataset: str, policies, limits):
+    """Per validation bucket ``[(x under each policy, y)]``, computed once per process (rendering
+    the 256-512 px buckets and resizing them is most of a policy selection's time)."""
+    from poolops_models.experiments import policy_batches, validation_buckets
+
+    key = (dataset, json.dumps(list(policies), sort_keys=True), json.dumps(limits))
+    if key not in _VALIDATION_INPUTS:
+        _VALIDATION_INPUTS[key] = [
+            [([next(policy_batches([(x, y)], p, limits))[0] for p in policies], y) for x, y in s]
+            for s in validation_buckets(dataset)
+        ]
+    return _VALIDATION_INPUTS[key]
+
+
 def select_policy(model, dataset: str, policies, limits=(MIN_SIZE, MAX_SIZE)):
     """``(best policy, {policy: [accuracy per size bucket]})``: each policy of ``policies`` on the
-    *validation* size buckets (``experiments.bucket_set(..., held_out=False)``: digits from the
-    training samples, seeds apart from the test buckets'), the best worst bucket wins (then the
-    best mean; the first of equals). The test buckets are never used here."""
-    from poolops_models import size_policy
-    from poolops_models.experiments import BUCKETS, SELECTION_SEED, bucket_set, policy_batches
-    from poolops_models.train import accuracy
+    *validation* size buckets (``experiments.validation_buckets``: digits from the validation
+    samples, which no model trains on; layout: seeds apart from the test buckets'), the best worst
+    bucket wins (then the best mean; the first of equals). The test buckets are never used here."""
+    import numpy as np
 
-    sets = [bucket_set(dataset, b, SELECTION_SEED + i, held_out=False) for i, b in enumerate(BUCKETS)]
-    tried = {size_policy.describe(p): (p, [accuracy(model, policy_batches(s, p, limits)) for s in sets])
-             for p in policies}
-    best = max(tried.values(), key=lambda t: (min(t[1]), sum(t[1]) / len(t[1])))
-    return best[0], {k: [round(a, 4) for a in v[1]] for k, v in tried.items()}
+    from poolops_models import size_policy
+    from poolops_models.experiments import choose, torch_predictor
+
+    predict = torch_predictor(model)
+    per_bucket = []
+    for batches in _validation_inputs(dataset, policies, limits):
+        correct = np.zeros(len(policies))
+        for xs, y in batches:
+            correct += [int((predict(x) == y).sum()) for x in xs]
+        per_bucket.append(correct / sum(len(y) for _, y in batches))
+    tried = [(p, [float(a[k]) for a in per_bucket]) for k, p in enumerate(policies)]
+    best = choose(tried)
+    return best[0], {size_policy.describe(p): [round(a, 4) for a in accs] for p, accs in tried}
 
 
 def train_recipe(recipe: Recipe, progress: bool = True):
@@ -180,12 +204,15 @@ def train_recipe(recipe: Recipe, progress: bool = True):
     if selection:
         from poolops_models import size_policy
 
+        from poolops_models.experiments import BUCKET_N_PER_SIZE, BUCKET_N_SIZES
+
         accs = selection["validation"][size_policy.describe(policy)]
+        n_val = BUCKET_N_SIZES * BUCKET_N_PER_SIZE
         metrics += [
             {"name": f"accuracy_validation_shorter_side_{lo}-{hi}", "value": a,
              "data": f"validation size bucket (`poolops experiments`' generator, seeds apart from the test "
-                     f"buckets; digits: training samples): 240 canvases with the shorter side {lo}..{hi} px, "
-                     f"aspect up to 4:1{note}"}
+                     f"buckets; digits: the validation samples, never trained on): {n_val} canvases with the "
+                     f"shorter side {lo}..{hi} px, aspect up to 4:1{note}"}
             for (lo, hi), a in zip(BUCKETS, accs)
         ]
     return model, ds, metrics, hist, selection

@@ -155,6 +155,35 @@ def split(seed: int = 0, test_fraction: float = 0.25) -> tuple[np.ndarray, np.nd
     return train_ids, test_ids
 
 
+#: The three-way split of the digit samples (issue 11): the test samples are :func:`split`'s
+#: (25% of each class); the validation samples, 15% of each class, come out of the rest. Models
+#: train on ``train`` only; every choice (size policy, epochs, recipe) is made on buckets drawn
+#: from ``validation``; the test buckets of ``poolops experiments`` use ``test`` only.
+VALIDATION_FRACTION = 0.15
+
+
+def splits(seed: int = 0, validation_fraction: float = VALIDATION_FRACTION,
+           test_fraction: float = 0.25) -> dict[str, np.ndarray]:
+    """Stratified, deterministic ``{"train", "validation", "test"}`` split of the sample indices
+    (sorted int64 arrays, pairwise disjoint, together all 1797).
+
+    ``test`` is exactly :func:`split`'s test ids; each class then gives
+    ``round(n_class * validation_fraction)`` of its remaining samples to ``validation``.
+    """
+    if not (0.0 < validation_fraction and validation_fraction + test_fraction < 1.0):
+        raise ValueError(f"validation_fraction must be > 0 and leave training samples, got {validation_fraction}")
+    rest, test = split(seed, test_fraction)
+    y = labels()
+    rng = np.random.default_rng([0x76616C69, int(seed)])
+    val = []
+    for c in range(len(LABELS)):
+        idx = rest[y[rest] == c]
+        k = int(round(int((y == c).sum()) * validation_fraction))
+        val.append(rng.permutation(idx)[:k])
+    val_ids = np.sort(np.concatenate(val)).astype(np.int64)
+    return {"train": np.setdiff1d(rest, val_ids), "validation": val_ids, "test": test}
+
+
 def render(
     ids: Sequence[int] | np.ndarray,
     size: tuple[int, int],
@@ -255,9 +284,22 @@ def eval_set(
     ``n_per_size`` samples of ``ids`` (``None``: every id once), cut into batches of at most
     ``batch_size``. E.g. ``eval_set(test_ids, SEEN_SIZES)`` and ``eval_set(test_ids, UNSEEN_SIZES)``.
     """
+    return list(eval_batches(ids, size_range, n_sizes, n_per_size, batch_size, seed, sizes, **render_kwargs))
+
+
+def eval_batches(
+    ids: Sequence[int] | np.ndarray,
+    size_range: SizeRange = SEEN_SIZES,
+    n_sizes: int = 4,
+    n_per_size: int | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    **render_kwargs,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`eval_set`'s batches one at a time (the same ones), for sets too large to hold."""
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     rng = _stream(_EVAL_TAG, seed)
-    out = []
     for size in (_eval_sizes(rng, size_range, n_sizes) if sizes is None else [tuple(z) for z in sizes]):
         if n_per_size is None:
             chosen = ids
@@ -266,5 +308,4 @@ def eval_set(
         else:
             chosen = rng.choice(ids, size=n_per_size, replace=True)
         for s in range(0, len(chosen), batch_size):
-            out.append(render(chosen[s:s + batch_size], size, rng, **render_kwargs))
-    return out
+            yield render(chosen[s:s + batch_size], size, rng, **render_kwargs)

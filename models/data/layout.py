@@ -167,9 +167,20 @@ def eval_set(
     ``sizes`` given (e.g. ``digits.bucket_sizes``; then ``size_range`` and ``n_sizes`` are unused),
     ``n_per_size`` samples at each (labels balanced per batch), cut into batches of at most ``batch_size``.
     """
+    return list(eval_batches(size_range, n_sizes, n_per_size, batch_size, seed, sizes, **render_kwargs))
+
+
+def eval_batches(
+    size_range: SizeRange = SEEN_SIZES,
+    n_sizes: int = 4,
+    n_per_size: int = 512,
+    batch_size: int = 128,
+    seed: int = 0,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    **render_kwargs,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`eval_set`'s batches one at a time (the same ones), for sets too large to hold."""
     rng = _stream(_EVAL_TAG, seed)
-    out = []
     for size in (_eval_sizes(rng, size_range, n_sizes) if sizes is None else [tuple(z) for z in sizes]):
         for s in range(0, n_per_size, batch_size):
-            out.append(render(min(batch_size, n_per_size - s), size, rng, **render_kwargs))
-    return out
+            yield render(min(batch_size, n_per_size - s), size, rng, **render_kwargs)

@@ -73,6 +73,28 @@ def test_split_disjoint_stratified_deterministic():
     assert abs(len(te4) - 1797 / 2) <= 10
 
 
+def test_three_way_split_keeps_the_test_samples_apart():
+    parts = digits.splits(seed=0)
+    tr, va, te = parts["train"], parts["validation"], parts["test"]
+    np.testing.assert_array_equal(te, digits.split(seed=0)[1])  # the same test samples as before
+    assert not set(tr) & set(va) and not set(tr) & set(te) and not set(va) & set(te)
+    np.testing.assert_array_equal(np.sort(np.concatenate([tr, va, te])), np.arange(1797))
+    y = digits.labels()
+    for c in range(10):
+        assert (y[va] == c).sum() == round((y == c).sum() * digits.VALIDATION_FRACTION)
+    np.testing.assert_array_equal(va, digits.splits(seed=0)["validation"])
+
+
+def test_eval_batches_are_eval_set():
+    ids = digits.splits()["validation"][:30]
+    a = digits.eval_set(ids, sizes=[(20, 33), (40, 17)], n_per_size=7, seed=4)
+    b = list(digits.eval_batches(ids, sizes=[(20, 33), (40, 17)], n_per_size=7, seed=4))
+    assert len(a) == len(b) == 2
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
 @pytest.mark.parametrize("size", [(24, 64), (64, 24), (37, 37), (8, 5)])
 def test_digits_render(size):
     ids = np.arange(40)

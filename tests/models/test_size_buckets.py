@@ -28,7 +28,7 @@ def test_bucket_sizes_reach_wide_aspects():
 
 def test_digit_bucket_objects_and_samples():
     sizes = digits.bucket_sizes((16, 31), 12, seed=5)
-    _, test_ids = digits.split(seed=0)
+    test_ids = digits.splits()["test"]
     sets = digits.eval_set(test_ids, sizes=sizes, n_per_size=4, seed=5, scale_range=ex.DIGIT_SCALE,
                            return_info=True)
     assert [x.shape[2:] for x, _, _ in sets] == [tuple(s) for s in sizes]
@@ -38,7 +38,7 @@ def test_digit_bucket_objects_and_samples():
         assert np.all(h >= max(4, round(0.2 * m))) and np.all(h <= m)  # 0.2..1.0 of the shorter side
         assert 0.0 <= x.min() and x.max() <= 1.0
     # the held-out samples only: the experiments' digit buckets are eval_set over the test ids
-    got = ex.bucket_set("digits", (32, 63), seed=7, n_sizes=3, n_per_size=4)
+    got = list(ex.bucket_set("digits", (32, 63), seed=7, n_sizes=3, n_per_size=4))
     want = digits.eval_set(test_ids, sizes=digits.bucket_sizes((32, 63), 3, seed=7), n_per_size=4, seed=7,
                            scale_range=ex.DIGIT_SCALE)
     for (xa, ya), (xb, yb) in zip(got, want, strict=True):
@@ -48,17 +48,43 @@ def test_digit_bucket_objects_and_samples():
 
 def test_bucket_set_is_deterministic_and_held_out_differs_from_validation():
     for task in ("digits", "layout"):
-        a = ex.bucket_set(task, (16, 31), seed=11, n_sizes=3, n_per_size=2)
-        b = ex.bucket_set(task, (16, 31), seed=11, n_sizes=3, n_per_size=2)
+        s = ex.bucket_set(task, (16, 31), seed=11, n_sizes=3, n_per_size=2)
+        a, b = list(s), list(s)  # rendered again on each pass, the same
+        c = list(ex.bucket_set(task, (16, 31), seed=11, n_sizes=3, n_per_size=2))
         assert len(a) == 3
+        for (xa, _), (xc, _) in zip(a, c):
+            np.testing.assert_array_equal(xa, xc)
         for (xa, ya), (xb, yb) in zip(a, b):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
             assert 16 <= min(xa.shape[2:]) <= 31 and max(xa.shape[2:]) <= 4 * min(xa.shape[2:])
-    held = ex.bucket_set("digits", (32, 63), seed=11, n_sizes=2, n_per_size=3)
-    val = ex.bucket_set("digits", (32, 63), seed=11, n_sizes=2, n_per_size=3, held_out=False)
+    held = list(ex.bucket_set("digits", (32, 63), seed=11, n_sizes=2, n_per_size=3))
+    val = list(ex.bucket_set("digits", (32, 63), seed=11, n_sizes=2, n_per_size=3, part="validation"))
     assert [x.shape for x, _ in held] == [x.shape for x, _ in val]
     assert any(not np.array_equal(h[0], v[0]) for h, v in zip(held, val))
+    with pytest.raises(ValueError, match="part"):
+        ex.bucket_set("digits", (32, 63), part="train")
+
+
+def test_validation_and_test_buckets_draw_on_disjoint_digit_samples(monkeypatch):
+    """Issue 11: choices are made on validation samples only, the test buckets use the test samples."""
+    parts = digits.splits()
+    drawn = {}
+
+    def spy(ids, *args, **kwargs):
+        drawn.setdefault(kwargs.get("seed"), set()).update(np.asarray(ids).tolist())
+        return iter(())
+
+    monkeypatch.setattr(digits, "eval_batches", spy)
+    list(ex.bucket_set("digits", (16, 31), seed=1, part="test"))
+    list(ex.bucket_set("digits", (16, 31), seed=2, part="validation"))
+    assert drawn[1] == set(parts["test"].tolist()) and drawn[2] == set(parts["validation"].tolist())
+
+
+def test_wilson_interval():
+    lo, hi = ex.wilson(0.97, 1000)
+    assert 0.957 < lo < 0.96 and 0.978 < hi < 0.98
+    assert ex.wilson(1.0, 1000)[1] == 1.0 and ex.wilson(1.0, 1000)[0] > 0.99
 
 
 def test_layout_bucket_sets_use_the_generator():
