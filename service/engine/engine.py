@@ -411,18 +411,16 @@ class Engine:
         return {k: result[k] for k in r.card.outputs}
 
     # ---- the model repository (poolops_service.engine.repository drives these) ---------------
-    def install(self, entry: RegisteredModel, runner: ModelRunner | None, warmup_s: float | None) -> None:
-        """Serve ``entry`` (a validated folder) with ``runner`` from now on (``None``: the
-        entry is broken and nothing served it before). Requests already queued finish on
-        the runner they started with."""
+    def install(self, entry: RegisteredModel, runner: ModelRunner, warmup_s: float) -> None:
+        """Serve ``entry`` (a validated folder) with ``runner`` (opened and warmed up) from
+        now on. Requests already queued finish on the runner they started with."""
         name = entry.name
         old = self.runners.get(name)
         self.registry[name] = entry
         self.load_errors.pop(name, None)
         self.unloaded.discard(name)
-        if runner is not None:
-            self.runners[name] = runner
-            self.warmup_s[name] = warmup_s or 0.0
+        self.runners[name] = runner
+        self.warmup_s[name] = warmup_s
         if old is not None and old is not runner and old.batcher is not None:
             old.batcher.retire()
 

@@ -132,7 +132,7 @@ class Repository:
                 log.warning("model %s not loaded: %s", name, failure)
                 raise LoadFailed(f"model {name!r} was not loaded: {failure}"
                                  + ("; the version loaded before keeps serving" if served else ""), model=name)
-            e.install(entry, runner, warm)
+            e.install(entry, runner, warm or 0.0)
             log.info("model %s loaded (warm-up %.2f s)", name, warm or 0.0)
 
     async def unload(self, name: str) -> None:
