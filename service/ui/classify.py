@@ -154,7 +154,7 @@ async def classify(
     h, w = chw.shape[1:]
     policy = runner.describe_policy(resize)
     if policy == "none":
-        how = "no resize" + ("" if resize else " (size policy turned off)")
+        how = "no resize, size policy: none" + ("" if resize else " (turned off)")
     else:
         how = f"resized from {original[0]}x{original[1]} by the card's size policy: {policy}"
     status = "\n".join(
