@@ -23,9 +23,11 @@ sample ``u = 0.5``: ``alpha = 3/2``, starts ``[int(0.75) - int(0.75), int(2.25) 
 ``[1, 2, 4]``. Backward: to the argmax of each window, accumulated (windows overlap).
 
 ONNX: the starts computed per plane from the hash samples (float32 Add, Mul and a
-truncating Cast, as the C++), every window gathered ``[N, C, oh, ow, kh*kw]``
-(GatherElements; its size does not grow with the kernel), ReduceMax and the first index
-that reaches it (or the last NaN); backward a scatter-add. The ratio's output size is a
+truncating Cast, as the C++); one MaxPool at stride 1 gives every window's maximum and
+its index (the first in row-major order, as PyTorch), read at each plane's sampled rows
+(Gather) and columns (GatherElements); the last NaN only when x holds one (an If on
+``IsNaN(ReduceSum(x))``, as ``max``: ONNX Runtime's MaxPool skips NaN): the graph does
+not grow with the kernel. Backward a scatter-add. The ratio's output size is a
 float64 Mul and Cast on the shape (shape arithmetic).
 """
 
@@ -156,40 +158,82 @@ def _starts(op, u, size, out, k: int):
     return op.Where(op.Equal(i, op.Sub(out, one)), last, starts)
 
 
-def _windows(op, p: FractionalMaxParams, x):
-    """``(windows, index)``: every window ``[N, C, oh, ow, K]`` and its cells' plane indices."""
+def _range(op, n):
+    return op.Range(const_scalar_i64(op, 0), n, const_scalar_i64(op, 1))
+
+
+def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
+    """``(y, indices)``: each window's first maximum (row-major) or its last NaN.
+
+    Every window's maximum at stride 1 is one MaxPool (its indices: the first maximum in
+    row-major order, as PyTorch's); each plane's windows are then read from it at the
+    sampled rows and columns (Gather, GatherElements). Only when x holds a NaN (ONNX
+    Runtime's MaxPool skips NaN; :func:`blocks.if_nan`) are the windows searched for their
+    last NaN instead (:func:`_pick_nan`). ``indices`` None unless ``with_indices``.
+    """
     (kh, kw) = p.kernel
-    h, w = dim(op, x, 2), dim(op, x, 3)
+    n, c, h, w = (dim(op, x, a) for a in range(4))
     oh, ow = _onnx_out(op, p, x, 0), _onnx_out(op, p, x, 1)
-    u = onnx_uniform(op, p.seed, [dim(op, x, 0), dim(op, x, 1), const_i64(op, [2])])
-    u_w = op.Gather(u, const_scalar_i64(op, 0), axis=2)
-    u_h = op.Gather(u, const_scalar_i64(op, 1), axis=2)
-    rows = unsqueeze(op, _starts(op, u_h, h, oh, kh), [3, 4])  # [N, C, oh, 1, 1]
-    cols = unsqueeze(op, _starts(op, u_w, w, ow, kw), [2, 4])  # [N, C, 1, ow, 1]
-    t = op.Range(const_scalar_i64(op, 0), const_scalar_i64(op, kh * kw), const_scalar_i64(op, 1))
-    kw_c = const_scalar_i64(op, kw)
-    index = op.Add(op.Mul(op.Add(rows, op.Div(t, kw_c)), w), op.Add(cols, op.Mod(t, kw_c)))  # [N, C, oh, ow, K]
+    u = onnx_uniform(op, p.seed, [n, c, const_i64(op, [2])])
+    rows = _starts(op, op.Gather(u, const_scalar_i64(op, 1), axis=2), h, oh, kh)  # [N, C, oh]
+    cols = _starts(op, op.Gather(u, const_scalar_i64(op, 0), axis=2), w, ow, kw)  # [N, C, ow]
+    plane = op.Reshape(_range(op, scalar(op, op.Mul(n, c))), op.Concat(n, c, const_i64(op, [1]), axis=0))
+
+    attrs = dict(kernel_shape=[kh, kw], strides=[1, 1])
+    dense, dense_idx = op.MaxPool(x, **attrs, _outputs=2) if with_indices else (op.MaxPool(x, **attrs, _outputs=1), None)
+    hd, wd = op.Sub(h, const_i64(op, [kh - 1])), op.Sub(w, const_i64(op, [kw - 1]))
+    row_ids = op.Add(op.Mul(plane, hd), rows)  # [N, C, oh]: rows of the dense maxima viewed [N*C*Hd, Wd]
+    col_ids = op.Expand(unsqueeze(op, cols, [2]), op.Concat(n, c, oh, ow, axis=0))
+
+    def at_windows(t):
+        rows_of = op.Gather(op.Reshape(t, op.Concat(const_i64(op, [-1]), wd, axis=0)), row_ids, axis=0)
+        return op.GatherElements(rows_of, col_ids, axis=3)  # [N, C, oh, ow]
+
+    if not with_indices:
+        return blocks.if_nan(op, x, lambda op: _pick_nan(op, x, rows, cols, plane, kh, kw)[0], at_windows(dense)), None
+    plain = (at_windows(dense), op.Mod(at_windows(dense_idx), op.Mul(h, w)))  # MaxPool indexes all of x
+    return tuple(blocks.if_nan(op, x, lambda op: list(_pick_nan(op, x, rows, cols, plane, kh, kw)), plain))
+
+
+def _pick_nan(op, x, rows, cols, plane, kh: int, kw: int):
+    """``(y, indices)``: the value and plane index of each window's last NaN, or (none) of
+    its first maximum, on any input: rows first, the column maxima, the first row reaching each and the last NaN row
+    ``[N, C, oh, W]``; then each window's columns of those ``[N, C, oh, ow, kw]``: the
+    smallest flat index ``r * W + c`` reaching the maximum, the largest holding a NaN."""
+    n, c, h, w = (dim(op, x, a) for a in range(4))
+    oh, ow = op.Shape(rows, start=2, end=3), op.Shape(cols, start=2, end=3)
+    a = _range(op, const_scalar_i64(op, kh))
+    row_ids = op.Add(unsqueeze(op, op.Add(op.Mul(plane, h), rows), [3]), a)  # [N, C, oh, kh]
+    g = op.Gather(op.Reshape(x, op.Concat(const_i64(op, [-1]), w, axis=0)), row_ids, axis=0)  # [N, C, oh, kh, W]
+    axis3, last = const_i64(op, [3]), const_i64(op, [4])
+    col_ids = op.Add(unsqueeze(op, cols, [3]), _range(op, const_scalar_i64(op, kw)))  # [N, C, ow, kw]
+    spread = op.Concat(n, c, oh, op.Mul(ow, const_i64(op, [kw])), axis=0)
+    flat_cols = op.Expand(op.Reshape(col_ids, const_i64(op, [0, 0, 1, -1])), spread)  # [N, C, oh, ow*kw]
+    shape5 = op.Concat(n, c, oh, ow, const_i64(op, [kw]), axis=0)
+    cols5, rows5 = unsqueeze(op, col_ids, [2]), unsqueeze(op, rows, [3, 4])
+
+    def take(t):  # [N, C, oh, W] -> [N, C, oh, ow, kw] at each window's columns
+        return op.Reshape(op.GatherElements(t, flat_cols, axis=3), shape5)
+
+    top = op.ReduceMax(g, axis3, keepdims=1)
+    first_row = op.ArgMax(op.Cast(op.Equal(g, top), to=1), axis=3, keepdims=0)
+    cm = take(op.Squeeze(top, axis3))
+    flat = op.Add(op.Mul(op.Add(rows5, take(first_row)), w), cols5)
+    hit = op.Equal(cm, op.ReduceMax(cm, last, keepdims=1))
+    first = op.ReduceMin(op.Where(hit, flat, const_scalar_i64(op, 2**62)), last, keepdims=0)
+    nan_row = take(op.ReduceMax(op.Where(op.IsNaN(g), unsqueeze(op, a, [1]), const_scalar_i64(op, -1)), axis3,
+                                keepdims=0))
+    found = op.GreaterOrEqual(nan_row, const_scalar_i64(op, 0))
+    nan_flat = op.Where(found, op.Add(op.Mul(op.Add(rows5, nan_row), w), cols5), const_scalar_i64(op, -1))
+    last_nan = op.ReduceMax(nan_flat, last, keepdims=0)
+    indices = op.Where(op.GreaterOrEqual(last_nan, const_scalar_i64(op, 0)), last_nan, first)  # [N, C, oh, ow]
     nc_flat = const_i64(op, [0, 0, -1])
-    cells = op.GatherElements(op.Reshape(x, nc_flat), op.Reshape(index, nc_flat), axis=2)
-    return op.Reshape(cells, op.Shape(index)), index
-
-
-def _pick(op, p: FractionalMaxParams, x):
-    """``(y, indices)``: each window's first maximum (row-major) or its last NaN."""
-    windows, index = _windows(op, p, x)
-    last = const_i64(op, [4])
-    k = p.kernel[0] * p.kernel[1]
-    t = op.Range(const_scalar_i64(op, 0), const_scalar_i64(op, k), const_scalar_i64(op, 1))
-    top = op.ReduceMax(windows, last, keepdims=1)
-    first = op.ReduceMin(op.Where(op.Equal(windows, top), t, const_scalar_i64(op, k)), last, keepdims=1)
-    last_nan = op.ReduceMax(op.Where(op.IsNaN(windows), t, const_scalar_i64(op, -1)), last, keepdims=1)
-    chosen = op.Where(op.GreaterOrEqual(last_nan, const_scalar_i64(op, 0)), last_nan, first)
-    y = op.Squeeze(op.GatherElements(windows, chosen, axis=4), last)
-    return y, op.Squeeze(op.GatherElements(index, chosen, axis=4), last)
+    y = op.GatherElements(op.Reshape(x, nc_flat), op.Reshape(indices, nc_flat), axis=2)
+    return op.Reshape(y, op.Shape(indices)), indices
 
 
 def onnx_fractional_max(op, p: FractionalMaxParams, x, outputs=("y", "indices")):
-    y, indices = _pick(op, p, x)
+    y, indices = _pick(op, p, x, "indices" in outputs)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
@@ -199,11 +243,18 @@ def onnx_fractional_max_backward(op, p: FractionalMaxParams, x, grad_y):
 
 
 def fractional_max_work(p: FractionalMaxParams, shapes, outputs=("y",), backward=False) -> int:
-    """The windows ``[N, C, oh, ow, kh*kw]`` and their int64 plane indices and candidate
-    positions; backward: the scatter into x's shape."""
+    """The stride-1 MaxPool ``[N, C, H - kh + 1, W - kw + 1]`` (with int64 indices when
+    asked or for backward), its rows at the windows ``[N, C, oh, W']``, the int64 column
+    index ``[N, C, oh, ow]``; on input holding NaN, the row windows ``[N, C, oh, kh, W]``
+    (and their int64 NaN rows) and each window's columns ``[N, C, oh, ow, kw]`` with int64
+    flat indices; backward: the scatter into x's shape."""
     n, c, h, w = shapes["x"]
     oh, ow = (max(int(d), 0) for d in out_hw(p, shapes["x"]))
-    work = 2 * n * c * oh * ow * p.kernel[0] * p.kernel[1]
+    kh, kw = p.kernel
+    hd, wd = max(h - kh + 1, 0), max(w - kw + 1, 0)
+    units = 3 if backward or "indices" in outputs else 1
+    work = max(units * n * c * hd * wd, 2 * n * c * oh * wd, 2 * n * c * oh * ow,
+               2 * n * c * oh * kh * w, 2 * n * c * oh * ow * kw)
     if backward:
         work = max(work, blocks.scatter_add_work(n, c, h, w, oh * ow))
     return work

@@ -109,6 +109,8 @@ def test_nan_and_infinities_as_torch():
     oy, oidx = _onnx(x, kernel=3, output_size=4, seed=5)
     np.testing.assert_array_equal(oy, y.numpy())
     np.testing.assert_array_equal(oidx, idx.numpy())
+    (only_y,) = session(op_model("fractional_max", outputs=("y",), kernel=3, output_size=4, seed=5)).run(None, {"x": x})
+    np.testing.assert_array_equal(only_y, y.numpy())
 
 
 def test_bad_parameters_and_inputs_are_named():
