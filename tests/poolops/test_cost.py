@@ -126,6 +126,7 @@ def _cases():
     yield from _window_cases("avg", False, True)
     yield Case("avg", {"kernel": 3, "stride": 1, "padding": 1, "divisor_override": 5}, (1, 2, 9, 9), backward=True)
     yield Case("avg", {"kernel": 2, "count_include_pad": False, "padding": 1, "ceil_mode": True}, (1, 2, 9, 9), backward=True)
+    yield from _same_cases()
     yield from _window_cases("mixed", False, True)
     yield Case("mixed", {"kernel": 3, "stride": 1, "mode": "concat"}, (2, 3, 10, 9), backward=True)
     yield from _window_cases("stochastic", False, True, padding=False, ceil=False)
@@ -201,6 +202,21 @@ def _weighted_cases():
                       ({"kernel": 1}, (1, 1, 1, 1))):
         yield Case("max_unpool", params, x)
         yield Case("max_unpool", params, x, backward=True)
+
+
+def _same_cases():
+    """TF "SAME" padding of max and avg: padding on one side or both, kernel below the
+    stride (no padding), a kernel far larger than the map, dilation."""
+    for params, x in (({"kernel": 3, "stride": 2}, (2, 3, 16, 17)), ({"kernel": (5, 2), "stride": 1}, (1, 4, 9, 12)),
+                      ({"kernel": 1, "stride": 3}, (1, 2, 10, 7)), ({"kernel": 9, "stride": 5}, (1, 1, 3, 2)),
+                      ({"kernel": 2}, (1, 1, 1, 1))):
+        same = {**params, "tf_same": True}
+        for backward in (False, True):
+            yield Case("max", same, x, ("y", "indices"), backward=backward)
+            yield Case("avg", same, x, backward=backward)
+        yield Case("max", {**same, "propagate_nan": False}, x)
+        yield Case("avg", {**same, "divisor_override": 4}, x, backward=True)
+    yield Case("max", {"kernel": 3, "stride": (1, 2), "dilation": (2, 3), "tf_same": True}, (2, 2, 11, 13), backward=True)
 
 
 def _blur_cases():
@@ -560,6 +576,11 @@ GROWTH = {
     "fractional_max": ({"kernel": 2, "output_size": 2}, {"kernel": 64, "output_size": 4096, "seed": 2**62}),
     "max_unpool": ({"kernel": 2}, {"kernel": 64, "stride": 3, "padding": 30}),
 }
+SAME_VARIANTS = [
+    ("max", {"kernel": 2, "dilation": 2, "tf_same": True}, {"kernel": 64, "stride": 63, "dilation": 50, "tf_same": True}),
+    ("avg", {"kernel": 2, "tf_same": True}, {"kernel": 64, "stride": 3, "tf_same": True}),
+    ("avg", {"kernel": 2, "tf_same": True, "divisor_override": 2}, {"kernel": 64, "tf_same": True, "divisor_override": 99}),
+]
 SPP_VARIANTS = [
     ({"levels": (2, 3)}, {"levels": (200, 300)}),
     ({"levels": (1, 2), "mode": "avg"}, {"levels": (1, 2000), "mode": "avg"}),
@@ -589,7 +610,7 @@ def test_growth_cases_cover_every_op():
 
 @pytest.mark.parametrize(
     "name, small, large",
-    [(n, *pair) for n, pair in GROWTH.items()] + [("spp", *pair) for pair in SPP_VARIANTS],
+    [(n, *pair) for n, pair in GROWTH.items()] + [("spp", *pair) for pair in SPP_VARIANTS] + SAME_VARIANTS,
 )
 def test_graph_size_does_not_grow_with_parameter_values(name, small, large):
     assert _graphs(name, small) == _graphs(name, large)

@@ -38,6 +38,21 @@ def window(draw, dilation: bool = False, divisor: bool = False, nan: bool = Fals
     return params
 
 
+@st.composite
+def same_window(draw, dilation: bool = False, divisor: bool = False, nan: bool = False):
+    """A window with TF "SAME" padding (``tf_same``): kernel, stride, and optionally
+    dilation, the divisor override and ``propagate_nan`` (no padding or ceil mode)."""
+    params = dict(kernel=(draw(st.integers(1, 5)), draw(st.integers(1, 5))),
+                  stride=draw(st.none() | st.tuples(small, small)), tf_same=True)
+    if dilation:
+        params["dilation"] = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if divisor:
+        params["divisor_override"] = draw(st.none() | st.integers(1, 9))
+    if nan:
+        params["propagate_nan"] = draw(st.booleans())
+    return params
+
+
 output_size = st.tuples(st.integers(1, 8), st.integers(1, 8))
 
 # H and W from 1 to ~100; a few shapes per example so one graph is run at several sizes.

@@ -1,3 +1,3 @@
-from support.strategies import window
+from support.strategies import same_window, window
 
-PARAMS = {"avg": window(divisor=True)}
+PARAMS = {"avg": window(divisor=True) | same_window(divisor=True)}

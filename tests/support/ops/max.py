@@ -1,3 +1,3 @@
-from support.strategies import window
+from support.strategies import same_window, window
 
-PARAMS = {"max": window(dilation=True, nan=True)}
+PARAMS = {"max": window(dilation=True, nan=True) | same_window(dilation=True, nan=True)}
