@@ -16,6 +16,7 @@ more than 20%. Torch is imported inside :func:`run_ops` only.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -301,9 +302,11 @@ def _bench_op(spec, shape, n_rep, threads, sessions, torch, only_default: bool =
             return run
 
         rows_spec = variants(spec)[:1] if only_default else variants(spec)
-        # torch computes what each ONNX variant computes (outputs and inputs; NaN handling is torch's own)
-        torch_keys = list(dict.fromkeys((outputs, inputs) for _, _, outputs, inputs in rows_spec))
-        torch_fns = {key: torch_runner({}, *key) for key in torch_keys}
+        # torch computes what each ONNX variant computes (parameters, outputs and inputs; NaN
+        # handling is torch's own)
+        torch_keys = list(dict.fromkeys((_torch_params(params), outputs, inputs)
+                                        for _, params, outputs, inputs in rows_spec))
+        torch_fns = {key: torch_runner(json.loads(key[0]), *key[1:]) for key in torch_keys}
         refs = {key: fn()[0].numpy() for key, fn in torch_fns.items()}
     except Exception as e:  # noqa: BLE001 - one op must not stop the benchmark
         return [{**base, "op": spec.name, "torch_ms": None, "ort_ms": None, "ratio": None,
@@ -312,11 +315,14 @@ def _bench_op(spec, shape, n_rep, threads, sessions, torch, only_default: bool =
     copy = Copy(x.nbytes)
     rows, ort_fns = [], []
     for label, params, outputs, inputs in rows_spec:
+        torch_key = (_torch_params(params), outputs, inputs)
         row = {**base, "op": label, "inputs": inputs, "torch_ms": None, "ort_ms": None, "ratio": None,
-               "gbps": None, "pct_memcpy": None, "note": "", "error": None, "torch_key": (outputs, inputs)}
+               "gbps": None, "pct_memcpy": None, "note": "", "error": None, "torch_key": torch_key}
+        if json.loads(torch_key[0]):  # a bench_params row: poolops' torch function with those parameters
+            row["torch_call"] = "poolops torch function"
         rows.append(row)
         feed = {"x": x, **{n: extra[n] for n in inputs[1:]}}
-        ref = refs[(outputs, inputs)]
+        ref = refs[torch_key]
         try:
             key = f"{label}@{threads}"
             if key not in sessions:
@@ -440,7 +446,8 @@ def _optional_with_examples(spec: OpSpec) -> tuple[str, ...]:
 
 def variants(spec: OpSpec) -> list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]]:
     """``(label, params, outputs, inputs)`` rows for an op: ``y`` only (required inputs),
-    ``+indices``, ``propagate_nan=False``, and ``+<input>`` for each optional input."""
+    ``+indices``, ``propagate_nan=False``, ``+<input>`` for each optional input, and one
+    row per parameter set of ``spec.bench_params``."""
     req = spec.inputs
     out: list[tuple[str, dict[str, Any], tuple[str, ...], tuple[str, ...]]] = [(spec.name, {}, ("y",), req)]
     if "indices" in spec.outputs:
@@ -449,7 +456,15 @@ def variants(spec: OpSpec) -> list[tuple[str, dict[str, Any], tuple[str, ...], t
         out.append((f"{spec.name} (propagate_nan=False)", {"propagate_nan": False}, ("y",), req))
     for name in _optional_with_examples(spec):
         out.append((f"{spec.name} (+{name})", {}, ("y",), req + (name,)))
+    for label, params in spec.bench_params:
+        out.append((f"{spec.name} ({label})", dict(params), ("y",), req))
     return out
+
+
+def _torch_params(params: dict[str, Any]) -> str:
+    """The parameters the torch side of a row runs with, as a key: the row's, less
+    ``propagate_nan`` (which only the ONNX graphs have; torch always propagates)."""
+    return json.dumps({k: v for k, v in params.items() if k != "propagate_nan"}, sort_keys=True)
 
 
 def make_extra_inputs(spec: OpSpec, shape: Sequence[int]) -> dict[str, np.ndarray]:

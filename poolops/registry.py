@@ -99,6 +99,10 @@ class OpSpec:
         torch_stock: the stock PyTorch call ``torch_fn`` amounts to (``F.max_pool2d``),
             what a user would otherwise call and ``poolops bench ops`` times; empty where
             PyTorch has no such function (``torch_fn`` is then poolops' own).
+        bench_params: ``(label, params)`` pairs: parameter sets besides the defaults that
+            ``poolops bench ops`` (and the CUDA bench) time as rows of their own, labelled
+            ``"<op> (<label>)"``, for variants whose graphs differ (``se``'s ``pooled``,
+            ``max``'s ``tf_same``); the torch side runs with the same parameters.
         spatial_dims: how many spatial axes ``x`` has: 2 (``[N, C, H, W]``, every op
             but the 1-D and 3-D variants), 1 (``[N, C, L]``) or 3 (``[N, C, D, H, W]``);
             see :data:`X_DIMS` and :attr:`x_dims`.
@@ -123,6 +127,7 @@ class OpSpec:
     torch_stock: str = ""  # the stock PyTorch call torch_fn makes ("F.max_pool2d"); "" where PyTorch has none
     backward_inputs: tuple[str, ...] = ()  # inputs besides x the gradient graph takes (held constant)
     spatial_dims: int = 2  # 1: x is [N, C, L]; 3: [N, C, D, H, W]
+    bench_params: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # extra rows of poolops bench ops
 
     @property
     def x_dims(self) -> tuple[str, ...]:

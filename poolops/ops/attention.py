@@ -207,6 +207,7 @@ register(
         module_name="SqueezeExcite",
         inputs=SE_INPUTS,
         work=se_work,
+        bench_params=(("pooled", {"pooled": True}),),
         doc=__doc__,
     )
 )

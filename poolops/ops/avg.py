@@ -107,6 +107,7 @@ register(
         check_input=lambda p, x: None if p.tf_same else check_window_fits("avg", p, x.shape),
         module_name="AvgPool",
         work=avg_work,
+        bench_params=(("tf_same, kernel 3, stride 2", {"kernel": 3, "stride": 2, "tf_same": True}),),
         doc=__doc__,
     )
 )

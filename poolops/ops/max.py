@@ -113,6 +113,7 @@ register(
         module_name="MaxPool",
         outputs=("y", "indices"),
         work=max_work,
+        bench_params=(("tf_same, kernel 3, stride 2", {"kernel": 3, "stride": 2, "tf_same": True}),),
         doc=__doc__,
     )
 )

@@ -32,6 +32,11 @@ def test_run_ops_quick_has_a_row_per_op():
     for name in list_ops():
         for opt in (o for o in get_op(name).optional_inputs if kind(o).example is not None):
             assert any(r["op"] == f"{name} (+{opt})" and opt in r["inputs"] for r in by_name[name]), (name, opt)
+    # a row for each parameter set the op asks to be timed (checked against torch with them)
+    for name in list_ops():
+        for label, _ in get_op(name).bench_params:
+            assert any(r["op"] == f"{name} ({label})" for r in by_name[name]), (name, label)
+    assert any(r["op"] == "se (pooled)" for r in rows) and any(r["op"] == "gem (+gem_p)" for r in rows)
 
 
 def test_cli_bench_ops_quick(capsys):
@@ -72,8 +77,10 @@ def test_stock_calls_are_named_and_each_side_is_timed_in_its_own_blocks(capsys):
     from poolops import bench
 
     rows = bench.run_ops(ops=["max", "adaptive_max", "gem"], quick=True, markdown=True)
-    calls = {r["name"]: r["torch_call"] for r in rows}
+    calls = {r["name"]: r["torch_call"] for r in rows if r["op"] == r["name"]}  # the plain rows
     assert calls["max"] == "F.max_pool2d" and calls["adaptive_max"] == "F.adaptive_max_pool2d"
+    same = next(r for r in rows if r["op"].startswith("max (tf_same"))
+    assert same["torch_call"] == "poolops torch function"  # with the row's parameters
     assert calls["gem"] == "poolops torch function"  # PyTorch has no GeM
     out = capsys.readouterr().out
     assert "other processes used" in out and "self-check" in out and "each side timed alone" in out
