@@ -160,3 +160,37 @@ def test_max_unpool_forward_and_backward_over_http(client):
     assert r.json()["grad_input"] == [[[[2.0]]]]
     r = client.post("/v1/ops/max_unpool", json={**body, "inputs": {"indices": [[[[4]]]]}})
     assert r.status_code == 422 and "indices" in r.json()["error"]["message"]
+
+
+def test_issue16_variants_over_http(client):
+    """se's pooled vector, GeM with p as an input, TF "SAME" padding (its indices and
+    backward), each equal to the op's graph run directly, and the bad ones refused."""
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 4, 7, 6), dtype=np.float32)
+    se = example_inputs(get_op("se").inputs[1:], x.shape, rng)
+    r = client.post("/v1/ops/se", json={"input": b64(x), "inputs": {k: b64(v) for k, v in se.items()},
+                                        "params": {"pooled": True}})
+    assert r.status_code == 200, r.text
+    (want,) = run(op_model("se", pooled=True, inputs=get_op("se").inputs), x=x, **se)
+    assert r.json()["shape"] == [2, 4]
+    assert_close(np.asarray(r.json()["output"], np.float32), want)
+
+    p = np.array([1.0, 2.0, 3.0, 4.5], np.float32)
+    r = client.post("/v1/ops/gem", json={"input": b64(x), "inputs": {"gem_p": b64(p)}})
+    assert r.status_code == 200, r.text
+    (want,) = run(op_model("gem", inputs=("x", "gem_p")), x=x, gem_p=p)
+    assert_close(np.asarray(r.json()["output"], np.float32), want)
+    r = client.post("/v1/ops/gem", json={"input": b64(x), "inputs": {"gem_p": b64(-p)}})
+    assert r.status_code == 422 and "gem_p" in r.json()["error"]["message"]
+
+    r = client.post("/v1/ops/max", json={"input": [[1, 2, 3]], "params": {"kernel": [1, 2], "stride": 1, "tf_same": True},
+                                         "return_indices": True, "backward": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == [[[[2.0, 3.0, 3.0]]]] and r.json()["indices"] == [[[[1, 2, 2]]]]
+    assert r.json()["grad_input"] == [[[[0.0, 1.0, 2.0]]]]
+    r = client.post("/v1/ops/avg", json={"input": [[1, 2, 3]], "params": {"kernel": [1, 2], "stride": 1, "tf_same": True},
+                                         "backward": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["output"] == [[[[1.5, 2.5, 3.0]]]] and r.json()["grad_input"] == [[[[0.5, 1.0, 1.5]]]]
+    r = client.post("/v1/ops/avg", json={"input": [[1, 2, 3]], "params": {"kernel": 3, "padding": 1, "tf_same": True}})
+    assert r.status_code == 422 and "padding" in r.json()["error"]["message"]
