@@ -88,14 +88,69 @@ def membership_per_sample(op, starts, ends, size, normalise: bool):
     return unsqueeze(op, a, [1])
 
 
+def bin_sizes(op, bounds_h, bounds_w, per_sample: bool = False):
+    """Elements per bin ``[oh, ow]`` (float) from bounds ``[o]``, or ``[N, 1, oh, ow]`` from
+    per-sample bounds ``[N, o]``: the divisors of bin sums."""
+    lengths = [op.Cast(op.Sub(e, s), to=1) for s, e in (bounds_h, bounds_w)]
+    sizes = op.Mul(unsqueeze(op, lengths[0], [-1]), unsqueeze(op, lengths[1], [-2]))
+    return unsqueeze(op, sizes, [1]) if per_sample else sizes
+
+
 def separable_matmul(op, x, a_h, a_w, per_sample: bool = False):
     """``A_h @ x @ A_w^T`` over the last two axes: ``[N, C, H, W] -> [N, C, oh, ow]``
     (matrices ``[o, L]``, or ``[N, 1, o, L]`` with ``per_sample``).
 
-    The W contraction goes first: it reads the big input once, contiguously.
+    The W contraction goes first: it reads the big input once, contiguously. Plain
+    MatMuls: an infinity in x makes every bin beside it NaN (``0 * inf``); pool values
+    that may hold one with :func:`bin_sums`.
     """
-    t = op.MatMul(x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]))
+    t = op.MatMul(x, _transposed(op, a_w, per_sample))
     return op.MatMul(a_h, t)
+
+
+def _transposed(op, a, per_sample: bool = False):
+    return op.Transpose(a, perm=[0, 1, 3, 2] if per_sample else [1, 0])
+
+
+def bin_matmul(op, a, b, matrix_left: bool):
+    """``a @ b`` where the matrix side (``a`` if ``matrix_left``, else ``b``) holds
+    non-negative bin weights, zero outside each bin (:func:`membership`), and the other
+    side may hold NaN or infinities: each output is PyTorch's sum over its bin alone (NaN
+    if the bin holds a NaN or both infinities, else the infinity it holds, else the sum),
+    where a plain MatMul makes every bin in a row or column beside an infinity NaN
+    (``0 * inf``). Three MatMuls: of the finite values (the others as 0), and of the
+    indicators of +inf-or-NaN and -inf-or-NaN (counted per bin: both present means NaN)."""
+    t = b if matrix_left else a
+
+    def mm(v):
+        return op.MatMul(a, v) if matrix_left else op.MatMul(v, b)
+
+    inf, zero = const_f32(op, FLOAT_INF), const_f32(op, 0.0)
+    sums = mm(op.Where(op.Less(op.Abs(t), inf), t, zero))
+    up = op.Greater(mm(op.Cast(op.Not(op.Less(t, inf)), to=1)), zero)  # the bin holds +inf or NaN
+    down = op.Greater(mm(op.Cast(op.Not(op.Greater(t, const_f32(op, -FLOAT_INF))), to=1)), zero)  # -inf or NaN
+    return op.Where(
+        up,
+        op.Where(down, const_f32(op, float("nan")), inf),
+        op.Where(down, const_f32(op, -FLOAT_INF), sums),
+    )
+
+
+def bin_sums(op, x, a_h, a_w, per_sample: bool = False):
+    """:func:`separable_matmul` with PyTorch's NaN and infinities: the sums over each bin
+    of ``x`` (``[N, C, oh, ow]``; means with normalised matrices), as if each bin were
+    summed alone. The plain MatMuls give the result; an infinity or NaN anywhere in x
+    makes every one of their outputs NaN or infinite (``0 * inf`` spreads it along its
+    row, then that row into every bin), so one ``ReduceSum`` of the small result
+    (:func:`if_finite`) tells whether :func:`bin_matmul`'s exact pass must run: finite
+    inputs pay for nothing but that. A finite sum that overflows takes the exact pass
+    too, which gives PyTorch's infinity in its own bin only."""
+    fast = separable_matmul(op, x, a_h, a_w, per_sample)
+    return if_finite(op, fast, lambda sub: fast, lambda sub: _bin_sums_exact(sub, x, a_h, a_w, per_sample))
+
+
+def _bin_sums_exact(op, x, a_h, a_w, per_sample: bool = False):
+    return bin_matmul(op, a_h, bin_matmul(op, x, _transposed(op, a_w, per_sample), False), True)
 
 
 def bin_max_per_sample(op, x, bounds_h, bounds_w):
@@ -118,8 +173,17 @@ def bin_max_per_sample(op, x, bounds_h, bounds_w):
 
 
 def separable_matmul_t(op, g, a_h, a_w):
-    """The transpose: ``A_h^T @ g @ A_w``: ``[N, C, oh, ow] -> [N, C, H, W]``."""
-    return op.MatMul(op.MatMul(op.Transpose(a_h, perm=[1, 0]), g), a_w)
+    """The transpose: ``A_h^T @ g @ A_w``: ``[N, C, oh, ow] -> [N, C, H, W]`` (each input
+    gets the sum of the gradients of the bins it is in), with PyTorch's NaN and
+    infinities: where ``g`` holds one (a ``ReduceSum`` of the small ``g``,
+    :func:`if_finite`), :func:`bin_matmul`, so that inputs outside its bins stay finite."""
+    a_ht = op.Transpose(a_h, perm=[1, 0])
+    return if_finite(
+        op,
+        g,
+        lambda sub: sub.MatMul(sub.MatMul(a_ht, g), a_w),
+        lambda sub: bin_matmul(sub, bin_matmul(sub, a_ht, g, True), a_w, False),
+    )
 
 
 # ---------------------------------------------------------------- gather-based bin max

@@ -5,7 +5,9 @@ for ``H < oh``, where bins repeat rows). Example: H=5, oh=3 gives bins
 ``[0,2) [1,4) [3,5)``.
 
 ONNX (dynamic H, W, which PyTorch's exporters cannot do): ``adaptive_avg`` is
-``A_h @ x @ A_w^T`` with bin-averaging matrices built from the input's shape;
+``A_h @ x @ A_w^T`` with 0/1 bin matrices built from the input's shape, divided by
+the bin sizes (inputs with NaN or infinities take an exact pass that keeps each in its
+own bins, where ``0 * inf`` would spread NaN);
 ``adaptive_max`` gathers each bin's rows, reduces, then each bin's columns.
 Backward: per bin, as avg (evenly) and as max (to the first argmax, row-major).
 """
@@ -61,7 +63,11 @@ def torch_adaptive_max(p, x, outputs=("y", "indices")):
 
 
 def onnx_adaptive_avg(op, p, x, outputs=("y",)):
-    return blocks.take_outputs(outputs, y=blocks.separable_matmul(op, x, *adaptive_matrices(op, x, p.output_size)))
+    # each bin summed, then divided by its size (PyTorch's order: a sum that overflows is
+    # inf); blocks.bin_sums keeps NaN and infinities in their own bins
+    bounds = adaptive_bounds(op, x, p.output_size)
+    sums = blocks.bin_sums(op, x, *_bin_matrices(op, x, bounds, False))
+    return blocks.take_outputs(outputs, y=op.Div(sums, blocks.bin_sizes(op, *bounds)))
 
 
 def onnx_adaptive_avg_backward(op, p, x, grad_y):
@@ -92,11 +98,14 @@ def onnx_adaptive_max_backward(op, p, x, grad_y):
 
 
 def adaptive_avg_work(p, shapes, outputs=("y",), backward=False) -> int:
-    """The bin matrices ``[oh, H]``, ``[ow, W]`` and ``x @ A_w^T`` ``[N, C, H, ow]``;
+    """The bin matrices ``[oh, H]``, ``[ow, W]`` and ``x @ A_w^T`` ``[N, C, H, ow]``; for
+    inputs with NaN or infinities the exact pass's copies of x (finite values, indicators);
     backward: ``A_h^T g`` ``[N, C, H, ow]`` and the gradient."""
     n, c, h, w = shapes["x"]
     oh, ow = p.output_size
-    work = max(blocks.window_membership_work(h, w, oh, ow), blocks.separable_matmul_work(n, c, h, w, oh, ow))
+    work = max(
+        blocks.window_membership_work(h, w, oh, ow), blocks.separable_matmul_work(n, c, h, w, oh, ow), n * c * h * w
+    )
     if backward:
         work = max(work, blocks.separable_matmul_t_work(n, c, h, w, oh, ow))
     return work

@@ -24,9 +24,10 @@ AveragePool's differ; adaptive average as one bin-averaging matrix product per a
 adaptive max as bin gathers per axis and ReduceMax (with indices: every bin gathered
 whole, first ArgMax); global ops as ReduceMean / ReduceMax. Backward graphs: max and
 adaptive max scatter-add to the argmax, average ops spread evenly (the transposed
-matrices), global max to the first maximum. As for ``adaptive_avg``, a NaN or inf in
-x reaches the other bins of its row in ``adaptive_avg1d/3d``'s matrix products (finite
-inputs are exact).
+matrices), global max to the first maximum. As for ``adaptive_avg``, the matrix
+products keep a NaN or inf in its own bins: where one is present (one ``ReduceSum`` of
+the small result, or of the gradient) they run as exact passes, where plain ones would
+spread ``0 * inf`` as NaN to the other bins of its row.
 """
 
 from __future__ import annotations
@@ -386,20 +387,43 @@ def _avg_divisor(op, x, p):
     return total
 
 
-def _contract(op, t, mats):
+def _contract(op, t, mats, matmul=None):
     """Apply ``mats[a]`` (``[out_a, in_a]``) along each spatial axis ``a`` of ``t``
     (``[N, C, in_1, ...]`` -> ``[N, C, out_1, ...]``): the last axis by ``t @ M^T``, the
-    one before by ``M @ t``, a third (D) on ``t`` viewed ``[N, C, D, H*W]``."""
+    one before by ``M @ t``, a third (D) on ``t`` viewed ``[N, C, D, H*W]``.
+    ``matmul(op, a, b, matrix_left)``: plain MatMuls by default (see :func:`_bin_contract`)."""
+    if matmul is None:
+        matmul = _plain_matmul
     r = len(mats)
-    t = op.MatMul(t, op.Transpose(mats[-1], perm=[1, 0]))
+    t = matmul(op, t, op.Transpose(mats[-1], perm=[1, 0]), False)
     if r >= 2:
-        t = op.MatMul(mats[-2], t)
+        t = matmul(op, mats[-2], t, True)
     if r == 3:
         n, c, d, h, w = (dim(op, t, i) for i in range(5))
         flat = op.Reshape(t, op.Concat(n, c, d, op.Mul(h, w), axis=0))
-        t = op.MatMul(mats[0], flat)
+        t = matmul(op, mats[0], flat, True)
         t = op.Reshape(t, op.Concat(n, c, dim(op, mats[0], 0), h, w, axis=0))
     return t
+
+
+def _plain_matmul(op, a, b, matrix_left: bool):
+    return op.MatMul(a, b)
+
+
+def _bin_contract(op, t, mats, check_result: bool):
+    """:func:`_contract` with PyTorch's NaN and infinities (each output as if its bin were
+    summed alone; plain MatMuls spread ``0 * inf`` as NaN): plain MatMuls, and
+    :func:`blocks.bin_matmul` where ``t`` holds NaN or an infinity. Which is asked of a
+    ``ReduceSum`` of the plain result (``check_result``: any NaN or infinity of ``t``
+    makes all of it non-finite, see :func:`blocks.bin_sums`) or of ``t`` (when ``t`` is the
+    smaller, a gradient)."""
+    def exact(sub):
+        return _contract(sub, t, mats, blocks.bin_matmul)
+
+    if check_result:
+        fast = _contract(op, t, mats)
+        return blocks.if_finite(op, fast, lambda sub: fast, exact)
+    return blocks.if_finite(op, t, lambda sub: _contract(sub, t, mats), exact)
 
 
 def _transposed(op, mats):
@@ -480,19 +504,27 @@ def _onnx_avg_backward(op, p, x, grad_y):
     """Every window hands ``g / D`` to each input it covers: the transposed 0/1 window
     matrices along each axis."""
     mats = [blocks.membership(op, s, e, size, normalise=False) for s, e, size in _window_bounds(op, x, p)]
-    return _contract(op, op.Div(grad_y, _avg_divisor(op, x, p)), _transposed(op, mats))
+    return _bin_contract(op, op.Div(grad_y, _avg_divisor(op, x, p)), _transposed(op, mats), check_result=False)
 
 
-def _adaptive_mats(op, x, p):
-    return [blocks.membership(op, s, e, size, normalise=True) for s, e, size in _adaptive_bounds(op, x, p.output_size)]
+def _adaptive_mats(op, x, p, normalise: bool = True):
+    bounds = _adaptive_bounds(op, x, p.output_size)
+    return [blocks.membership(op, s, e, size, normalise=normalise) for s, e, size in bounds]
 
 
 def _onnx_adaptive_avg(op, p, x, outputs=("y",)):
-    return blocks.take_outputs(outputs, y=_contract(op, x, _adaptive_mats(op, x, p)))
+    # each bin summed, then divided by its size (PyTorch's order: a sum that overflows is inf)
+    sums = _bin_contract(op, x, _adaptive_mats(op, x, p, normalise=False), check_result=True)
+    r = len(p.output_size)
+    sizes = None
+    for a, (starts, ends, _) in enumerate(_adaptive_bounds(op, x, p.output_size)):
+        length = _along(op, op.Cast(op.Sub(ends, starts), to=1), a, r)
+        sizes = length if sizes is None else op.Mul(sizes, length)
+    return blocks.take_outputs(outputs, y=op.Div(sums, sizes))
 
 
 def _onnx_adaptive_avg_backward(op, p, x, grad_y):
-    return _contract(op, grad_y, _transposed(op, _adaptive_mats(op, x, p)))
+    return _bin_contract(op, grad_y, _transposed(op, _adaptive_mats(op, x, p)), check_result=False)
 
 
 def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
@@ -625,10 +657,11 @@ def avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
 
 def adaptive_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
     """The bin matrices and the products along each axis (forward, and backward's
-    transposed ones)."""
+    transposed ones); for inputs with NaN or infinities the exact pass's copies of x
+    (finite values, indicators)."""
     n, c, *spatial = shapes["x"]
     outs = list(p.output_size)
-    work = max(_contract_work(n * c, spatial, outs), *(2 * s for s in spatial), *(2 * o for o in outs))
+    work = max(_contract_work(n * c, spatial, outs), n * c * _prod(spatial), *(2 * s for s in spatial), *(2 * o for o in outs))
     if backward:
         work = max(work, _contract_work(n * c, outs, spatial))
     return work

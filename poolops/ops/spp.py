@@ -13,7 +13,8 @@ gives the same vectors as pooling each map alone (what exact batching needs).
 bins may leave trailing rows uncovered (a=7, n=4: window 2, stride 1, rows 5-6
 unused), and when ``a < n`` the stride is clamped to 1 and bins repeat the last row.
 
-ONNX: avg levels share one ``x @ A_w^T`` product over all levels' column bins; max
+ONNX: avg levels share one ``x @ A_w^T`` product over all levels' column bins (inputs
+with NaN or infinities take an exact pass that keeps each in its own bins); max
 levels that divide the finest level are pooled from it (adaptive bins nest exactly:
 bin j of level m is the union of bins kj..kj+k-1 of level km).
 """
@@ -127,24 +128,35 @@ def _flatten(op, t):
     return op.Reshape(t, const_i64(op, [0, -1]))
 
 
-def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool):
-    """``[N, C, n, n]`` bin sums (means if ``normalise``) per level, all levels' column
-    bins in one pass over ``x`` (``x @ [A_w1; A_w2; ...]^T``), then each level's rows.
-    With ``per_sample`` the matrices are ``[N, 1, n, L]`` (bins of each valid region)."""
+def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
+    """``[N, C, n, n]`` bin sums (means if ``normalise``: sums divided by the bin sizes, as
+    PyTorch) per level, all levels' column bins in one pass over ``x``
+    (``x @ [A_w1; A_w2; ...]^T``), then each level's rows. With ``per_sample`` the
+    matrices are ``[N, 1, n, L]`` (bins of each valid region). ``matmul(op, a, b,
+    matrix_left)``: plain MatMuls by default, :func:`blocks.bin_matmul` for NaN and
+    infinities kept in their bins."""
+    if matmul is None:
+        matmul = _plain_matmul
     member = blocks.membership_per_sample if per_sample else blocks.membership
-    a_h, a_w = [], []
+    a_h, a_w, bounds = [], [], []
     for n in p.levels:
         (bh, bw) = _bounds(op, p, sizes, n)
-        a_h.append(member(op, *bh, dim(op, x, 2), normalise=normalise))
-        a_w.append(member(op, *bw, dim(op, x, 3), normalise=normalise))
+        bounds.append((bh, bw))
+        a_h.append(member(op, *bh, dim(op, x, 2), normalise=False))
+        a_w.append(member(op, *bw, dim(op, x, 3), normalise=False))
     a_w = op.Concat(*a_w, axis=2 if per_sample else 0)
-    cols = op.MatMul(x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]))  # [N, C, H, sum n]
+    cols = matmul(op, x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]), False)  # [N, C, H, sum n]
     out, offset = [], 0
-    for n, ah in zip(p.levels, a_h):
+    for n, ah, bb in zip(p.levels, a_h, bounds):
         part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n]), const_i64(op, [3]))
-        out.append(op.MatMul(ah, part))
+        sums = matmul(op, ah, part, True)
+        out.append(op.Div(sums, blocks.bin_sizes(op, *bb, per_sample=per_sample)) if normalise else sums)
         offset += n
     return out
+
+
+def _plain_matmul(op, a, b, matrix_left: bool):
+    return op.MatMul(a, b)
 
 
 def _nested_base(levels) -> int | None:
@@ -197,6 +209,12 @@ def onnx_spp(op, p: SPPParams, x, valid=None, outputs=("y",)):
             x = op.Where(_valid_mask(op, x, sizes), x, const_f32(op, 0.0))
         levels = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample)
     y = op.Concat(*[_flatten(op, level) for level in levels], axis=1)
+    if p.mode == "avg":  # NaN and infinities in their own bins (see blocks.bin_sums)
+        def exact(op):
+            means = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample, matmul=blocks.bin_matmul)
+            return op.Concat(*[_flatten(op, level) for level in means], axis=1)
+
+        y = blocks.if_finite(op, y, lambda op: y, exact)
     return blocks.take_outputs(outputs, y=y)
 
 
@@ -265,8 +283,8 @@ def spp_work(p: SPPParams, shapes, outputs=("y",), backward=False) -> int:
     per_sample = "valid" in shapes
     if p.mode == "max":
         work = _max_levels_work(p, n, c, h, w, per_sample)
-    else:
-        work = max(_bin_sums_work(p, n, c, h, w, per_sample), n * c * h * w if per_sample else 0)
+    else:  # x's valid region, or the exact pass's copies of x for NaN and infinities
+        work = max(_bin_sums_work(p, n, c, h, w, per_sample), n * c * h * w)
     work = max(work, n * c * feature_multiplier(p.levels))
     if backward:
         for lv in p.levels:
