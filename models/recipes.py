@@ -150,6 +150,18 @@ def _validation_inputs(dataset: str, policies, limits):
     return _VALIDATION_INPUTS[key]
 
 
+#: How each dataset's data is split (issue 11), as the cards record it.
+DATA_SPLIT = {
+    "digits": "scikit-learn's 1797 digit samples split by sample, stratified (models/data/digits.py splits(seed=0)): "
+              "train 1078 (trained on), validation 269 (only for choices: the size policy, recipe variants in "
+              "python -m poolops_models.tuning), test 450 (the metrics accuracy_seen/unseen_sizes and the test "
+              "buckets of poolops experiments; never used for a choice)",
+    "layout": "generated: training batches from the generator's training stream (seed 0); validation buckets from "
+              "its evaluation stream at seeds 2000-2004 (only for choices); test: its evaluation stream at seed 0 "
+              "(accuracy_seen/unseen_sizes) and seeds 1000-1004 (the test buckets of poolops experiments)",
+}
+
+
 def select_policy(model, dataset: str, policies, limits=(MIN_SIZE, MAX_SIZE)):
     """``(best policy, {policy: [accuracy per size bucket]})``: each policy of ``policies`` on the
     *validation* size buckets (``experiments.validation_buckets``: digits from the validation
@@ -272,6 +284,7 @@ def build(name: str, root: Path | None = None, progress: bool = True):
                 "final_loss": round(sum(hist.loss[-20:]) / min(20, len(hist.loss)), 4),
             },
             "onnx_vs_torch_max_rel_error": parity,
+            "data_split": DATA_SPLIT[recipe.dataset],
             **({"size_policy_selection": selection["validation"]} if selection else {}),
         },
     }
