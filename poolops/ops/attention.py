@@ -33,8 +33,9 @@ graph computes that (no ``[N, C, H, W]`` product). Example as above: ``y = [[0.8
 Backward: autograd (torch), to ``x`` and to every given input (``attn``, the
 weights). No ONNX backward graphs (served forward only).
 
-ONNX: ``attention``: ReduceMean (default map), Softmax over the flattened H*W axis,
-Mul and ReduceSum; ``se``: ReduceMean, Gemm, Relu, Gemm, Sigmoid, Mul (of x, or of
+ONNX: ``attention``: the default map as ``ones [1, C] @ x`` over C, Softmax over the
+flattened H*W axis, the weighted sum as a MatMul (``x @ w^T``; with ``attn``, one dot
+product per channel); ``se``: ReduceMean, Gemm, Relu, Gemm, Sigmoid, Mul (of x, or of
 the squeeze ``s`` when ``pooled``). All have ONNX
 Runtime CUDA kernels at opset 18.
 """
@@ -46,7 +47,7 @@ from pydantic import Field
 
 from poolops.inputs import InputKind, register_kind
 from poolops.onnx import blocks
-from poolops.onnx.builder import const_f32, const_i64, unsqueeze
+from poolops.onnx.builder import const_f32, const_i64, dim, unsqueeze
 from poolops.params import OpParams, ParamError
 from poolops.registry import OpSpec, register
 
@@ -71,17 +72,31 @@ def torch_attention(p: AttentionParams, x, attn=None, outputs=("y",)):
 
 
 def onnx_attention(op, p: AttentionParams, x, attn=None, outputs=("y",)):
-    a = op.ReduceMean(x, const_i64(op, [1]), keepdims=1) if attn is None else attn
+    # Products, not ReduceMean over C and Mul + ReduceSum: ONNX Runtime's reduction across
+    # channels is many times slower than one MatMul reading x (poolops bench ops), and
+    # the weighted sum then needs no [N, C, H*W] product. A sum of products is what torch
+    # computes too (0 * inf is NaN in both).
+    flat = const_i64(op, [0, 0, -1])
+    xf = op.Reshape(x, flat)  # [N, C, HW]
+    if attn is None:  # the channel mean: ones [1, C] @ x, divided by C (summed, then divided, as torch)
+        c = dim(op, x, 1)
+        ones = op.Expand(const_f32(op, 1.0), op.Concat(const_i64(op, [1]), c, axis=0))
+        a = op.Div(op.MatMul(ones, xf), op.Cast(c, to=1))  # [N, 1, HW]
+    else:
+        a = op.Reshape(attn, flat)  # [N, A, HW]
     if p.temperature != 1.0:
         a = op.Div(a, const_f32(op, p.temperature))
-    flat = const_i64(op, [0, 0, -1])
-    w = op.Softmax(op.Reshape(a, flat), axis=2)  # [N, A, HW]
-    y = op.ReduceSum(op.Mul(w, op.Reshape(x, flat)), const_i64(op, [2]), keepdims=1)  # [N, C, 1]
-    return blocks.take_outputs(outputs, y=unsqueeze(op, y, [3]))
+    w = op.Softmax(a, axis=2)  # [N, A, HW]
+    if attn is None:  # one map: x @ w^T
+        y = unsqueeze(op, op.MatMul(xf, op.Transpose(w, perm=[0, 2, 1])), [3])  # [N, C, 1, 1]
+    else:  # A = 1 or C: one dot product per channel, the map broadcast over channels
+        y = op.MatMul(unsqueeze(op, xf, [2]), unsqueeze(op, w, [3]))  # [N, C, 1, HW] @ [N, A, HW, 1]
+    return blocks.take_outputs(outputs, y=y)
 
 
 def attention_work(p: AttentionParams, shapes, outputs=("y",), backward=False) -> int:
-    """The softmax weights ``[N, A, H*W]`` times x (broadcast: ``[N, max(A, C), H*W]``)."""
+    """x viewed ``[N, C, H*W]``, the softmax weights ``[N, A, H*W]`` (the weighted sum is a
+    MatMul: no product of x's size)."""
     n, c, h, w = shapes["x"]
     a = shapes["attn"][1] if "attn" in shapes else 1
     return max(n * max(a, c) * h * w, n * a * h * w)
