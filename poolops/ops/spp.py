@@ -4,6 +4,13 @@ Each level ``n`` pools the map into ``n x n`` bins; output ``[N, C * sum(n^2)]``
 each level's ``[N, C, n, n]`` flattened C-major, levels concatenated in order.
 Example: levels (1, 2, 4) give ``C + 4C + 16C = 21C`` features whatever H and W.
 
+A level may also be a pair ``(rows, cols)``: ``rows`` bins down H and ``cols`` across W
+(TF-Addons' ``SpatialPyramidPooling2D(bins=[[r, c], ...])``), each axis binned as PyTorch's
+adaptive pooling does (or by the SPP-net rule), output ``[N, C * sum(r * c)]``. Example:
+levels ``(1, (2, 3))`` give ``C + 6C = 7C`` features. (TF-Addons crops ``H mod r`` rows
+and ``W mod c`` columns and splits the rest equally, and lays out ``[N, r*c, C]``: the
+same values where H and W are divisible by the bins.)
+
 With the optional input ``valid`` (``[N, 2]`` int64, see :mod:`poolops.inputs`) sample
 n is pooled over ``x[n, :, :h_n, :w_n]`` only: a padded batch of different-size maps
 gives the same vectors as pooling each map alone (what exact batching needs).
@@ -38,7 +45,8 @@ DEFAULT_LEVELS = (1, 2, 4)
 
 
 class SPPParams(OpParams):
-    levels: tuple[int, ...] = Field(default=DEFAULT_LEVELS, min_length=1)
+    levels: tuple[int | tuple[int, int], ...] = Field(default=DEFAULT_LEVELS, min_length=1)
+    """Bins per side (``n``: ``n x n``) or ``(rows, cols)`` per level, each >= 1."""
     mode: Literal["max", "avg"] = "max"
     bins: Literal["adaptive", "sppnet"] = "adaptive"
     propagate_nan: bool = True
@@ -48,13 +56,22 @@ class SPPParams(OpParams):
         from poolops.params import check_list_length, invalid
 
         check_list_length("levels", self.levels, "levels (each level n adds n*n features per channel)")
-        if any(n < 1 for n in self.levels):
+        if any(min(n) < 1 for n in self.grid):
             raise invalid("levels", f"every level must be >= 1, got {self.levels}")
+
+    @property
+    def grid(self) -> tuple[tuple[int, int], ...]:
+        """Each level as ``(rows, cols)``: ``n`` is ``(n, n)``."""
+        return tuple(_rows_cols(n) for n in self.levels)
+
+
+def _rows_cols(level) -> tuple[int, int]:
+    return (level, level) if isinstance(level, int) else (int(level[0]), int(level[1]))
 
 
 def feature_multiplier(levels) -> int:
-    """Features per channel: ``sum(n^2)`` (heads use ``C * feature_multiplier``)."""
-    return sum(n * n for n in levels)
+    """Features per channel: ``sum(n^2)``, ``sum(rows * cols)`` (heads use ``C * feature_multiplier``)."""
+    return sum(r * c for r, c in map(_rows_cols, levels))
 
 
 def _shape(p, s):
@@ -64,19 +81,19 @@ def _shape(p, s):
 # ---------------------------------------------------------------- torch
 
 
-def _torch_bin_pool(x, n: int, mode: str):
-    """Pool ``x`` into ``n x n`` SPP-net bins with explicit loops (reference)."""
+def _torch_bin_pool(x, n: tuple[int, int], mode: str):
+    """Pool ``x`` into ``rows x cols`` SPP-net bins with explicit loops (reference)."""
     import torch
 
-    rows = sppnet_bins(x.shape[2], n)
-    cols = sppnet_bins(x.shape[3], n)
+    rows = sppnet_bins(x.shape[2], n[0])
+    cols = sppnet_bins(x.shape[3], n[1])
     out = []
     for r0, r1 in rows:
         for c0, c1 in cols:
             window = x[:, :, r0:r1, c0:c1].flatten(2)
             # max over the flattened window: first maximum in row-major order, NaN propagates
             out.append(window.max(dim=2).values if mode == "max" else window.mean(dim=2))
-    return torch.stack(out, dim=2).reshape(x.shape[0], x.shape[1], n, n)
+    return torch.stack(out, dim=2).reshape(x.shape[0], x.shape[1], *n)
 
 
 def torch_spp(p: SPPParams, x, valid=None, outputs=("y",)):
@@ -88,7 +105,7 @@ def torch_spp(p: SPPParams, x, valid=None, outputs=("y",)):
         return (torch.cat(rows, dim=0),)
 
     feats = []
-    for n in p.levels:
+    for n in p.grid:
         if p.bins == "sppnet":
             level = _torch_bin_pool(x, n, p.mode)
         elif p.mode == "max":
@@ -121,7 +138,7 @@ def _valid_mask(op, x, sizes):
 
 def _bounds(op, p, sizes, n):
     make = blocks.adaptive_bounds if p.bins == "adaptive" else blocks.sppnet_bounds
-    return tuple(make(op, size, n) for size in sizes)
+    return tuple(make(op, size, k) for size, k in zip(sizes, n))
 
 
 def _flatten(op, t):
@@ -139,7 +156,7 @@ def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
         matmul = _plain_matmul
     member = blocks.membership_per_sample if per_sample else blocks.membership
     a_h, a_w, bounds = [], [], []
-    for n in p.levels:
+    for n in p.grid:
         (bh, bw) = _bounds(op, p, sizes, n)
         bounds.append((bh, bw))
         a_h.append(member(op, *bh, dim(op, x, 2), normalise=False))
@@ -147,11 +164,11 @@ def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
     a_w = op.Concat(*a_w, axis=2 if per_sample else 0)
     cols = matmul(op, x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]), False)  # [N, C, H, sum n]
     out, offset = [], 0
-    for n, ah, bb in zip(p.levels, a_h, bounds):
-        part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n]), const_i64(op, [3]))
+    for n, ah, bb in zip(p.grid, a_h, bounds):
+        part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n[1]]), const_i64(op, [3]))
         sums = matmul(op, ah, part, True)
         out.append(op.Div(sums, blocks.bin_sizes(op, *bb, per_sample=per_sample)) if normalise else sums)
-        offset += n
+        offset += n[1]
     return out
 
 
@@ -159,29 +176,29 @@ def _plain_matmul(op, a, b, matrix_left: bool):
     return op.MatMul(a, b)
 
 
-def _nested_base(levels) -> int | None:
-    """The finest level all others can be pooled from, or None."""
-    finest = math.lcm(*levels)
-    return finest if finest <= 4 * max(levels) else None
+def _nested_base(grid) -> tuple[int, int] | None:
+    """The finest level ``(rows, cols)`` all others can be pooled from, or None."""
+    finest = tuple(math.lcm(*axis) for axis in zip(*grid))
+    return finest if all(f <= 4 * max(axis) for f, axis in zip(finest, zip(*grid))) else None
 
 
 def _max_levels(op, p, x, sizes, per_sample: bool):
     """``[N, C, n, n]`` per level, NaN propagated if ``p.propagate_nan``."""
-    base = _nested_base(p.levels) if p.bins == "adaptive" else None
+    base = _nested_base(p.grid) if p.bins == "adaptive" else None
 
     def pool(op, n):
         bounds = _bounds(op, p, sizes, n)
         if per_sample:
             return blocks.bin_max_per_sample(op, x, *bounds)
         if p.bins == "adaptive":
-            return blocks.adaptive_bin_max(op, x, (n, n), *bounds)
+            return blocks.adaptive_bin_max(op, x, n, *bounds)
         return blocks.bin_max(op, x, *bounds)
 
     def levels(op):
         if base is None:
-            return [pool(op, n) for n in p.levels]
-        fine = pool(op, base)  # [N, C, base, base]
-        return [fine if n == base else _coarsen(op, fine, n, base // n) for n in p.levels]
+            return [pool(op, n) for n in p.grid]
+        fine = pool(op, base)  # [N, C, *base]
+        return [fine if n == base else _coarsen(op, fine, n, (base[0] // n[0], base[1] // n[1])) for n in p.grid]
 
     if not p.propagate_nan:
         return levels(op)
@@ -194,9 +211,9 @@ def _max_levels(op, p, x, sizes, per_sample: bool):
     return [out] if len(p.levels) == 1 else out
 
 
-def _coarsen(op, fine, n: int, k: int):
-    """Level ``n`` from the nested finer level: the max of each ``k x k`` block."""
-    blocks_shape = const_i64(op, [0, 0, n, k, n, k])
+def _coarsen(op, fine, n: tuple[int, int], k: tuple[int, int]):
+    """Level ``n`` (rows, cols) from the nested finer level: the max of each ``k`` block."""
+    blocks_shape = const_i64(op, [0, 0, n[0], k[0], n[1], k[1]])
     return op.ReduceMax(op.Reshape(fine, blocks_shape), const_i64(op, [3, 5]), keepdims=0)
 
 
@@ -223,15 +240,15 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
     sizes = _sizes(op, x, None)
     grads, offset = [], 0
     c = dim(op, x, 1)
-    for n in p.levels:
-        size = n * n
+    for n in p.grid:
+        size = n[0] * n[1]
         start = op.Mul(c, const_i64(op, [offset]))
         g = op.Slice(grad_y, start, op.Add(start, op.Mul(c, const_i64(op, [size]))), const_i64(op, [1]))
-        grads.append(op.Reshape(g, const_i64(op, [0, -1, n, n])))
+        grads.append(op.Reshape(g, const_i64(op, [0, -1, *n])))
         offset += size
     if p.mode == "avg":
         total = None
-        for n, g in zip(p.levels, grads):
+        for n, g in zip(p.grid, grads):
             bh, bw = _bounds(op, p, sizes, n)
             a_h = blocks.membership(op, *bh, dim(op, x, 2), normalise=True)
             a_w = blocks.membership(op, *bw, dim(op, x, 3), normalise=True)
@@ -240,7 +257,7 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
         return total
     indices = [
         op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], const_i64(op, [0, 0, -1]))
-        for n in p.levels
+        for n in p.grid
     ]
     values = [op.Reshape(g, const_i64(op, [0, 0, -1])) for g in grads]
     return blocks.scatter_add(op, x, op.Concat(*indices, axis=2), op.Concat(*values, axis=2))
@@ -256,19 +273,19 @@ def _bin_len(p: SPPParams, size: int, n: int, per_sample: bool = False) -> int:
 
 def _bin_sums_work(p: SPPParams, n, c, h, w, per_sample: bool) -> int:
     """:func:`_bin_sums`: every level's matrices, ``x @ [A_w1; ...]^T`` ``[N, C, H, sum n]``."""
-    total = sum(p.levels)
+    total = sum(cols for _, cols in p.grid)
     rows = n if per_sample else 1
-    mats = max(max(blocks.membership_work(lv, h, rows), blocks.membership_work(lv, w, rows)) for lv in p.levels)
-    return max(mats, rows * total * w, n * c * h * total, n * c * max(lv * lv for lv in p.levels))
+    mats = max(max(blocks.membership_work(lv[0], h, rows), blocks.membership_work(lv[1], w, rows)) for lv in p.grid)
+    return max(mats, rows * total * w, n * c * h * total, n * c * max(lv[0] * lv[1] for lv in p.grid))
 
 
 def _max_levels_work(p: SPPParams, n, c, h, w, per_sample: bool) -> int:
     """:func:`_max_levels`: each level's (or the nested finest level's) bin max."""
     bin_max = blocks.bin_max_per_sample_work if per_sample else blocks.bin_max_work
-    base = _nested_base(p.levels) if p.bins == "adaptive" else None
-    pooled = [base] if base is not None else p.levels
-    lens = [(_bin_len(p, h, lv, per_sample), _bin_len(p, w, lv, per_sample)) for lv in pooled]
-    work = max(bin_max(n, c, h, w, lv, lv, *k) for lv, k in zip(pooled, lens))
+    base = _nested_base(p.grid) if p.bins == "adaptive" else None
+    pooled = [base] if base is not None else p.grid
+    lens = [(_bin_len(p, h, lv[0], per_sample), _bin_len(p, w, lv[1], per_sample)) for lv in pooled]
+    work = max(bin_max(n, c, h, w, *lv, *k) for lv, k in zip(pooled, lens))
     if p.propagate_nan:
         work = max(work, n * c * h * w, _bin_sums_work(p, n, c, h, w, per_sample))
     return work
@@ -287,16 +304,16 @@ def spp_work(p: SPPParams, shapes, outputs=("y",), backward=False) -> int:
         work = max(_bin_sums_work(p, n, c, h, w, per_sample), n * c * h * w)
     work = max(work, n * c * feature_multiplier(p.levels))
     if backward:
-        for lv in p.levels:
-            kh, kw = _bin_len(p, h, lv), _bin_len(p, w, lv)
+        for lv in p.grid:
+            kh, kw = _bin_len(p, h, lv[0]), _bin_len(p, w, lv[1])
             if p.mode == "avg":
                 work = max(
                     work,
-                    blocks.window_membership_work(h, w, lv, lv),
-                    blocks.separable_matmul_t_work(n, c, h, w, lv, lv),
+                    blocks.window_membership_work(h, w, *lv),
+                    blocks.separable_matmul_t_work(n, c, h, w, *lv),
                 )
             else:
-                work = max(work, blocks.bin_argmax_work(n, c, h, w, lv, lv, kh, kw))
+                work = max(work, blocks.bin_argmax_work(n, c, h, w, *lv, kh, kw))
         if p.mode == "max":
             work = max(work, blocks.scatter_add_work(n, c, h, w, feature_multiplier(p.levels)))
     return work

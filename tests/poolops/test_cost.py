@@ -152,7 +152,7 @@ def _cases():
         yield Case("global_max", {}, x, ("y", "indices"))
         yield Case("global_max", {"propagate_nan": False}, x)
         yield Case("global_max", {}, x, backward=True)
-    for levels in ((1, 2, 4), (1, 3), (2, 3, 5, 7), (6,), (1, 2, 40)):
+    for levels in ((1, 2, 4), (1, 3), (2, 3, 5, 7), (6,), (1, 2, 40), (1, (2, 3), (4, 2)), ((1, 8), (5, 1))):
         for x in ((2, 3, 13, 17), (1, 2, 4, 4), (3, 1, 40, 2)):
             for mode in ("max", "avg"):
                 for bins in ("adaptive", "sppnet"):
@@ -586,6 +586,8 @@ SPP_VARIANTS = [
     ({"levels": (1, 2), "mode": "avg"}, {"levels": (1, 2000), "mode": "avg"}),
     ({"levels": (1, 2), "bins": "sppnet"}, {"levels": (1, 2000), "bins": "sppnet"}),
     ({"levels": (3, 4, 5)}, {"levels": (3000, 4000, 5000)}),
+    ({"levels": ((1, 2), (2, 4))}, {"levels": ((100, 2000), (300, 4000))}),
+    ({"levels": ((2, 3), 4), "mode": "avg"}, {"levels": ((2000, 3), 4000), "mode": "avg"}),
 ]
 
 
