@@ -332,6 +332,7 @@ register(
         module_name="SpatialPyramidPool",
         optional_inputs=("valid",),
         work=spp_work,
+        bench_params=(("levels 1, 2x3, 3x6", {"levels": (1, (2, 3), (3, 6))}),),
         doc=__doc__,
     )
 )

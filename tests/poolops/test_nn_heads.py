@@ -81,6 +81,7 @@ HEADS = {
     "attention-learnt-map": (lambda: LearntAttention(1), C),
     "attention-per-channel-maps": (lambda: LearntAttention(C), C),
     "spp": (lambda: PN.SpatialPyramidPool(levels=(1, 2, 4)), 21 * C),
+    "spp-rows-cols": (lambda: PN.SpatialPyramidPool(levels=(1, (2, 3), (4, 1))), 11 * C),
     "strip-h-4-bands": (lambda: nn.Sequential(PN.StripPool(direction="h"), PN.AdaptiveAvgPool(output_size=(4, 1))), 4 * C),
     "se-then-gap": (SEThenGap, C),
     "se-pooled": (SEPooled, C),

@@ -194,3 +194,12 @@ def test_issue16_variants_over_http(client):
     assert r.json()["output"] == [[[[1.5, 2.5, 3.0]]]] and r.json()["grad_input"] == [[[[0.5, 1.0, 1.5]]]]
     r = client.post("/v1/ops/avg", json={"input": [[1, 2, 3]], "params": {"kernel": 3, "padding": 1, "tf_same": True}})
     assert r.status_code == 422 and "padding" in r.json()["error"]["message"]
+
+    levels = [1, [2, 3]]  # SPP levels as (rows, cols) pairs
+    r = client.post("/v1/ops/spp", json={"input": b64(x), "params": {"levels": levels}, "backward": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["shape"] == [2, 4 * 7]
+    (want,) = run(op_model("spp", levels=levels, outputs=("y",)), x=x)
+    assert_close(np.asarray(r.json()["output"], np.float32), want)
+    r = client.post("/v1/ops/spp", json={"input": b64(x), "params": {"levels": [[2, 3, 4]]}})
+    assert r.status_code == 422 and "levels" in r.json()["error"]["message"]
