@@ -132,26 +132,29 @@ def _numpy(t) -> np.ndarray:
     return np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)
 
 
-def check_boxes(op_name: str, x, boxes) -> None:
-    """``ParamError`` unless ``boxes`` is ``[K, 5]`` finite floats whose batch indices
-    (column 0) are integers in ``[0, N)``."""
+def check_boxes(op_name: str, x, boxes, name: str = "boxes",
+                columns: tuple[str, ...] = ("batch index", "x1", "y1", "x2", "y2")) -> np.ndarray:
+    """``ParamError`` unless ``boxes`` is ``[K, len(columns)]`` finite floats whose batch
+    indices (column 0) are integers in ``[0, N)``; returns them as numpy. ``name`` and
+    ``columns`` name the input in messages (rotated boxes share this check)."""
     shape = tuple(boxes.shape)
-    if len(shape) != 2 or shape[1] != 5:
-        raise ParamError(op_name, "boxes", f"expected shape [K, 5] (batch index, x1, y1, x2, y2), got {shape}")
+    if len(shape) != 2 or shape[1] != len(columns):
+        raise ParamError(op_name, name, f"expected shape [K, {len(columns)}] ({', '.join(columns)}), got {shape}")
     b = _numpy(boxes)
     if not np.issubdtype(b.dtype, np.floating):
-        raise ParamError(op_name, "boxes", f"expected float32 boxes, got {b.dtype}")
+        raise ParamError(op_name, name, f"expected float32 boxes, got {b.dtype}")
     if not np.isfinite(b).all():
-        raise ParamError(op_name, "boxes", "every coordinate and batch index must be finite")
+        raise ParamError(op_name, name, f"every {', '.join(columns[1:])} and batch index must be finite")
     n = x.shape[0]
     idx = b[:, 0]
     bad = (idx != np.round(idx)) | (idx < 0) | (idx >= n)
     if bad.any():
         raise ParamError(
             op_name,
-            "boxes",
+            name,
             f"column 0 is the batch index: an integer in [0, {n}) for x with N={n}; got {idx[bad].tolist()}",
         )
+    return b
 
 
 def check_offsets(op_name: str, p, boxes, offsets) -> None:

@@ -54,7 +54,7 @@ from pydantic import Field
 
 from poolops.inputs import InputKind, register_kind
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, unsqueeze
-from poolops.ops.roi import _batch_index, _col, _columns, _max_at_least_one, grid_limit
+from poolops.ops.roi import _batch_index, _col, _columns, _max_at_least_one, check_boxes, grid_limit
 from poolops.params import OpParams, ParamError, PositivePair
 from poolops.registry import OpSpec, register
 
@@ -101,31 +101,13 @@ def _example_rboxes(x_shape, rng, p=None):
     return np.concatenate([batch[:, None], coords, angle[:, None]], axis=1).astype(np.float32)
 
 
-def _numpy(t) -> np.ndarray:
-    return np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)
-
-
 def check_rboxes(op_name: str, p, x, boxes) -> None:
     """``ParamError`` unless ``boxes`` is ``[K, 6]`` finite floats with integer batch
     indices in ``[0, N)`` and non-negative sizes, and (adaptive sampling) no side beyond
     ``2 * max(H, W) + 2`` in x's coordinates."""
     if boxes is None:  # a missing input is reported by OpSpec.bind
         return
-    shape = tuple(boxes.shape)
-    if len(shape) != 2 or shape[1] != 6:
-        raise ParamError(op_name, "rboxes", f"expected shape [K, 6] (batch index, cx, cy, w, h, angle), got {shape}")
-    b = _numpy(boxes)
-    if not np.issubdtype(b.dtype, np.floating):
-        raise ParamError(op_name, "rboxes", f"expected float32 boxes, got {b.dtype}")
-    if not np.isfinite(b).all():
-        raise ParamError(op_name, "rboxes", "every batch index, centre, size and angle must be finite")
-    n = x.shape[0]
-    idx = b[:, 0]
-    bad = (idx != np.round(idx)) | (idx < 0) | (idx >= n)
-    if bad.any():
-        raise ParamError(
-            op_name, "rboxes", f"column 0 is the batch index: an integer in [0, {n}) for x with N={n}; got {idx[bad].tolist()}"
-        )
+    b = check_boxes(op_name, x, boxes, "rboxes", ("batch index", "cx", "cy", "w", "h", "angle"))
     negative = np.flatnonzero((b[:, 3] < 0) | (b[:, 4] < 0))
     if negative.size:
         k = int(negative[0])
