@@ -284,13 +284,13 @@ def bin_argmax(op, x, bounds_h, bounds_w):
     rule (first maximum in row-major order). In a bin holding NaN the index points
     at some element of the bin. Returns ``(y, indices)``, both ``[N, C, oh, ow]``.
     """
-    idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
-    kh = op.Shape(idx_h, start=1, end=2)
-    g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
+    starts, ends = bounds_h
+    g = op.Gather(x, _bin_index(op, starts, ends), axis=2)  # [N, C, oh, Kh, W]
     first = op.ArgMax(g, axis=3, keepdims=1, select_last_index=0)  # [N, C, oh, 1, W]
     t = op.Squeeze(op.GatherElements(g, first, axis=3), const_i64(op, [3]))  # [N, C, oh, W]
-    oh_i = unsqueeze(op, op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(idx_h, start=0, end=1)), const_scalar_i64(op, 1)), [1])
-    rows = op.Gather(op.Reshape(idx_h, const_i64(op, [-1])), op.Add(op.Mul(oh_i, kh), op.Squeeze(first, const_i64(op, [3]))))
+    first = op.Squeeze(first, const_i64(op, [3]))
+    # the first max comes before the repeats of a bin's last row: its row is start + first
+    rows = op.Min(op.Add(first, unsqueeze(op, starts, [1])), unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
     width = dim(op, x, 3)
     cols = op.Range(const_scalar_i64(op, 0), scalar(op, width), const_scalar_i64(op, 1))
     flat = op.Add(op.Mul(rows, width), cols)  # [N, C, oh, W]: where each column's max is
