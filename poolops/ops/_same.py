@@ -217,8 +217,10 @@ def _plane_indices(op, x, xp, idx, axes, dilation):
 
 def onnx_max_backward(op, kernel, stride, dilation, x, grad_y):
     """``grad_y`` scattered to the argmax (the plane indices of :func:`onnx_max`)."""
+    from poolops.ops.pool_nd import scatter_add_nd  # no -1 in its shapes: N may be 0
+
     (_, indices) = onnx_max(op, kernel, stride, dilation, False, x, ("y", "indices"))
-    return blocks.scatter_add(op, x, indices, grad_y)
+    return scatter_add_nd(op, x, indices, grad_y, 2)
 
 
 def _bounds(op, size, out, before, kernel: int, stride: int):
