@@ -23,9 +23,7 @@ unused), and when ``a < n`` the stride is clamped to 1 and bins repeat the last 
 ONNX: avg levels share one ``x @ A_w^T`` product over all levels' column bins (inputs
 with NaN or infinities take an exact pass that keeps each in its own bins); max
 levels that divide the finest level are pooled from it (adaptive bins nest exactly:
-bin j of level m is the union of bins kj..kj+k-1 of level km). With ``valid``: a Loop
-over the samples, each cropped to its valid region and pooled as above (the padding is
-never read).
+bin j of level m is the union of bins kj..kj+k-1 of level km).
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ from typing import Literal
 from pydantic import Field
 
 from poolops.onnx import blocks
-from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar
 from poolops.params import OpParams
 from poolops.registry import OpSpec, register
 from poolops.shapes import sppnet_bins
@@ -219,26 +217,7 @@ def _coarsen(op, fine, n: tuple[int, int], k: tuple[int, int]):
     return op.ReduceMax(op.Reshape(fine, blocks_shape), const_i64(op, [3, 5]), keepdims=0)
 
 
-def _each_sample(op, p: SPPParams, x, valid):
-    """With ``valid``: a ``Loop`` over the samples, each cropped to its valid region
-    (``x[n:n+1, :, :h_n, :w_n]``, a Slice) and pooled as a batch of one, with that
-    path's fast bins and its NaN pass only where the crop needs it; the padding is never
-    read. ``[N, C * features]``."""
-    def one(sub, it):
-        i = unsqueeze(sub, it, [0])
-        starts = sub.Concat(i, const_i64(sub, [0, 0]), axis=0)
-        ends = sub.Concat(sub.Add(i, const_i64(sub, [1])), sub.Gather(valid, it, axis=0), axis=0)
-        crop = sub.Slice(x, starts, ends, const_i64(sub, [0, 2, 3]))  # [1, C, h_n, w_n]
-        return onnx_spp(sub, p, crop)[0]  # [1, F]
-
-    stacked = blocks.loop_stack(op, scalar(op, dim(op, x, 0)), one, "spp_sample")  # [N, 1, F]
-    features = op.Mul(dim(op, x, 1), const_i64(op, [feature_multiplier(p.levels)]))
-    return op.Reshape(stacked, op.Concat(dim(op, x, 0), features, axis=0))
-
-
 def onnx_spp(op, p: SPPParams, x, valid=None, outputs=("y",)):
-    if valid is not None and blocks.has_subgraphs(op):
-        return blocks.take_outputs(outputs, y=_each_sample(op, p, x, valid))
     sizes, per_sample = _sizes(op, x, valid), valid is not None
     if p.mode == "max":
         levels = _max_levels(op, p, x, sizes, per_sample)
