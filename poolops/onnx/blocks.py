@@ -275,6 +275,26 @@ def bin_max_rows_looped(op, x, bounds_h, bounds_w):
     return op.Transpose(op.ReduceMax(cols, const_i64(op, [3]), keepdims=0), perm=[0, 1, 3, 2])
 
 
+def loop_stack(op, count, fn, name: str = "each"):
+    """``fn(sub, i)`` for ``i`` in ``range(count)`` (``count`` a 0-D int64), its one
+    value per step stacked: ``[count, *shape]`` (an ONNX ``Loop`` with a scan output;
+    ``fn`` may build subgraphs of its own). The graph's size does not depend on count."""
+    import onnx_ir as ir
+
+    def body(sub, it, cond):
+        return [sub.Identity(cond), fn(sub, it)]
+
+    graph = op.builder.subgraph(
+        body,
+        inputs=[ir.Value(name="it", type=ir.TensorType(ir.DataType.INT64), shape=ir.Shape([])),
+                ir.Value(name="cond", type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([]))],
+        outputs=_branch_outs("step", 2),
+        name=f"{name}_step",
+    )
+    _prefix_names(graph, f"{name}{next(_BRANCHES)}_")
+    return op.Loop(count, op.Constant(value=ir.tensor(True)), body=graph)
+
+
 def bin_argmax(op, x, bounds_h, bounds_w):
     """Max over bins and the flat ``H*W`` index of the first maximum in row-major order.
 

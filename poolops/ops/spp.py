@@ -23,7 +23,9 @@ unused), and when ``a < n`` the stride is clamped to 1 and bins repeat the last 
 ONNX: avg levels share one ``x @ A_w^T`` product over all levels' column bins (inputs
 with NaN or infinities take an exact pass that keeps each in its own bins); max
 levels that divide the finest level are pooled from it (adaptive bins nest exactly:
-bin j of level m is the union of bins kj..kj+k-1 of level km).
+bin j of level m is the union of bins kj..kj+k-1 of level km). With ``valid``: a Loop
+over the samples, each cropped to its valid region and pooled as above (the padding is
+never read).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Literal
 from pydantic import Field
 
 from poolops.onnx import blocks
-from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar
+from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
 from poolops.params import OpParams
 from poolops.registry import OpSpec, register
 from poolops.shapes import sppnet_bins
@@ -142,7 +144,7 @@ def _bounds(op, p, sizes, n):
 
 
 def _flatten(op, t):
-    return op.Flatten(t, axis=1)  # [N, C * r * c]; a Reshape to [0, -1] fails for N = 0
+    return op.Reshape(t, const_i64(op, [0, -1]))
 
 
 def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
@@ -217,7 +219,26 @@ def _coarsen(op, fine, n: tuple[int, int], k: tuple[int, int]):
     return op.ReduceMax(op.Reshape(fine, blocks_shape), const_i64(op, [3, 5]), keepdims=0)
 
 
+def _each_sample(op, p: SPPParams, x, valid):
+    """With ``valid``: a ``Loop`` over the samples, each cropped to its valid region
+    (``x[n:n+1, :, :h_n, :w_n]``, a Slice) and pooled as a batch of one, with that
+    path's fast bins and its NaN pass only where the crop needs it; the padding is never
+    read. ``[N, C * features]``."""
+    def one(sub, it):
+        i = unsqueeze(sub, it, [0])
+        starts = sub.Concat(i, const_i64(sub, [0, 0]), axis=0)
+        ends = sub.Concat(sub.Add(i, const_i64(sub, [1])), sub.Gather(valid, it, axis=0), axis=0)
+        crop = sub.Slice(x, starts, ends, const_i64(sub, [0, 2, 3]))  # [1, C, h_n, w_n]
+        return onnx_spp(sub, p, crop)[0]  # [1, F]
+
+    stacked = blocks.loop_stack(op, scalar(op, dim(op, x, 0)), one, "spp_sample")  # [N, 1, F]
+    features = op.Mul(dim(op, x, 1), const_i64(op, [feature_multiplier(p.levels)]))
+    return op.Reshape(stacked, op.Concat(dim(op, x, 0), features, axis=0))
+
+
 def onnx_spp(op, p: SPPParams, x, valid=None, outputs=("y",)):
+    if valid is not None and blocks.has_subgraphs(op):
+        return blocks.take_outputs(outputs, y=_each_sample(op, p, x, valid))
     sizes, per_sample = _sizes(op, x, valid), valid is not None
     if p.mode == "max":
         levels = _max_levels(op, p, x, sizes, per_sample)
@@ -244,7 +265,7 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
         size = n[0] * n[1]
         start = op.Mul(c, const_i64(op, [offset]))
         g = op.Slice(grad_y, start, op.Add(start, op.Mul(c, const_i64(op, [size]))), const_i64(op, [1]))
-        grads.append(op.Reshape(g, op.Concat(op.Shape(x, start=0, end=2), const_i64(op, n), axis=0)))  # N may be 0
+        grads.append(op.Reshape(g, const_i64(op, [0, -1, *n])))
         offset += size
     if p.mode == "avg":
         total = None
@@ -255,12 +276,11 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
             part = blocks.separable_matmul_t(op, g, a_h, a_w)
             total = part if total is None else op.Add(total, part)
         return total
-    per_level = [op.Concat(op.Shape(x, start=0, end=2), const_i64(op, [n[0] * n[1]]), axis=0) for n in p.grid]
     indices = [
-        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], shape)
-        for n, shape in zip(p.grid, per_level)
+        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], const_i64(op, [0, 0, -1]))
+        for n in p.grid
     ]
-    values = [op.Reshape(g, shape) for g, shape in zip(grads, per_level)]
+    values = [op.Reshape(g, const_i64(op, [0, 0, -1])) for g in grads]
     return blocks.scatter_add(op, x, op.Concat(*indices, axis=2), op.Concat(*values, axis=2))
 
 
