@@ -66,6 +66,7 @@ import numpy as np
 from pydantic import Field
 
 from poolops.inputs import InputKind, register_kind
+from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, scalar, unsqueeze
 from poolops.params import OpParams, ParamError, PositivePair
 from poolops.registry import OpSpec, register
@@ -268,7 +269,7 @@ def _geometry(p, boxes):
     return start, roi, bins, grid
 
 
-def _axis_weights(start, bin_size, grid, n: int, axis: int, size: int, band: bool):
+def _axis_weights(start, bin_size, grid, n: int, axis: int, size: int, band: bool, marks: bool = False):
     """Bilinear weights of one axis, summed over each bin's samples (torchvision's
     ``bilinear_interpolate`` is separable: a sample's weight is the product of a row and a
     column weight, and 0 when either coordinate is outside ``[-1, size]``).
@@ -276,7 +277,9 @@ def _axis_weights(start, bin_size, grid, n: int, axis: int, size: int, band: boo
     ``start`` ``[K, a, b]``: each bin's sampling origin; the bin index ``0..n-1`` runs along
     ``axis`` (1 or 2). Returns ``(A, lo)``: ``A [K, a', b', L]`` the weight of row
     ``lo[k] + l``; with ``band`` only the rows the box's samples touch (L the tallest band
-    of all boxes), else all rows (``lo = 0``, L = size).
+    of all boxes), else all rows (``lo = 0``, L = size). With ``marks`` also ``(T, Z)``
+    of A's shape: how often the bin's samples touch each row, and touch it with weight 0
+    (see :func:`_exact_bins`).
     """
     import torch
 
@@ -304,8 +307,15 @@ def _axis_weights(start, bin_size, grid, n: int, axis: int, size: int, band: boo
     else:
         lo, rows = torch.zeros(k, dtype=torch.long, device=dev), size
     r = lo[:, None, None, None, None] + torch.arange(rows, device=dev)  # [K, 1, 1, 1, L]
-    a = (w_low[..., None] * (low[..., None] == r)).sum(3) + (w_high[..., None] * (high[..., None] == r)).sum(3)
-    return a, lo
+
+    def spread(v_low, v_high):
+        return (v_low[..., None] * (low[..., None] == r)).sum(3) + (v_high[..., None] * (high[..., None] == r)).sum(3)
+
+    a = spread(w_low, w_high)
+    if not marks:
+        return a, lo
+    u = used.to(torch.float32)
+    return a, lo, spread(u, u), spread(u * (w_low == 0), u * (w_high == 0))
 
 
 def _bilinear_pool(p, x, boxes, offsets=None, gamma: float = 0.0):
@@ -321,19 +331,45 @@ def _bilinear_pool(p, x, boxes, offsets=None, gamma: float = 0.0):
         g = _f32(gamma)
         start_w = start_w + (g * roi[:, 0, None, None]) * offsets[:, 0]
         start_h = start_h + (g * roi[:, 1, None, None]) * offsets[:, 1]
-    a_h, lo = _axis_weights(start_h, bins[:, 1], grid[:, 1], oh, 1, h, band=True)  # [K, oh, 1|ow, Lh]
-    a_w, _ = _axis_weights(start_w, bins[:, 0], grid[:, 0], ow, 2, w, band=False)  # [K, 1|oh, ow, W]
-    a_h, a_w = a_h.to(x.dtype), a_w.to(x.dtype)
+    a_h, lo, t_h, z_h = _axis_weights(start_h, bins[:, 1], grid[:, 1], oh, 1, h, band=True, marks=True)  # [K, oh, 1|ow, Lh]
+    a_w, _, t_w, z_w = _axis_weights(start_w, bins[:, 0], grid[:, 0], ow, 2, w, band=False, marks=True)  # [K, 1|oh, ow, W]
     rows = (lo[:, None] + torch.arange(a_h.shape[-1], device=x.device)).clamp(max=h - 1)  # [K, Lh]
     band = x[boxes[:, 0].long()[:, None], :, rows]  # [K, Lh, C, W]
-    if offsets is None:  # separable: A_h @ band @ A_w^T
-        t = torch.einsum("klcw,kjw->kclj", band, a_w[:, 0])
-        y = torch.einsum("kil,kclj->kcij", a_h[:, :, 0], t)
-    else:
-        t = torch.einsum("klcw,kijw->kclij", band, a_w)
-        y = torch.einsum("kijl,kclij->kcij", a_h, t)
+
+    def contract(v, m_h, m_w):  # sum over each bin's rows and columns of m_h * v * m_w
+        m_h, m_w = m_h.to(x.dtype), m_w.to(x.dtype)
+        if offsets is None:  # separable: A_h @ band @ A_w^T
+            return torch.einsum("kil,kclj->kcij", m_h[:, :, 0], torch.einsum("klcw,kjw->kclj", v, m_w[:, 0]))
+        return torch.einsum("kijl,kclij->kcij", m_h, torch.einsum("klcw,kijw->kclij", v, m_w))
+
+    y = contract(band, a_h, a_w)
+    # any NaN or infinity in the band makes all of its box's y NaN or infinite (0 * inf):
+    # then the exact rule, each bin from the cells its samples touch
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not torch.isfinite(y).all():
+        y = _exact_bins(band, contract, (a_h, t_h, z_h), (a_w, t_w, z_w))
     count = (grid[:, 0] * grid[:, 1]).clamp_min(1).to(torch.float32)
     return y.reshape(k, x.shape[1], oh, ow) / count[:, None, None, None]
+
+
+def _exact_bins(band, contract, rows, cols):
+    """torchvision's sums over each bin's bilinear samples where ``band`` holds NaN or
+    infinities: NaN if a touched cell is NaN, an infinity is touched with weight 0 (a
+    sample exactly on a row or column, or at the last one: ``0 * inf``), or +inf and -inf
+    are both touched; else the infinity touched; else the sum of the finite cells.
+    ``rows``/``cols``: the weights, touch counts and zero-weight touch counts of each
+    axis; ``contract(v, m_h, m_w)`` sums ``m_h * v * m_w`` over each bin (one term per
+    sample pair: a grid of row and column samples)."""
+    import torch
+
+    (a_h, t_h, z_h), (a_w, t_w, z_w) = rows, cols
+    finite = contract(torch.where(torch.isfinite(band), band, torch.zeros_like(band)), a_h, a_w)
+    inf = torch.isinf(band).to(band.dtype)
+    bad = contract(torch.isnan(band).to(band.dtype), t_h, t_w) + contract(inf, z_h, t_w) + contract(inf, t_h, z_w)
+    up = contract((band == float("inf")).to(band.dtype), t_h, t_w) > 0
+    down = contract((band == -float("inf")).to(band.dtype), t_h, t_w) > 0
+    nan = torch.full_like(finite, float("nan"))
+    out = torch.where(up, torch.full_like(finite, float("inf")), torch.where(down, -torch.full_like(finite, float("inf")), finite))
+    return torch.where((bad > 0) | (up & down), nan, out)
 
 
 def torch_roi_align(p: RoIAlignParams, x, boxes, outputs=("y",)):
@@ -436,13 +472,19 @@ def onnx_roi_align(op, p: RoIAlignParams, x, boxes, outputs=("y",)):
         spatial_scale=p.spatial_scale,
         coordinate_transformation_mode="half_pixel" if p.aligned else "output_half_pixel",
     )
-    return (y,)
+    # ONNX Runtime's RoiAlign gives a sample outside the map weight 0 on cell (0, 0): a NaN
+    # or an infinity there makes such bins NaN, where torchvision takes no sample. Where y
+    # is not all finite, the bins again through deform_roi_pool's band matrices (offsets
+    # none), which keep NaN and infinities in the bins whose samples touch them.
+    return (blocks.if_finite(op, y, lambda op: y, lambda op: onnx_deform_roi_pool(op, p, x, boxes, None)[0]),)
 
 
 def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band: bool):
     """As :func:`_axis_weights`, on ``start [K, oh, ow]``, ``bin_size``/``grid`` ``[K]``:
-    ``(A [K, oh, ow, L], lo [K])``. The sample grid is the largest of the batch
-    (``ReduceMax`` over boxes), samples beyond a box's own grid are masked."""
+    ``(A [K, oh, ow, L], lo [K], marks)``, ``marks(op)`` building ``(T, Z)`` (touch and
+    zero-weight touch counts, for :func:`_onnx_exact_bins`). The sample grid is the
+    largest of the batch (``ReduceMax`` over boxes), samples beyond a box's own grid are
+    masked."""
     shape = [1, 1, 1]
     shape[axis] = n
     i = op.Reshape(op.Constant(value_floats=[float(v) for v in range(n)]), const_i64(op, shape))
@@ -476,7 +518,13 @@ def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band:
     else:
         lo = op.Expand(const_i64(op, [0]), dim(op, start, 0))
         rows = scalar(op, size)
-    return _scatter_weights(op, low, high, w_low, w_high, lo, rows), lo
+
+    def marks(op):
+        u = op.Cast(used, to=1)
+        zeros = [op.Mul(u, op.Cast(op.Equal(v, const_f32(op, 0.0)), to=1)) for v in (w_low, w_high)]
+        return _scatter_weights(op, low, high, u, u, lo, rows), _scatter_weights(op, low, high, *zeros, lo, rows)
+
+    return _scatter_weights(op, low, high, w_low, w_high, lo, rows), lo, marks
 
 
 def _scatter_weights(op, low, high, w_low, w_high, lo, rows):
@@ -510,27 +558,52 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
     else:
         grid = op.Cast(op.Ceil(bins), to=7)
     col = lambda t, i: _col(op, t, i)  # noqa: E731
-    gamma = const_f32(op, p.gamma)
     starts = []
     for a in range(2):  # mmcv: start += (gamma * roi) * offset; offsets channel 0 is x, 1 is y
-        shift = op.Mul(op.Reshape(op.Mul(gamma, col(roi, a)), const_i64(op, [-1, 1, 1])), col(offsets, a))
-        starts.append(op.Add(op.Reshape(col(start, a), const_i64(op, [-1, 1, 1])), shift))  # [K, oh, ow]
-    a_h, lo = _onnx_axis_weights(op, starts[1], col(bins, 1), col(grid, 1), oh, 1, h, band=True)  # [K, oh, ow, Lh]
-    a_w, _ = _onnx_axis_weights(op, starts[0], col(bins, 0), col(grid, 0), ow, 2, dim(op, x, 3), band=False)
+        origin = op.Reshape(col(start, a), const_i64(op, [-1, 1, 1]))
+        if offsets is None:  # roi_align's bins (its exact path)
+            starts.append(op.Expand(origin, op.Concat(dim(op, boxes, 0), const_i64(op, [oh, ow]), axis=0)))
+            continue
+        shift = op.Mul(op.Reshape(op.Mul(const_f32(op, p.gamma), col(roi, a)), const_i64(op, [-1, 1, 1])), col(offsets, a))
+        starts.append(op.Add(origin, shift))  # [K, oh, ow]
+    a_h, lo, marks_h = _onnx_axis_weights(op, starts[1], col(bins, 1), col(grid, 1), oh, 1, h, band=True)  # [K, oh, ow, Lh]
+    a_w, _, marks_w = _onnx_axis_weights(op, starts[0], col(bins, 0), col(grid, 0), ow, 2, dim(op, x, 3), band=False)
     lh = op.Shape(a_h, start=3, end=4)
     rows = op.Min(op.Add(unsqueeze(op, lo, [1]), op.Range(const_scalar_i64(op, 0), scalar(op, lh), const_scalar_i64(op, 1))), op.Sub(h, const_i64(op, [1])))
     flat = op.Reshape(op.Transpose(x, perm=[0, 2, 1, 3]), op.Concat(const_i64(op, [-1]), c, dim(op, x, 3), axis=0))
     band = op.Gather(flat, op.Add(op.Mul(unsqueeze(op, _batch_index(op, boxes), [1]), h), rows), axis=0)  # [K, Lh, C, W]
-    def bins_flat(a):  # [K, oh, ow, L] -> [K, L, P] (no 0-copy beside -1: K may be 0)
+    def bins_flat(op, a):  # [K, oh, ow, L] -> [K, L, P] (no 0-copy beside -1: K may be 0)
         flat = op.Reshape(a, op.Concat(const_i64(op, [-1, oh * ow]), op.Shape(a, start=3), axis=0))
         return op.Transpose(flat, perm=[0, 2, 1])
 
-    t = op.MatMul(band, unsqueeze(op, bins_flat(a_w), [1]))  # [K, Lh, C, W] @ [K, 1, W, P]
-    a_h = unsqueeze(op, bins_flat(a_h), [2])  # [K, Lh, 1, P]
-    y = op.ReduceSum(op.Mul(t, a_h), const_i64(op, [1]), keepdims=0)  # [K, C, P]
+    def contract(op, v, m_h, m_w):  # [K, Lh, C, W] -> [K, C, P]: sum of m_h * v * m_w over each bin
+        t = op.MatMul(v, unsqueeze(op, bins_flat(op, m_w), [1]))  # [K, Lh, C, W] @ [K, 1, W, P]
+        return op.ReduceSum(op.Mul(t, unsqueeze(op, bins_flat(op, m_h), [2])), const_i64(op, [1]), keepdims=0)
+
+    y = contract(op, band, a_h, a_w)
+
+    def exact(op):  # NaN or infinities in the band (all of a box's y is then NaN or inf)
+        (t_h, z_h), (t_w, z_w) = marks_h(op), marks_w(op)
+        return _onnx_exact_bins(op, band, contract, (a_h, t_h, z_h), (a_w, t_w, z_w))
+
+    y = blocks.if_finite(op, y, lambda op: y, exact)
     count = op.Cast(op.Max(op.Mul(col(grid, 0), col(grid, 1)), const_i64(op, [1])), to=1)
     y = op.Div(y, op.Reshape(count, const_i64(op, [-1, 1, 1])))
     return (op.Reshape(y, const_i64(op, [0, 0, oh, ow])),)
+
+
+def _onnx_exact_bins(op, band, contract, rows, cols):
+    """:func:`_exact_bins` in ONNX."""
+    (a_h, t_h, z_h), (a_w, t_w, z_w) = rows, cols
+    inf, zero = const_f32(op, float("inf")), const_f32(op, 0.0)
+    finite = contract(op, op.Where(op.Less(op.Abs(band), inf), band, zero), a_h, a_w)
+    is_inf = op.Cast(op.IsInf(band), to=1)
+    bad = op.Add(op.Add(contract(op, op.Cast(op.IsNaN(band), to=1), t_h, t_w), contract(op, is_inf, z_h, t_w)),
+                 contract(op, is_inf, t_h, z_w))
+    up = op.Greater(contract(op, op.Cast(op.IsInf(band, detect_negative=0), to=1), t_h, t_w), zero)
+    down = op.Greater(contract(op, op.Cast(op.IsInf(band, detect_positive=0), to=1), t_h, t_w), zero)
+    out = op.Where(up, inf, op.Where(down, const_f32(op, -float("inf")), finite))
+    return op.Where(op.Or(op.Greater(bad, zero), op.And(up, down)), const_f32(op, float("nan")), out)
 
 
 # ---------------------------------------------------------------- checks and cost
@@ -605,13 +678,14 @@ def _grids(p: RoIAlignParams, h: int, w: int) -> tuple[int, int]:
 def roi_align_work(p: RoIAlignParams, shapes, outputs=("y",), backward=False) -> int:
     """ONNX RoiAlign: the output, the boxes' columns, and the sample table ONNX Runtime's
     CPU kernel fills for each box (``gh * gw * oh * ow`` entries: not a graph tensor, so
-    the profiler does not see it, but the largest buffer when the grid is large)."""
+    the profiler does not see it, but the largest buffer when the grid is large); for
+    inputs with NaN or infinities :func:`deform_roi_pool_work`'s band path."""
     n, c, h, w = shapes["x"]
     k = shapes["boxes"][0]
     bins = p.output_size[0] * p.output_size[1]
     gh, gw = _grids(p, h, w)
     table = PRECALC_UNITS * gh * gw * bins if k else 0
-    return max(k * c * bins, 5 * k, table)
+    return max(k * c * bins, 5 * k, table, deform_roi_pool_work(p, shapes))
 
 
 def deform_roi_pool_work(p: DeformRoIPoolParams, shapes, outputs=("y",), backward=False) -> int:

@@ -53,6 +53,7 @@ import numpy as np
 from pydantic import Field
 
 from poolops.inputs import InputKind, register_kind
+from poolops.onnx import blocks
 from poolops.onnx.builder import const_f32, const_i64, const_scalar_i64, dim, unsqueeze
 from poolops.ops.roi import _batch_index, _col, _columns, _max_at_least_one, check_boxes, grid_limit
 from poolops.params import OpParams, ParamError, PositivePair
@@ -209,7 +210,7 @@ def _rotated_samples(p: RoIAlignRotatedParams, boxes, h: int, w: int):
     weights = torch.where(used, weights, torch.zeros_like(weights))
     pos = torch.stack([y_low * w + x_low, y_low * w + x_high, y_high * w + x_low, y_high * w + x_high])
     shape = (4, k, oh * ow, mh * mw)
-    return pos.reshape(shape), weights.reshape(shape), count
+    return pos.reshape(shape), weights.reshape(shape), count, used.expand(k, oh, ow, mh, mw).reshape(shape[1:])
 
 
 def torch_roi_align_rotated(p: RoIAlignRotatedParams, x, rboxes, outputs=("y",)):
@@ -218,13 +219,23 @@ def torch_roi_align_rotated(p: RoIAlignRotatedParams, x, rboxes, outputs=("y",))
     n, c, h, w = x.shape
     k = rboxes.shape[0]
     oh, ow = p.output_size
-    pos, weights, count = _rotated_samples(p, rboxes, h, w)
+    pos, weights, count, used = _rotated_samples(p, rboxes, h, w)
     rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # [N*H*W, C]
     base = (rboxes[:, 0].long() * (h * w))[None, :, None, None]
-    y = torch.zeros(k, oh * ow, 1, c, dtype=x.dtype, device=x.device)
-    for corner in range(4):  # one corner at a time: memory K*P*G*C
-        vals = rows[base[0] + pos[corner]]  # [K, P, G, C]
-        y = y + weights[corner].to(x.dtype)[:, :, None, :] @ vals
+
+    def pool(skip_unused: bool):
+        y = torch.zeros(k, oh * ow, 1, c, dtype=x.dtype, device=x.device)
+        for corner in range(4):  # one corner at a time: memory K*P*G*C
+            vals = rows[base[0] + pos[corner]]  # [K, P, G, C]
+            if skip_unused:  # samples outside the map (weight 0) read no cell, as mmcv's
+                vals = torch.where(used[..., None], vals, torch.zeros_like(vals))
+            y = y + weights[corner].to(x.dtype)[:, :, None, :] @ vals
+        return y
+
+    y = pool(False)
+    # an unused sample's 0 weight times an infinity it read is NaN: then again without them
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or not torch.isfinite(y).all():
+        y = pool(True)
     y = y[:, :, 0, :] / count.to(x.dtype)[:, None, None]
     return (y.permute(0, 2, 1).reshape(k, c, oh, ow),)
 
@@ -300,19 +311,29 @@ def _onnx_rotated_samples(op, p: RoIAlignRotatedParams, boxes, h, w):
     for r, c, wr, wc in corners:
         positions.append(op.Reshape(op.Add(op.Mul(r, w), c), flat))
         weights.append(op.Reshape(op.Where(used, op.Mul(wr, wc), zero), flat))
-    return positions, weights, count
+    return positions, weights, count, op.Reshape(op.Expand(used, op.Shape(y)), flat)
 
 
 def onnx_roi_align_rotated(op, p: RoIAlignRotatedParams, x, rboxes, outputs=("y",)):
     oh, ow = p.output_size
     c, h, w = dim(op, x, 1), dim(op, x, 2), dim(op, x, 3)
-    positions, weights, count = _onnx_rotated_samples(op, p, rboxes, h, w)
+    positions, weights, count, used = _onnx_rotated_samples(op, p, rboxes, h, w)
     rows = op.Reshape(op.Transpose(x, perm=[0, 2, 3, 1]), op.Concat(const_i64(op, [-1]), c, axis=0))  # [N*H*W, C]
     base = op.Reshape(op.Mul(_batch_index(op, rboxes), op.Mul(h, w)), const_i64(op, [-1, 1, 1]))
-    y = None
-    for pos, wt in zip(positions, weights):  # [K, P, 1, G] @ [K, P, G, C]
-        term = op.MatMul(unsqueeze(op, wt, [2]), op.Gather(rows, op.Add(base, pos), axis=0))
-        y = term if y is None else op.Add(y, term)
+
+    def pool(op, skip_unused: bool):
+        y = None
+        for pos, wt in zip(positions, weights):  # [K, P, 1, G] @ [K, P, G, C]
+            vals = op.Gather(rows, op.Add(base, pos), axis=0)
+            if skip_unused:  # samples outside the map (weight 0) read no cell, as mmcv's
+                vals = op.Where(unsqueeze(op, used, [3]), vals, const_f32(op, 0.0))
+            term = op.MatMul(unsqueeze(op, wt, [2]), vals)
+            y = term if y is None else op.Add(y, term)
+        return y
+
+    # an unused sample's 0 weight times an infinity it read is NaN: then again without them
+    y = pool(op, False)
+    y = blocks.if_finite(op, y, lambda op: y, lambda op: pool(op, True))
     y = op.Div(op.Squeeze(y, const_i64(op, [2])), op.Reshape(count, const_i64(op, [-1, 1, 1])))  # [K, P, C]
     shape = op.Concat(dim(op, rboxes, 0), c, const_i64(op, [oh, ow]), axis=0)
     return (op.Reshape(op.Transpose(y, perm=[0, 2, 1]), shape),)

@@ -14,7 +14,7 @@ import torch
 
 import poolops
 from poolops.onnx import op_backward_model, op_model
-from support.runtime import assert_close, session
+from support.runtime import assert_close, largest_node_bytes, session
 
 FLT_MAX = np.finfo(np.float32).max
 
@@ -111,27 +111,6 @@ def test_gradients_with_infinities_stay_in_their_bins(name, params, shape):
     assert_close(grad_x, x.grad.numpy(), what=f"{name} {params} backward")
 
 
-def _largest_node_bytes(model, feeds) -> int:
-    """The bytes of the largest node output (all outputs of one node) in ONNX Runtime's
-    profile of one run (as tests/poolops/test_cost.py measures)."""
-    import json
-    import os
-    import tempfile
-
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = os.path.join(tmp, "profile")
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        sess.run(None, feeds)
-        with open(sess.end_profiling()) as f:
-            events = json.load(f)
-    return max(int(e["args"]["output_size"]) for e in events
-               if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
-
-
 @pytest.mark.parametrize(("name", "params", "shape"), [c for c in CASES if "avg" in c[0] or "avg" in str(c[1])] + GRADIENT_CASES,
                          ids=lambda v: str(v))
 def test_cost_bounds_the_exact_paths(name, params, shape):
@@ -140,10 +119,10 @@ def test_cost_bounds_the_exact_paths(name, params, shape):
     spec = poolops.get_op(name)
     p = spec.parse(params)
     x = _rank(_inputs(shape)["inf"], spec)
-    largest = _largest_node_bytes(op_model(name, outputs=("y",), **params), {"x": x})
+    largest = largest_node_bytes(op_model(name, outputs=("y",), **params), {"x": x})
     assert largest <= 4 * spec.cost(p, {"x": x.shape}, ("y",), False).work_elements
     if spec.onnx_backward is not None:
         y = spec.torch_fn(p, torch.from_numpy(x))[0]
         g = np.full(tuple(y.shape), np.inf, np.float32)
-        largest = _largest_node_bytes(op_backward_model(name, **params), {"x": x, "grad_y": g})
+        largest = largest_node_bytes(op_backward_model(name, **params), {"x": x, "grad_y": g})
         assert largest <= 4 * spec.cost(p, {"x": x.shape}, ("y",), True).work_elements

@@ -50,3 +50,24 @@ def check_export(model, sizes, path=None, rel: float = 1e-5, what: str = "") -> 
             expected = model(x).numpy()
         (actual,) = sess.run(None, {"x": x.numpy()})
         assert_close(actual, expected, rel=rel, what=f"{what} at {(n, h, w)}")
+
+
+def largest_node_bytes(model, feeds) -> int:
+    """The bytes of the largest node output (all outputs of one node) in ONNX Runtime's
+    profile of one run (as tests/poolops/test_cost.py measures)."""
+    import json
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        so.profile_file_prefix = os.path.join(tmp, "profile")
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess.run(None, feeds)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    return max(int(e["args"]["output_size"]) for e in events
+               if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
