@@ -331,8 +331,10 @@ def _bilinear_pool(p, x, boxes, offsets=None, gamma: float = 0.0):
         g = _f32(gamma)
         start_w = start_w + (g * roi[:, 0, None, None]) * offsets[:, 0]
         start_h = start_h + (g * roi[:, 1, None, None]) * offsets[:, 1]
-    a_h, lo, t_h, z_h = _axis_weights(start_h, bins[:, 1], grid[:, 1], oh, 1, h, band=True, marks=True)  # [K, oh, 1|ow, Lh]
-    a_w, _, t_w, z_w = _axis_weights(start_w, bins[:, 0], grid[:, 0], ow, 2, w, band=False, marks=True)  # [K, 1|oh, ow, W]
+    weights_h = (start_h, bins[:, 1], grid[:, 1], oh, 1, h, True)
+    weights_w = (start_w, bins[:, 0], grid[:, 0], ow, 2, w, False)
+    a_h, lo = _axis_weights(*weights_h)  # [K, oh, 1|ow, Lh]
+    a_w, _ = _axis_weights(*weights_w)  # [K, 1|oh, ow, W]
     rows = (lo[:, None] + torch.arange(a_h.shape[-1], device=x.device)).clamp(max=h - 1)  # [K, Lh]
     band = x[boxes[:, 0].long()[:, None], :, rows]  # [K, Lh, C, W]
 
@@ -346,7 +348,11 @@ def _bilinear_pool(p, x, boxes, offsets=None, gamma: float = 0.0):
     # any NaN or infinity in the band makes all of its box's y NaN or infinite (0 * inf):
     # then the exact rule, each bin from the cells its samples touch
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or not torch.isfinite(y).all():
-        y = _exact_bins(band, contract, (a_h, t_h, z_h), (a_w, t_w, z_w))
+        def marked(args):  # the weights again, with their touch counts
+            a, _, touched, zero = _axis_weights(*args, marks=True)
+            return a, touched, zero
+
+        y = _exact_bins(band, contract, marked(weights_h), marked(weights_w))
     count = (grid[:, 0] * grid[:, 1]).clamp_min(1).to(torch.float32)
     return y.reshape(k, x.shape[1], oh, ow) / count[:, None, None, None]
 
