@@ -9,9 +9,12 @@ Per axis of size ``L`` (kernel ``k``, stride ``s``, dilation ``d``): output
 (padding not counted; timm's ``AvgPool2dSame`` with its default ``count_include_pad=True``
 counts it, and differs from TF at the edges), or by ``divisor_override``.
 
-The ONNX graphs pad explicitly (Pad with the pads computed from x's shape at run time)
-and pool without padding: ONNX's ``auto_pad="SAME_UPPER"`` is not used, as ONNX Runtime
-ignores the dilation in it and fails when the kernel is smaller than the stride.
+ONNX: without dilation and with the kernel at least the stride on both axes (the usual
+case, e.g. kernel 3, stride 2) one MaxPool / AveragePool with ``auto_pad="SAME_UPPER"``
+(``count_include_pad=0``), which is TF's SAME there (checked against the reference);
+otherwise the graphs pad explicitly (Pad with the pads computed from x's shape at run
+time) and pool without padding, as ONNX Runtime ignores the dilation in ``auto_pad`` and
+fails when the kernel is smaller than the stride (negative pads).
 
 Torch (``torch_*``) and ONNX (``onnx_*``) forms of each step; sizes are ints (or torch
 SymInts) on the torch side, dims (1-element int64 tensors) in ONNX.
@@ -78,6 +81,12 @@ def check(op_name: str, kernel, stride, dilation, shape) -> None:
                 f"with tf_same, window {w} on axis {'HW'[axis]} covers only padding (input {size}, padding "
                 f"{before} before, dilation {d}); use less dilation or a larger input",
             )
+
+
+def native(kernel, stride, dilation=(1, 1)) -> bool:
+    """Whether ONNX's ``auto_pad="SAME_UPPER"`` is TF's SAME in ONNX Runtime: no dilation,
+    kernel >= stride on both axes (then the padding is never negative)."""
+    return all(d == 1 for d in dilation) and all(k >= s for k, s in zip(kernel, stride))
 
 
 def padded_elements(n, c, h, w, kernel, stride, dilation) -> int:
@@ -183,8 +192,12 @@ def onnx_max(op, kernel, stride, dilation, propagate_nan: bool, x, outputs):
     """MaxPool of x padded with -inf (no pads attribute); indices into x's planes; NaN
     and -inf made PyTorch's on inputs that are not all finite (as ``max``)."""
     with_indices = "indices" in outputs
-    xp, axes = onnx_pad(op, x, kernel, stride, dilation, -FLOAT_INF)
-    attrs = dict(kernel_shape=list(kernel), strides=list(stride), dilations=list(dilation), pads=[0, 0, 0, 0])
+    if native(kernel, stride, dilation):  # MaxPool pads itself; its indices index x
+        xp, axes = x, None
+        attrs = dict(kernel_shape=list(kernel), strides=list(stride), auto_pad="SAME_UPPER")
+    else:
+        xp, axes = onnx_pad(op, x, kernel, stride, dilation, -FLOAT_INF)
+        attrs = dict(kernel_shape=list(kernel), strides=list(stride), dilations=list(dilation), pads=[0, 0, 0, 0])
 
     def pool(op, t, with_idx):
         if not with_idx:
@@ -202,7 +215,12 @@ def onnx_max(op, kernel, stride, dilation, propagate_nan: bool, x, outputs):
     else:
         out = run(op, False)
     y, idx = out if with_indices else (out, None)
-    indices = None if idx is None else _plane_indices(op, x, xp, idx, axes, dilation)
+    if idx is None:
+        indices = None
+    elif axes is None:
+        indices = op.Sub(idx, blocks._plane_offsets(op, x))
+    else:
+        indices = _plane_indices(op, x, xp, idx, axes, dilation)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
@@ -243,7 +261,11 @@ def _divisor(op, axes, kernel, stride, divisor_override):
 
 def onnx_avg(op, kernel, stride, divisor_override, x):
     """AveragePool of x padded with zeros (every window whole: its sum / k), times the
-    window area, over :func:`_divisor`."""
+    window area, over :func:`_divisor`; or one AveragePool padding itself (:func:`native`,
+    no divisor override), not counting the padding."""
+    if native(kernel, stride) and divisor_override is None:
+        return op.AveragePool(x, kernel_shape=list(kernel), strides=list(stride), auto_pad="SAME_UPPER",
+                              count_include_pad=0)
     xp, axes = onnx_pad(op, x, kernel, stride, (1, 1), 0.0)
     mean = op.AveragePool(xp, kernel_shape=list(kernel), strides=list(stride), pads=[0, 0, 0, 0], count_include_pad=1)
     total = op.Mul(mean, const_f32(op, kernel[0] * kernel[1]))
@@ -265,24 +287,29 @@ def onnx_avg_backward(op, kernel, stride, divisor_override, x, grad_y):
 
 
 def max_work(kernel, stride, dilation, shape, with_indices: bool, propagate_nan: bool, backward: bool) -> int:
-    """The padded x (and its NaN map), MaxPool's values and int64 indices, the index
-    conversion ``[N, C, oh, ow]`` (int64); backward: the scatter into x's shape."""
+    """The padded x (and its NaN map; x's size when MaxPool pads itself), MaxPool's values
+    and int64 indices, the index conversion ``[N, C, oh, ow]`` (int64); backward: the
+    scatter into x's shape."""
     n, c, h, w = shape
     _, _, oh, ow = output_shape(stride, (n, c, max(h, 0), max(w, 0)))
     out = n * c * oh * ow
-    padded = padded_elements(n, c, h, w, kernel, stride, dilation)
+    if native(kernel, stride, dilation):
+        padded = n * c * h * w if (propagate_nan or backward) else 0
+    else:
+        padded = padded_elements(n, c, h, w, kernel, stride, dilation)
     work = max(padded, 3 * out if (with_indices or backward) else out)
     if backward:
         work = max(work, blocks.scatter_add_work(n, c, h, w, oh * ow))
     return work
 
 
-def avg_work(kernel, stride, shape, backward: bool) -> int:
-    """The zero-padded x, the window means and divisors; backward: the 0/1 window matrices
-    and ``A_h^T (g / D) A_w``."""
+def avg_work(kernel, stride, shape, backward: bool, divisor_override=None) -> int:
+    """The zero-padded x (none when AveragePool pads itself), the window means and
+    divisors; backward: the 0/1 window matrices and ``A_h^T (g / D) A_w``."""
     n, c, h, w = shape
     _, _, oh, ow = output_shape(stride, (n, c, max(h, 0), max(w, 0)))
-    work = max(padded_elements(n, c, h, w, kernel, stride, (1, 1)), n * c * oh * ow, blocks.avg_divisor_work(oh, ow))
+    padded = 0 if native(kernel, stride) and divisor_override is None else padded_elements(n, c, h, w, kernel, stride, (1, 1))
+    work = max(padded, n * c * oh * ow, blocks.avg_divisor_work(oh, ow))
     if backward:
         work = max(work, blocks.window_membership_work(h, w, oh, ow), blocks.separable_matmul_t_work(n, c, h, w, oh, ow))
     return work

@@ -78,7 +78,7 @@ def avg_work(p: AvgParams, shapes, outputs=("y",), backward=False) -> int:
     the 0/1 window matrices and ``A_h^T (g / D) A_w``."""
     n, c, h, w = shapes["x"]
     if p.tf_same:
-        return _same.avg_work(p.kernel, p.strides, shapes["x"], backward)
+        return _same.avg_work(p.kernel, p.strides, shapes["x"], backward, p.divisor_override)
     _, _, oh, ow = (max(d, 0) for d in output_shape(p, shapes["x"]))
     work = n * c * oh * ow
     if p.ceil_mode or p.divisor_override is not None:

@@ -114,10 +114,11 @@ def test_max_backward_matches_autograd(kernel, stride, dilation):
         assert_close(bwd.run(None, {"x": x.astype(np.float32), "grad_y": g.numpy()})[0], xt32.grad.numpy())
 
 
-def test_one_graph_at_every_size():
+@pytest.mark.parametrize("kernel, stride", [((3, 4), (2, 3)), ((2, 4), (3, 3))])  # auto_pad; explicit Pad
+def test_one_graph_at_every_size(kernel, stride):
     """The padding (and whether it falls on one side or both) changes with H and W: one
     graph, sizes 1..12 of both parities, against the reference."""
-    params = dict(kernel=(3, 4), stride=(2, 3), tf_same=True)
+    params = dict(kernel=kernel, stride=stride, tf_same=True)
     mx, av = session(op_model("max", **params)), session(op_model("avg", outputs=("y",), **params))
     rng = np.random.default_rng(3)
     for h, w in itertools.product(range(1, 13), (1, 2, 5, 6, 11)):
@@ -129,13 +130,14 @@ def test_one_graph_at_every_size():
         assert_close(av.run(None, {"x": x})[0], ref.avg_pool(x, params["kernel"], params["stride"]), floor=0.01)
 
 
-def test_max_nan_and_infinities():
+@pytest.mark.parametrize("dilation", [(1, 1), (1, 2)])  # auto_pad; explicit Pad
+def test_max_nan_and_infinities(dilation):
     x = np.random.default_rng(4).standard_normal((2, 2, 7, 6)).astype(np.float32)
     x[0, 0, 2, 3] = np.nan
     x[0, 1] = -np.inf  # every window all -inf: -inf, index at its first cell inside
     x[1, 0, :2, :2] = np.inf
-    params = dict(kernel=3, stride=2, dilation=(1, 2), tf_same=True)
-    y, idx = ref.max_pool(x, (3, 3), (2, 2), (1, 2))
+    params = dict(kernel=3, stride=2, dilation=dilation, tf_same=True)
+    y, idx = ref.max_pool(x, (3, 3), (2, 2), dilation)
     ty, ti = PF.max(torch.from_numpy(x), return_indices=True, **params)
     oy, oi = session(op_model("max", **params)).run(None, {"x": x})
     for out, ind in ((ty.numpy(), ti.numpy()), (oy, oi)):
@@ -144,6 +146,29 @@ def test_max_nan_and_infinities():
         np.testing.assert_array_equal(ind[known], idx[known])
     (fast,) = session(op_model("max", outputs=("y",), propagate_nan=False, **params)).run(None, {"x": x[1:]})
     np.testing.assert_array_equal(fast, y[1:].astype(np.float32))
+
+
+def test_graphs_pool_with_auto_pad_where_onnx_runtime_gets_it_right():
+    """No dilation and kernel >= stride: one MaxPool / AveragePool with auto_pad SAME_UPPER;
+    otherwise an explicit Pad (ONNX Runtime ignores the dilation in auto_pad and fails for
+    a kernel smaller than the stride)."""
+
+    def walk(nodes):
+        for n in nodes:
+            yield n.op_type, {a.name: a.s for a in n.attribute if a.name == "auto_pad"}
+            for a in n.attribute:
+                if a.g.node:  # an If branch
+                    yield from walk(a.g.node)
+
+    def ops(name, **params):
+        return list(walk(n for f in op_model(name, tf_same=True, **params).functions for n in f.node))
+
+    for name in ("max", "avg"):
+        native = ops(name, kernel=3, stride=2)
+        assert ("Pad", {}) not in native and any(a == {"auto_pad": b"SAME_UPPER"} for _, a in native)
+        assert ("Pad", {}) in ops(name, kernel=(1, 3), stride=2)
+    assert ("Pad", {}) in ops("max", kernel=3, stride=1, dilation=2)
+    assert ("Pad", {}) in ops("avg", kernel=3, stride=2, divisor_override=4)
 
 
 def test_max_is_timms_max_pool2d_same_without_dilation():
