@@ -352,7 +352,7 @@ def onnx_stochastic_backward(op, p: StochasticParams, x, grad_y):
         blocks.separable_matmul_t(op, b, a_h, a_w),
     )
     if p.negative == "clamp":
-        grad = op.Mul(grad, op.Cast(op.Greater(x, zero), to=1))
+        grad = op.Where(op.Greater(x, zero), grad, zero)  # relu's: 0 where x <= 0, also for an inf gradient
     return grad
 
 
