@@ -88,6 +88,7 @@ GRADIENT_CASES = [
     ("avg", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (2, 3, 9, 14)),
     ("spp", {"levels": (1, 2, 4), "mode": "avg"}, (2, 3, 13, 17)),
     ("multiscale", {"kernels": (2, 4)}, (1, 2, 16, 12)),
+    ("stochastic", {"kernel": 2, "negative": "clamp"}, (1, 2, 8, 12)),  # relu's gradient: 0 where x <= 0
     ("adaptive_avg1d", {"output_size": (7,)}, (2, 3, 4, 5)),
     ("avg3d", {"kernel": 2, "ceil_mode": True, "divisor_override": 3}, (1, 2, 10, 5)),
     ("adaptive_avg3d", {"output_size": (2, 3, 4)}, (2, 3, 10, 6)),
