@@ -144,7 +144,7 @@ def _bounds(op, p, sizes, n):
 
 
 def _flatten(op, t):
-    return op.Reshape(t, const_i64(op, [0, -1]))
+    return op.Flatten(t, axis=1)  # [N, C * r * c]; a Reshape to [0, -1] fails for N = 0
 
 
 def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
@@ -265,7 +265,7 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
         size = n[0] * n[1]
         start = op.Mul(c, const_i64(op, [offset]))
         g = op.Slice(grad_y, start, op.Add(start, op.Mul(c, const_i64(op, [size]))), const_i64(op, [1]))
-        grads.append(op.Reshape(g, const_i64(op, [0, -1, *n])))
+        grads.append(op.Reshape(g, op.Concat(op.Shape(x, start=0, end=2), const_i64(op, n), axis=0)))  # N may be 0
         offset += size
     if p.mode == "avg":
         total = None
@@ -276,11 +276,12 @@ def onnx_spp_backward(op, p: SPPParams, x, grad_y):
             part = blocks.separable_matmul_t(op, g, a_h, a_w)
             total = part if total is None else op.Add(total, part)
         return total
+    per_level = [op.Concat(op.Shape(x, start=0, end=2), const_i64(op, [n[0] * n[1]]), axis=0) for n in p.grid]
     indices = [
-        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], const_i64(op, [0, 0, -1]))
-        for n in p.grid
+        op.Reshape(blocks.bin_argmax(op, x, *_bounds(op, p, sizes, n))[1], shape)
+        for n, shape in zip(p.grid, per_level)
     ]
-    values = [op.Reshape(g, const_i64(op, [0, 0, -1])) for g in grads]
+    values = [op.Reshape(g, shape) for g, shape in zip(grads, per_level)]
     return blocks.scatter_add(op, x, op.Concat(*indices, axis=2), op.Concat(*values, axis=2))
 
 
