@@ -103,9 +103,9 @@ def file_data(path: str, name: str = "a.png") -> dict:
 def tab_inputs(image) -> dict[str, list]:
     """Each tab's Run inputs with ``image`` as its image (and the image chosen as input)."""
     return {
-        "pg-run": ["max", '{"kernel": 2}', "image", image, "1 2\n3 4", "gray", 0, False],
+        "pg-run": ["max", '{"kernel": 2}', "image", image, "1 2\n3 4", "gray", 0, False, ""],
         "cmp-run": [["max"], "{}", "image", image, "1 2\n3 4", "gray", 0],
-        "spp-run": [image, 7, 10, "1,2", "adaptive", "max", "gray"],
+        "spp-run": [image, 7, 10, "1,2", "adaptive", "max", "gray", ""],
         "cls-run": ["digits-spp", image, 3, True],
     }
 
@@ -163,7 +163,7 @@ def test_uploads_and_answers_name_no_absolute_path(ui, gr_temp):
     assert r.status_code == 200
     (path,) = r.json()
     assert not path.startswith("/") and str(gr_temp) not in r.text, r.text
-    msg, text = ui.run("pg-run", ["max", '{"kernel": 2}', "image", file_data(path), "", "gray", 0, True], "paths")
+    msg, text = ui.run("pg-run", ["max", '{"kernel": 2}', "image", file_data(path), "", "gray", 0, True, ""], "paths")
     assert msg["success"] and "y: [1, 1, 20, 15]" in msg["output"]["data"][0]
     for answer in (r.text, text, ui.c.get("/ui/").text, ui.c.get("/ui/config").text, ui.c.get("/openapi.json").text):
         assert str(gr_temp) not in answer and not ABSOLUTE.search(answer), ABSOLUTE.search(answer)
