@@ -439,9 +439,11 @@ def test_cost_counts_outputs():
 )
 def test_cost_of_hostile_requests_is_immediate(name, params, shapes):
     spec = poolops.get_op(name)
-    t0 = time.perf_counter()
+    # CPU time, not wall time: a loaded machine may preempt the test, but a rule that loops
+    # over a parameter's value (10^5..10^12 steps here) takes seconds of CPU either way
+    t0 = time.process_time()
     c = spec.cost(spec.parse(params), shapes, backward=spec.onnx_backward is not None)
-    assert time.perf_counter() - t0 < 0.01
+    assert time.process_time() - t0 < 0.05
     assert isinstance(c.output_elements, int) and isinstance(c.work_elements, int)
     assert c.work_elements >= c.output_elements // 2 > 0
 
