@@ -482,7 +482,7 @@ def onnx_roi_align(op, p: RoIAlignParams, x, boxes, outputs=("y",)):
     # or an infinity there makes such bins NaN, where torchvision takes no sample. Where y
     # is not all finite, the bins again through deform_roi_pool's band matrices (offsets
     # none), which keep NaN and infinities in the bins whose samples touch them.
-    return (blocks.if_finite(op, y, lambda op: y, lambda op: onnx_deform_roi_pool(op, p, x, boxes, None)[0]),)
+    return (blocks.if_finite(op, y, lambda op: y, lambda op: _onnx_bilinear_pool(op, p, x, boxes, None, exact_only=True)),)
 
 
 def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band: bool):
@@ -551,6 +551,12 @@ def _scatter_weights(op, low, high, w_low, w_high, lo, rows):
 
 
 def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=("y",)):
+    return (_onnx_bilinear_pool(op, p, x, boxes, offsets),)
+
+
+def _onnx_bilinear_pool(op, p, x, boxes, offsets, exact_only: bool = False):
+    """deform_roi_pool (``offsets`` None: roi_align's bins), ``[K, C, oh, ow]``; with
+    ``exact_only`` only its exact path (:func:`_onnx_exact_bins`), for roi_align's."""
     oh, ow = p.output_size
     c, h = dim(op, x, 1), dim(op, x, 2)
     corners = op.Sub(op.Mul(_columns(op, boxes, 1, 5), const_f32(op, p.spatial_scale)), const_f32(op, 0.5 if p.aligned else 0.0))
@@ -578,28 +584,35 @@ def onnx_deform_roi_pool(op, p: DeformRoIPoolParams, x, boxes, offsets, outputs=
     rows = op.Min(op.Add(unsqueeze(op, lo, [1]), op.Range(const_scalar_i64(op, 0), scalar(op, lh), const_scalar_i64(op, 1))), op.Sub(h, const_i64(op, [1])))
     flat = op.Reshape(op.Transpose(x, perm=[0, 2, 1, 3]), op.Concat(const_i64(op, [-1]), c, dim(op, x, 3), axis=0))
     band = op.Gather(flat, op.Add(op.Mul(unsqueeze(op, _batch_index(op, boxes), [1]), h), rows), axis=0)  # [K, Lh, C, W]
-    def bins_flat(op, a):  # [K, oh, ow, L] -> [K, L, P] (no 0-copy beside -1: K may be 0)
-        flat = op.Reshape(a, op.Concat(const_i64(op, [-1, oh * ow]), op.Shape(a, start=3), axis=0))
-        return op.Transpose(flat, perm=[0, 2, 1])
+    def bins_flat(op, a, axis: int):  # [K, oh, ow, L] -> [K, L, 1, P] (rows) or [K, 1, L, P] (columns)
+        flat = op.Reshape(a, op.Concat(const_i64(op, [-1, oh * ow]), op.Shape(a, start=3), axis=0))  # K may be 0
+        return unsqueeze(op, op.Transpose(flat, perm=[0, 2, 1]), [axis])
 
-    def contract(op, v, m_h, m_w):  # [K, Lh, C, W] -> [K, C, P]: sum of m_h * v * m_w over each bin
-        t = op.MatMul(v, unsqueeze(op, bins_flat(op, m_w), [1]))  # [K, Lh, C, W] @ [K, 1, W, P]
-        return op.ReduceSum(op.Mul(t, unsqueeze(op, bins_flat(op, m_h), [2])), const_i64(op, [1]), keepdims=0)
+    def contract(op, v, f_h, f_w):  # [K, Lh, C, W] -> [K, C, P]: sum of m_h * v * m_w over each bin
+        t = op.MatMul(v, f_w)  # [K, Lh, C, W] @ [K, 1, W, P]
+        return op.ReduceSum(op.Mul(t, f_h), const_i64(op, [1]), keepdims=0)
 
-    y = contract(op, band, a_h, a_w)
+    f_h, f_w = bins_flat(op, a_h, 2), bins_flat(op, a_w, 1)
 
     def exact(op):  # NaN or infinities in the band (all of a box's y is then NaN or inf)
         (t_h, z_h), (t_w, z_w) = marks_h(op), marks_w(op)
-        return _onnx_exact_bins(op, band, contract, (a_h, t_h, z_h), (a_w, t_w, z_w))
+        rows = (f_h, bins_flat(op, t_h, 2), bins_flat(op, z_h, 2))
+        cols = (f_w, bins_flat(op, t_w, 1), bins_flat(op, z_w, 1))
+        return _onnx_exact_bins(op, band, contract, rows, cols)
 
-    y = blocks.if_finite(op, y, lambda op: y, exact)
+    if exact_only:
+        y = exact(op)
+    else:
+        y = contract(op, band, f_h, f_w)
+        y = blocks.if_finite(op, y, lambda op: y, exact)
     count = op.Cast(op.Max(op.Mul(col(grid, 0), col(grid, 1)), const_i64(op, [1])), to=1)
     y = op.Div(y, op.Reshape(count, const_i64(op, [-1, 1, 1])))
-    return (op.Reshape(y, const_i64(op, [0, 0, oh, ow])),)
+    return op.Reshape(y, const_i64(op, [0, 0, oh, ow]))
 
 
 def _onnx_exact_bins(op, band, contract, rows, cols):
-    """:func:`_exact_bins` in ONNX."""
+    """:func:`_exact_bins` in ONNX (``rows``/``cols``: the weights and touch counts as
+    ``contract`` takes them)."""
     (a_h, t_h, z_h), (a_w, t_w, z_w) = rows, cols
     inf, zero = const_f32(op, float("inf")), const_f32(op, 0.0)
     finite = contract(op, op.Where(op.Less(op.Abs(band), inf), band, zero), a_h, a_w)

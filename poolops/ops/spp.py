@@ -147,31 +147,39 @@ def _flatten(op, t):
     return op.Flatten(t, axis=1)  # [N, C * r * c]; a Reshape to [0, -1] fails for N = 0
 
 
-def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None):
+def _bin_sums(op, p, x, sizes, normalise: bool, per_sample: bool, matmul=None, mats=None):
     """``[N, C, n, n]`` bin sums (means if ``normalise``: sums divided by the bin sizes, as
     PyTorch) per level, all levels' column bins in one pass over ``x``
     (``x @ [A_w1; A_w2; ...]^T``), then each level's rows. With ``per_sample`` the
     matrices are ``[N, 1, n, L]`` (bins of each valid region). ``matmul(op, a, b,
     matrix_left)``: plain MatMuls by default, :func:`blocks.bin_matmul` for NaN and
-    infinities kept in their bins."""
+    infinities kept in their bins. ``mats``: :func:`_bin_matrices` made before (an exact
+    pass reuses the fast one's)."""
     if matmul is None:
         matmul = _plain_matmul
+    a_h, a_w_t, divisors = mats if mats is not None else _bin_matrices(op, p, x, sizes, per_sample)
+    cols = matmul(op, x, a_w_t, False)  # [N, C, H, sum n]
+    out, offset = [], 0
+    for n, ah, div in zip(p.grid, a_h, divisors):
+        part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n[1]]), const_i64(op, [3]))
+        sums = matmul(op, ah, part, True)
+        out.append(op.Div(sums, div) if normalise else sums)
+        offset += n[1]
+    return out
+
+
+def _bin_matrices(op, p, x, sizes, per_sample: bool):
+    """Per level the 0/1 row matrices and bin sizes, and all levels' column matrices
+    stacked and transposed: ``(a_h, a_w^T, sizes)``."""
     member = blocks.membership_per_sample if per_sample else blocks.membership
-    a_h, a_w, bounds = [], [], []
+    a_h, a_w, divisors = [], [], []
     for n in p.grid:
         (bh, bw) = _bounds(op, p, sizes, n)
-        bounds.append((bh, bw))
+        divisors.append(blocks.bin_sizes(op, bh, bw, per_sample=per_sample))
         a_h.append(member(op, *bh, dim(op, x, 2), normalise=False))
         a_w.append(member(op, *bw, dim(op, x, 3), normalise=False))
     a_w = op.Concat(*a_w, axis=2 if per_sample else 0)
-    cols = matmul(op, x, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]), False)  # [N, C, H, sum n]
-    out, offset = [], 0
-    for n, ah, bb in zip(p.grid, a_h, bounds):
-        part = op.Slice(cols, const_i64(op, [offset]), const_i64(op, [offset + n[1]]), const_i64(op, [3]))
-        sums = matmul(op, ah, part, True)
-        out.append(op.Div(sums, blocks.bin_sizes(op, *bb, per_sample=per_sample)) if normalise else sums)
-        offset += n[1]
-    return out
+    return a_h, op.Transpose(a_w, perm=[0, 1, 3, 2] if per_sample else [1, 0]), divisors
 
 
 def _plain_matmul(op, a, b, matrix_left: bool):
@@ -245,11 +253,12 @@ def onnx_spp(op, p: SPPParams, x, valid=None, outputs=("y",)):
     else:
         if per_sample:  # padding may hold anything (inf, NaN): zero it, as 0 * NaN is NaN
             x = op.Where(_valid_mask(op, x, sizes), x, const_f32(op, 0.0))
-        levels = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample)
+        mats = _bin_matrices(op, p, x, sizes, per_sample)
+        levels = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample, mats=mats)
     y = op.Concat(*[_flatten(op, level) for level in levels], axis=1)
     if p.mode == "avg":  # NaN and infinities in their own bins (see blocks.bin_sums)
         def exact(op):
-            means = _bin_sums(op, p, x, sizes, normalise=True, per_sample=per_sample, matmul=blocks.bin_matmul)
+            means = _bin_sums(op, p, x, sizes, True, per_sample, matmul=blocks.bin_matmul, mats=mats)
             return op.Concat(*[_flatten(op, level) for level in means], axis=1)
 
         y = blocks.if_finite(op, y, lambda op: y, exact)
