@@ -88,7 +88,9 @@ def onnx_attention(op, p: AttentionParams, x, attn=None, outputs=("y",)):
         a = op.Div(a, const_f32(op, p.temperature))
     w = op.Softmax(a, axis=2)  # [N, A, HW]
     if attn is None:  # one map: x @ w^T
-        y = unsqueeze(op, op.MatMul(xf, op.Transpose(w, perm=[0, 2, 1])), [3])  # [N, C, 1, 1]
+        # w [N, 1, HW] as [N, HW, 1] by a Reshape (the same layout), not a Transpose that
+        # ONNX Runtime fuses into a slower FusedMatMul
+        y = unsqueeze(op, op.MatMul(xf, op.Reshape(w, const_i64(op, [0, -1, 1]))), [3])  # [N, C, 1, 1]
     else:  # A = 1 or C: one dot product per channel, the map broadcast over channels
         y = op.MatMul(unsqueeze(op, xf, [2]), unsqueeze(op, w, [3]))  # [N, C, 1, HW] @ [N, A, HW, 1]
     return blocks.take_outputs(outputs, y=y)
