@@ -459,12 +459,14 @@ def scatter_add(op, x, indices, values):
     """Gradient routing: ``zeros_like(x)`` plus ``values`` added at plane ``indices``.
 
     ``indices``/``values``: ``[N, C, ...]`` with flat ``H*W`` indices; overlapping
-    windows accumulate.
+    windows accumulate. N or C may be 0.
     """
     shape = op.Shape(x)
     nc = op.Mul(dim(op, x, 0), dim(op, x, 1))
     plane = op.Mul(dim(op, x, 2), dim(op, x, 3))
-    flat_shape = op.Concat(nc, const_i64(op, [-1]), axis=0)
+    # values per plane without a -1 in the Reshape (ONNX Runtime cannot infer it when N*C = 0)
+    per_plane = op.Div(op.Size(indices), op.Max(nc, const_i64(op, [1])))
+    flat_shape = op.Concat(nc, per_plane, axis=0)
     zeros = op.ConstantOfShape(op.Concat(nc, plane, axis=0))
     out = op.ScatterElements(
         zeros,
