@@ -99,7 +99,9 @@ def test_every_image_mode_gives_the_same_pixels(client):
     a = digit_canvas(40, 48, 5)
     ref = None
     for what, data in _modes(a).items():
-        r = client.post("/v1/models/digits-spp/embed", files=[("files", (what, data, "application/octet-stream"))])
+        # resize=none: the decoded pixels themselves reach the model (the card's policy would scale them)
+        r = client.post("/v1/models/digits-spp/embed", files=[("files", (what, data, "application/octet-stream"))],
+                        data={"resize": "none"})
         assert r.status_code == 200, (what, r.text)
         res = r.json()["results"][0]
         assert res["input_size"] == [40, 48], what  # EXIF orientation applied
