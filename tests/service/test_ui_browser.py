@@ -22,8 +22,18 @@ from live_server import copy_zoo, run_server, server_settings
 from PIL import Image
 
 from poolops.examples import COMPARE_EXAMPLES, OP_EXAMPLES, SPP_EXAMPLES
+from poolops_models import size_policy
+from poolops_models.cards import load_registry
 from poolops_models.data import digits
+from poolops_models.recipes import zoo_dir
 from poolops_service.ui.classify import example_images as classify_examples
+
+
+def fed_size(h: int, w: int) -> str:
+    """What digits-spp's card size policy makes of an h x w upload, as the status says it."""
+    card = load_registry(zoo_dir())["digits-spp"].card
+    h2, w2 = size_policy.target_size(h, w, card.size_policy, card.input)
+    return f"input size: {h2}x{w2} (HxW)"
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -132,7 +142,7 @@ def test_classify_a_digit_with_digits_spp(page, tmp_path, ui_server):
     page.locator("#cls-image input[type=file]").set_input_files(str(img))
     page.locator("#cls-image img").first.wait_for()  # the upload has arrived
     page.click("#cls-run")
-    page.locator("#cls-status").get_by_text("input size: 48x40 (HxW)").wait_for()
+    page.locator("#cls-status").get_by_text(fed_size(48, 40)).wait_for()
     top = page.locator("#cls-label [data-testid=label-output-value]")
     top.wait_for()
     assert top.inner_text().strip() == expected  # the UI and the REST API agree
@@ -191,7 +201,7 @@ def test_login_with_the_key_then_classify(browser, locked_server, tmp_path):
         pg.locator("#cls-image input[type=file]").set_input_files(str(img))
         pg.locator("#cls-image img").first.wait_for()
         pg.click("#cls-run")
-        pg.locator("#cls-status").get_by_text("input size: 48x40 (HxW)").wait_for()
+        pg.locator("#cls-status").get_by_text(fed_size(48, 40)).wait_for()
         assert pg.locator("#cls-label [data-testid=label-output-value]").inner_text().strip()
         assert refused == [], f"requests of the logged-in page were refused: {refused}"
     finally:
