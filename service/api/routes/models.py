@@ -7,13 +7,15 @@ import binascii
 import time
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from poolops_service.api import bodies
 from poolops_service.api.deps import EngineDep, SettingsDep, reservation
 from poolops_service.api.errors import responses
 from poolops_service.api.schemas import (
-    RESIZE_DOC, EmbedRequest, EmbedResponse, Embedding, ModelInfo, ModelList, Prediction, PredictRequest, PredictResponse,
+    RESIZE_DOC, EmbedRequest, EmbedResponse, ModelInfo, ModelList, PredictRequest, PredictResponse,
 )
 from poolops_service.codecs import images
 from poolops_service.engine import Engine
@@ -140,6 +142,13 @@ async def _run(request: Request, engine: Engine, name: str, settings, model_cls)
     return runner, [(f[0], x, hw, o) for f, (x, hw), o in zip(files, done, outs)], extra, t0
 
 
+def _json(body: dict) -> Response:
+    """The answer, encoded once by orjson (NaN and infinities as null, as pydantic writes
+    them): the route's ``response_model`` documents it, and FastAPI passes a ``Response``
+    through without validating and encoding it a second time."""
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1e3, 3)
 
@@ -160,16 +169,16 @@ _DOC = (
     openapi_extra=bodies.body_doc(PredictRequest, _FORM, "JSON (PredictRequest) or multipart files"),
     responses=responses(400, 404, 413, 415, 422, 503),
 )
-async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> PredictResponse:
+async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     runner, done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
     k = extra.get("top_k", 5)
     pol = extra["size_policy"]
     results = [
-        Prediction(name=f, input_size=list(x.shape[1:]), original_size=list(hw), size_policy=pol,
-                   top=top_k(runner.card, o.logits, k))
+        {"name": f, "input_size": list(x.shape[1:]), "original_size": list(hw), "size_policy": pol,
+         "top": top_k(runner.card, o.logits, k)}
         for f, x, hw, o in done
     ]
-    return PredictResponse(model=name, provider=runner.provider, results=results, timing_ms=_ms(t0))
+    return _json({"model": name, "provider": runner.provider, "results": results, "timing_ms": _ms(t0)})
 
 
 @router.post(
@@ -180,16 +189,16 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     openapi_extra=bodies.body_doc(EmbedRequest, _EMBED_FORM, "JSON (EmbedRequest) or multipart files"),
     responses=responses(400, 404, 413, 415, 422, 503),
 )
-async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> EmbedResponse:
+async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     card = engine.runner(name).card
     if "embedding" not in card.outputs:  # before any work: the graph has none to give
         raise BadInput(f"model {name!r} has no embedding output (its outputs: {card.outputs}); "
                        f"use POST /v1/models/{name}/predict")
     runner, done, extra, t0 = await _run(request, engine, name, settings, EmbedRequest)
     results = [
-        Embedding(name=f, input_size=list(x.shape[1:]), original_size=list(hw), size_policy=extra["size_policy"],
-                  embedding=o.embedding.astype(float).tolist())
+        {"name": f, "input_size": list(x.shape[1:]), "original_size": list(hw), "size_policy": extra["size_policy"],
+         "embedding": o.embedding.astype(float).tolist()}
         for f, x, hw, o in done
     ]
-    return EmbedResponse(model=name, provider=runner.provider, dim=len(results[0].embedding),
-                         results=results, timing_ms=_ms(t0))
+    return _json({"model": name, "provider": runner.provider, "dim": len(results[0]["embedding"]),
+                  "results": results, "timing_ms": _ms(t0)})

@@ -19,11 +19,11 @@ card's limits as sent.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -213,9 +213,9 @@ def _answer(name: str, req: V2InferRequest, outs: list[tuple[str, np.ndarray]]) 
     body = {"model_name": name, "model_version": "1", "outputs": header}
     if req.id is not None:
         body["id"] = req.id
+    head = orjson.dumps(body)  # NaN and infinities as null (json.dumps refuses them in JSONResponse)
     if not chunks:
-        return JSONResponse(body)
-    head = json.dumps(body).encode()
+        return Response(head, media_type="application/json")
     return Response(head + b"".join(chunks), media_type="application/octet-stream",
                     headers={"Inference-Header-Content-Length": str(len(head))})
 
