@@ -23,9 +23,12 @@ sample ``u = 0.5``: ``alpha = 3/2``, starts ``[int(0.75) - int(0.75), int(2.25) 
 ``[1, 2, 4]``. Backward: to the argmax of each window, accumulated (windows overlap).
 
 ONNX: the starts computed per plane from the hash samples (float32 Add, Mul and a
-truncating Cast, as the C++); one MaxPool at stride 1 gives every window's maximum and
-its index (the first in row-major order, as PyTorch), read at each plane's sampled rows
-(Gather) and columns (GatherElements); the last NaN only when x holds one (an If on
+truncating Cast, as the C++); one MaxPool at stride 1 gives every window's maximum,
+read at each plane's sampled rows (Gather) and columns (GatherElements). With indices,
+a MaxPool over ``(1, kw)`` gives each row's maximum over a window's columns: each window
+takes the first of its ``kh`` rows reaching the largest (ArgMax), then the first of
+that row's ``kw`` cells (ArgMax), the first maximum in row-major order, as PyTorch,
+without MaxPool's slow indices output. The last NaN only when x holds one (an If on
 ``IsNaN(ReduceSum(x))``, as ``max``: ONNX Runtime's MaxPool skips NaN): the graph does
 not grow with the kernel. Backward a scatter-add. The ratio's output size is a
 float64 Mul and Cast on the shape (shape arithmetic).
@@ -165,9 +168,10 @@ def _range(op, n):
 def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
     """``(y, indices)``: each window's first maximum (row-major) or its last NaN.
 
-    Every window's maximum at stride 1 is one MaxPool (its indices: the first maximum in
-    row-major order, as PyTorch's); each plane's windows are then read from it at the
-    sampled rows and columns (Gather, GatherElements). Only when x holds a NaN (ONNX
+    Every window's maximum at stride 1 is one MaxPool; each plane's windows are then read
+    from it at the sampled rows and columns (Gather, GatherElements). With indices
+    :func:`_pick_separable` instead (MaxPool's indices output is several times slower in
+    ONNX Runtime). Only when x holds a NaN (ONNX
     Runtime's MaxPool skips NaN; :func:`blocks.if_nan`) are the windows searched for their
     last NaN instead (:func:`_pick_nan`). ``indices`` None unless ``with_indices``.
     """
@@ -179,8 +183,12 @@ def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
     cols = _starts(op, op.Gather(u, const_scalar_i64(op, 0), axis=2), w, ow, kw)  # [N, C, ow]
     plane = op.Reshape(_range(op, scalar(op, op.Mul(n, c))), op.Concat(n, c, const_i64(op, [1]), axis=0))
 
-    attrs = dict(kernel_shape=[kh, kw], strides=[1, 1])
-    dense, dense_idx = op.MaxPool(x, **attrs, _outputs=2) if with_indices else (op.MaxPool(x, **attrs, _outputs=1), None)
+    def exact(op):
+        return list(_pick_nan(op, x, rows, cols, plane, kh, kw))
+
+    if with_indices:
+        return tuple(blocks.if_nan(op, x, exact, _pick_separable(op, x, rows, cols, kh, kw)))
+    dense = op.MaxPool(x, kernel_shape=[kh, kw], strides=[1, 1])
     hd, wd = op.Sub(h, const_i64(op, [kh - 1])), op.Sub(w, const_i64(op, [kw - 1]))
     row_ids = op.Add(op.Mul(plane, hd), rows)  # [N, C, oh]: rows of the dense maxima viewed [N*C*Hd, Wd]
     col_ids = op.Expand(unsqueeze(op, cols, [2]), op.Concat(n, c, oh, ow, axis=0))
@@ -189,10 +197,31 @@ def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
         rows_of = op.Gather(op.Reshape(t, op.Concat(const_i64(op, [-1]), wd, axis=0)), row_ids, axis=0)
         return op.GatherElements(rows_of, col_ids, axis=3)  # [N, C, oh, ow]
 
-    if not with_indices:
-        return blocks.if_nan(op, x, lambda op: _pick_nan(op, x, rows, cols, plane, kh, kw)[0], at_windows(dense)), None
-    plain = (at_windows(dense), op.Mod(at_windows(dense_idx), op.Mul(h, w)))  # MaxPool indexes all of x
-    return tuple(blocks.if_nan(op, x, lambda op: list(_pick_nan(op, x, rows, cols, plane, kh, kw)), plain))
+    return blocks.if_nan(op, x, lambda op: exact(op)[0], at_windows(dense)), None
+
+
+def _pick_separable(op, x, rows, cols, kh: int, kw: int):
+    """``(y, indices)`` of each window's first maximum in row-major order, for x without
+    NaN: ``m = MaxPool(x, (1, kw))`` (each row's maximum over a window's columns) read at
+    each window's ``kh`` rows ``[N, C, oh, kh, ow]``, the first row reaching their
+    largest (ArgMax, first index), then that row's ``kw`` cells of x ``[N, C, oh, kw,
+    ow]`` and the first reaching their largest. The window axis sits before ``ow``: ONNX
+    Runtime broadcasts over a last axis of 1 element by element. A row or window of only
+    -inf (where MaxPool may give the lowest float) gives its first cell, as PyTorch."""
+    w = dim(op, x, 3)
+    wd = op.Sub(w, const_i64(op, [kw - 1]))
+    row_max = op.MaxPool(x, kernel_shape=[1, kw], strides=[1, 1])  # [N, C, H, Wd]
+    flat = const_i64(op, [0, 0, -1])
+    cols5, rows5 = unsqueeze(op, cols, [2, 3]), unsqueeze(op, rows, [3, 4])  # [N, C, 1, 1, ow], [N, C, oh, 1, 1]
+    a = unsqueeze(op, _range(op, const_scalar_i64(op, kh)), [1])  # [kh, 1]
+    at_rows = op.Add(op.Mul(op.Add(rows5, a), wd), cols5)  # [N, C, oh, kh, ow] into row_max
+    v = op.Reshape(op.GatherElements(op.Reshape(row_max, flat), op.Reshape(at_rows, flat), axis=2), op.Shape(at_rows))
+    start = op.Add(op.Mul(op.Add(rows5, op.ArgMax(v, axis=3, keepdims=1, select_last_index=0)), w), cols5)
+    at_cells = op.Add(start, unsqueeze(op, _range(op, const_scalar_i64(op, kw)), [1]))  # [N, C, oh, kw, ow] into x
+    cells = op.Reshape(op.GatherElements(op.Reshape(x, flat), op.Reshape(at_cells, flat), axis=2), op.Shape(at_cells))
+    col = op.ArgMax(cells, axis=3, keepdims=1, select_last_index=0)  # [N, C, oh, 1, ow]
+    axis3 = const_i64(op, [3])
+    return [op.Squeeze(op.GatherElements(cells, col, axis=3), axis3), op.Squeeze(op.Add(start, col), axis3)]
 
 
 def _pick_nan(op, x, rows, cols, plane, kh: int, kw: int):
@@ -243,18 +272,20 @@ def onnx_fractional_max_backward(op, p: FractionalMaxParams, x, grad_y):
 
 
 def fractional_max_work(p: FractionalMaxParams, shapes, outputs=("y",), backward=False) -> int:
-    """The stride-1 MaxPool ``[N, C, H - kh + 1, W - kw + 1]`` (with int64 indices when
-    asked or for backward), its rows at the windows ``[N, C, oh, W']``, the int64 column
-    index ``[N, C, oh, ow]``; on input holding NaN, the row windows ``[N, C, oh, kh, W]``
-    (and their int64 NaN rows) and each window's columns ``[N, C, oh, ow, kw]`` with int64
-    flat indices; backward: the scatter into x's shape."""
+    """The stride-1 MaxPool ``[N, C, H - kh + 1, W - kw + 1]``, its rows at the windows
+    ``[N, C, oh, W']``, the int64 column index ``[N, C, oh, ow]``; with indices (and for
+    backward) the row maxima ``[N, C, H, W - kw + 1]`` and the int64 positions of each
+    window's rows and cells ``[N, C, oh, kh or kw, ow]``; on input holding NaN, the row
+    windows ``[N, C, oh, kh, W]`` (and their int64 NaN rows) and each window's columns
+    ``[N, C, oh, ow, kw]`` with int64 flat indices; backward: the scatter into x's shape."""
     n, c, h, w = shapes["x"]
     oh, ow = (max(int(d), 0) for d in out_hw(p, shapes["x"]))
     kh, kw = p.kernel
     hd, wd = max(h - kh + 1, 0), max(w - kw + 1, 0)
-    units = 3 if backward or "indices" in outputs else 1
-    work = max(units * n * c * hd * wd, 2 * n * c * oh * wd, 2 * n * c * oh * ow,
+    work = max(n * c * hd * wd, 2 * n * c * oh * wd, 2 * n * c * oh * ow,
                2 * n * c * oh * kh * w, 2 * n * c * oh * ow * kw)
+    if backward or "indices" in outputs:
+        work = max(work, n * c * h * wd, 2 * n * c * oh * max(kh, kw) * ow)
     if backward:
         work = max(work, blocks.scatter_add_work(n, c, h, w, oh * ow))
     return work

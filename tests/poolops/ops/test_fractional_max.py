@@ -113,6 +113,26 @@ def test_nan_and_infinities_as_torch():
     np.testing.assert_array_equal(only_y, y.numpy())
 
 
+@pytest.mark.parametrize("kernel", [(2, 2), (1, 3), (3, 1), (5, 4), (1, 1)])
+def test_indices_without_nan_as_torch(kernel):
+    """The indices path for x without NaN (separable: the first of a window's rows reaching
+    its maximum, then the first cell of that row): windows and rows of only -inf (where
+    ONNX Runtime's MaxPool gives the lowest float at kernels of 4 and more), +inf, ties
+    across rows and within a row (the first in row-major order), -FLT_MAX itself."""
+    x = np.round(np.random.default_rng(3).standard_normal((2, 3, 17, 15)) * 2).astype(np.float32)  # many ties
+    x[0, 0] = -np.inf  # a plane of only -inf
+    x[0, 1, :6] = -np.inf  # rows of only -inf above finite ones
+    x[0, 1, 8, :] = 3.0  # a row of ties
+    x[1, 0, 5:9, 4:9] = np.inf  # +inf, no NaN: still the fast path
+    x[1, 2, 10:, :] = -np.finfo(np.float32).max
+    x[1, 2, 12:, :7] = -np.inf
+    for params in ({"output_size": (8, 7)}, {"output_ratio": 0.7, "seed": 11}):
+        y, idx = PF.fractional_max(torch.from_numpy(x), return_indices=True, kernel=kernel, **params)
+        oy, oidx = _onnx(x, kernel=kernel, **params)
+        np.testing.assert_array_equal(oy, y.numpy())
+        np.testing.assert_array_equal(oidx, idx.numpy())
+
+
 def test_bad_parameters_and_inputs_are_named():
     with pytest.raises(ParamError, match="'output_ratio'.*not both"):
         PF.fractional_max(torch.ones(1, 1, 8, 8), output_size=3, output_ratio=0.5)
