@@ -27,8 +27,26 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _start(tree: Path, zoo: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(tree), "POOLOPS_MODELS_DIR": str(zoo), "POOLOPS_BUILD_MISSING": "false",
+# import name -> folder in a tree (pyproject's package-dir): the editable install maps these
+# names to this checkout, so a base tree's folders are put first on the path under them
+PACKAGES = {"poolops": "poolops", "poolops_models": "models", "poolops_service": "service"}
+
+
+def tree_env(tree: Path, shim: Path) -> dict[str, str]:
+    """The environment in which ``tree``'s own code is imported: ``shim`` (made here) holds
+    one link per import name to the tree's folder and goes first on ``PYTHONPATH`` (with
+    ``PYTHONPATH=tree`` alone, ``poolops_service`` and ``poolops_models`` would still come
+    from the editable install, i.e. this checkout)."""
+    shim.mkdir(parents=True, exist_ok=True)
+    for name, folder in PACKAGES.items():
+        link = shim / name
+        if not link.exists():
+            link.symlink_to(tree / folder, target_is_directory=True)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(tree)])}
+
+
+def _start(tree: Path, shim: Path, zoo: Path, port: int) -> subprocess.Popen:
+    env = {**tree_env(tree, shim), "POOLOPS_MODELS_DIR": str(zoo), "POOLOPS_BUILD_MISSING": "false",
            "POOLOPS_UI": "false", "POOLOPS_PORT": str(port), "POOLOPS_WARMUP_SIZES": "[[128, 128]]"}
     return subprocess.Popen([sys.executable, "-m", "poolops_service.cli", "serve", "--log-level", "warning"],
                             env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -53,7 +71,7 @@ def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tupl
             zoo = tmp / f"zoo-{len(procs)}"
             shutil.copytree(tree / "models" / "zoo" / "digits-spp", zoo / "digits-spp")
             port = free_port()
-            procs[name] = _start(tree, zoo, port)
+            procs[name] = _start(tree, tmp / f"shim-{len(procs)}", zoo, port)
             clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         for c in clients.values():
             deadline = time.monotonic() + 120
