@@ -91,7 +91,8 @@ def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray
     """Decode to float32 [H, W, channels] in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB)."""
     try:
         im.seek(0)
-        im = ImageOps.exif_transpose(im)
+        # in place: no copy of the decoded image when it has no orientation to apply
+        ImageOps.exif_transpose(im, in_place=True)
         mode = im.mode
         if mode in WIDE_GRAY_MODES:
             a = np.asarray(im, dtype=np.float32)
@@ -103,8 +104,9 @@ def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray
         if mode in ALPHA_MODES or (mode == "P" and "transparency" in im.info):
             im = _flatten_alpha(im)
         target = "L" if channels == 1 else "RGB"
-        im = im.convert(target)
-        a = np.asarray(im, dtype=np.float32) / 255.0
+        if im.mode != target:
+            im = im.convert(target)
+        a = np.divide(np.asarray(im), np.float32(255.0), dtype=np.float32)  # one pass, as float32 / 255
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
         raise BadInput(f"{what} could not be decoded ({e}): send a complete, valid image file") from None
     return a[..., None] if a.ndim == 2 else a
