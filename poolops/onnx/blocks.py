@@ -238,8 +238,8 @@ def adaptive_bin_max(op, x, output_size, bounds_h, bounds_w):
 ROWS_PER_STEP = 8
 
 
-def bin_max_rows_looped(op, x, bounds_h, bounds_w):
-    """:func:`bin_max` with the row bins reduced in an ONNX ``Loop``: step ``k`` gathers
+def _row_bins_looped(op, x, bounds_h):
+    """The row bins' maxima ``[N, C, oh, W]`` in an ONNX ``Loop``: step ``k`` gathers
     rows ``start + 8k ..`` of every bin (``[N, C, oh, <= 8, W]``, small enough to stay in
     cache), reduces them and keeps the running max ``[N, C, oh, W]``, so that x is read
     about once instead of copied whole into ``[N, C, oh, Kh, W]`` and read again.
@@ -269,10 +269,58 @@ def bin_max_rows_looped(op, x, bounds_h, bounds_w):
         name="rows_step",
     )
     _prefix_names(body_graph, f"rows{next(_BRANCHES)}_")
-    t = op.Loop(steps, op.Constant(value=ir.tensor(True)), op.Gather(x, starts, axis=2), body=body_graph)  # [N, C, oh, W]
+    return op.Loop(steps, op.Constant(value=ir.tensor(True)), op.Gather(x, starts, axis=2), body=body_graph)
+
+
+def bin_max_rows_looped(op, x, bounds_h, bounds_w):
+    """:func:`bin_max` with the row bins reduced in an ONNX ``Loop`` (:func:`_row_bins_looped`):
+    x is read about once instead of copied whole into ``[N, C, oh, Kh, W]`` and read
+    again. Skips NaN."""
+    t = _row_bins_looped(op, x, bounds_h)  # [N, C, oh, W]
     # columns of the small t as rows of its transpose: a gather of oh values per index, not one
     cols = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), _bin_index(op, *bounds_w), axis=2)  # [N, C, ow, Kw, oh]
     return op.Transpose(op.ReduceMax(cols, const_i64(op, [3]), keepdims=0), perm=[0, 1, 3, 2])
+
+
+def adaptive_bin_argmax(op, x, output_size, bounds_h, bounds_w):
+    """``(y, indices)`` as :func:`bin_argmax` over PyTorch's adaptive bins, reading x about
+    once: the row bins' maxima ``t [N, C, oh, W]`` (runs of x when ``H % oh == 0``, else
+    :func:`_row_bins_looped`), their column bins ``[N, C, ow, Kw, oh]`` give y; each bin's
+    first column reaching y (ArgMax), and that column's first row in the bin reaching y
+    (ArgMax over ``[N, C, ow, Kh, oh]`` cells of x). That is the first maximum in row-major
+    order whenever one column of the bin holds it; where a bin's maximum is in two of its
+    columns (a tie, a bin of only -inf) an ONNX ``If`` takes :func:`bin_argmax` instead.
+    Skips NaN in y; in a bin holding NaN the index points at some element of the bin (as
+    :func:`bin_argmax`). Without subgraphs (``torch.onnx.export``) :func:`bin_argmax`."""
+    if not has_subgraphs(op):
+        return bin_argmax(op, x, bounds_h, bounds_w)
+    oh = output_size[0]
+    uniform = op.Equal(op.Mod(dim(op, x, 2), const_i64(op, [oh])), const_i64(op, [0]))
+
+    def runs(op):
+        return op.ReduceMax(op.Reshape(x, op.Concat(const_i64(op, [0, 0, oh, -1]), dim(op, x, 3), axis=0)),
+                            const_i64(op, [3]), keepdims=0)
+
+    t = branch(op, uniform, runs, lambda op: _row_bins_looped(op, x, bounds_h))  # [N, C, oh, W]
+    (h_starts, h_ends), (w_starts, w_ends) = bounds_h, bounds_w
+    col_idx = _bin_index(op, w_starts, w_ends)  # [ow, Kw]
+    tg = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), col_idx, axis=2)  # [N, C, ow, Kw, oh]
+    axis3 = const_i64(op, [3])
+    y5 = op.ReduceMax(tg, axis3, keepdims=1)  # [N, C, ow, 1, oh]
+    hit = op.Cast(op.Equal(tg, y5), to=1)
+    # columns of a bin at its max, the repeats of its last column (_bin_index) not counted
+    kw = op.Range(const_scalar_i64(op, 0), scalar(op, op.Shape(col_idx, start=1)), const_scalar_i64(op, 1))
+    own = op.Cast(op.Less(unsqueeze(op, kw, [0]), unsqueeze(op, op.Sub(w_ends, w_starts), [1])), to=1)  # [ow, Kw]
+    ties = op.ReduceMax(op.ReduceSum(op.Mul(hit, unsqueeze(op, own, [2])), axis3, keepdims=0), keepdims=0)
+    w = dim(op, x, 3)
+    col = op.Add(op.ArgMax(hit, axis=3, keepdims=1, select_last_index=0), unsqueeze(op, w_starts, [1, 2]))  # [N, C, ow, 1, oh]
+    at = op.Add(op.Mul(op.Transpose(_bin_index(op, h_starts, h_ends), perm=[1, 0]), w), col)  # [N, C, ow, Kh, oh]
+    flat = const_i64(op, [0, 0, -1])
+    cells = op.Reshape(op.GatherElements(op.Reshape(x, flat), op.Reshape(at, flat), axis=2), op.Shape(at))
+    row = op.Add(op.ArgMax(cells, axis=3, keepdims=1, select_last_index=0), h_starts)  # [N, C, ow, 1, oh]
+    fast = [op.Transpose(op.Squeeze(v, axis3), perm=[0, 1, 3, 2]) for v in (y5, op.Add(op.Mul(row, w), col))]
+    return branch(op, op.Greater(ties, const_f32(op, 1.0)), lambda op: list(bin_argmax(op, x, bounds_h, bounds_w)),
+                  lambda op: fast, 2)
 
 
 def loop_stack(op, count, fn, name: str = "each"):
@@ -696,6 +744,13 @@ def bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
     """:func:`bin_argmax`: as :func:`bin_max`, plus int64 positions of each row bin's
     maxima ``[N, C, oh, W]`` and of each bin's candidates ``[N, C, oh, ow, kw]``."""
     return max(bin_max_work(n, c, h, w, oh, ow, kh, kw), 2 * n * c * oh * w, 2 * n * c * oh * ow * kw, 2 * h * w)
+
+
+def adaptive_bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
+    """:func:`adaptive_bin_argmax`: the row bins' maxima ``[N, C, oh, W]``, their column
+    bins ``[N, C, ow, Kw, oh]``, the int64 positions of each bin's cells in its first
+    column at the max ``[N, C, ow, Kh, oh]``, y and int64 indices out of the ``If``."""
+    return max(n * c * oh * w, n * c * ow * kw * oh, 2 * n * c * ow * kh * oh, 3 * n * c * oh * ow, 2 * ow * kw)
 
 
 def bin_max_per_sample_work(n, c, h, w, oh, ow, kh, kw) -> int:

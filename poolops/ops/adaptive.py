@@ -75,10 +75,11 @@ def onnx_adaptive_avg_backward(op, p, x, grad_y):
 
 
 def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
-    # uniform bins (H % oh == 0, W % ow == 0) reduce x viewed in runs (blocks.adaptive_bin_max)
+    # uniform bins (H % oh == 0, W % ow == 0) reduce x viewed in runs (blocks.adaptive_bin_max);
+    # indices from each bin's first column and row at its max (blocks.adaptive_bin_argmax)
     bounds = adaptive_bounds(op, x, p.output_size)
     if "indices" in outputs:
-        y, indices = blocks.bin_argmax(op, x, *bounds)
+        y, indices = blocks.adaptive_bin_argmax(op, x, p.output_size, *bounds)
         pool = lambda op: y  # noqa: E731
     else:
         pool, indices = (lambda op: blocks.adaptive_bin_max(op, x, p.output_size, *bounds)), None
@@ -113,13 +114,16 @@ def adaptive_avg_work(p, shapes, outputs=("y",), backward=False) -> int:
 
 def adaptive_max_work(p, shapes, outputs=("y",), backward=False) -> int:
     """Each bin's rows gathered ``[N, C, oh, Kh, W]`` (Kh the longest bin), then columns
-    ``[N, C, oh, ow, Kw]`` (int64 positions with indices); the NaN counts as
+    ``[N, C, oh, ow, Kw]`` (int64 positions with indices; and the fast indices' cells,
+    :func:`blocks.adaptive_bin_argmax_work`); the NaN counts as
     adaptive_avg's matrix products; backward: the argmax and the scatter into x's shape."""
     n, c, h, w = shapes["x"]
     oh, ow = p.output_size
     kh, kw = blocks.adaptive_len(h, oh), blocks.adaptive_len(w, ow)
     bins = (n, c, h, w, oh, ow, kh, kw)
     work = blocks.bin_argmax_work(*bins) if "indices" in outputs else blocks.bin_max_work(*bins)
+    if "indices" in outputs:
+        work = max(work, blocks.adaptive_bin_argmax_work(*bins))
     if p.propagate_nan:
         work = max(work, n * c * h * w, adaptive_avg_work(p, shapes))
     if backward:
