@@ -22,7 +22,13 @@ the input's rank (explicit padding in ceil mode, indices converted from the whol
 tensor to each signal / volume), window sums over PyTorch's divisors where
 AveragePool's differ; adaptive average as one bin-averaging matrix product per axis;
 adaptive max as bin gathers per axis and ReduceMax (with indices: every bin gathered
-whole, first ArgMax); global ops as ReduceMean / ReduceMax. Backward graphs: max and
+whole, first ArgMax), in 1-D, for finite inputs and L >= 256 * output_size, from
+the maxima of blocks of 64 (one pass over x: each bin's whole blocks and its two partial
+edges; indices: the first element equal to the max among the edges and the first block
+that reaches it); global ops as ReduceMean / ReduceMax (indices: the first block that
+reaches the max, then its first element equal to it). The max ops run their NaN and
+-inf passes only for inputs that hold a NaN or an infinity (an ``If`` on one
+``ReduceSum`` of x). Backward graphs: max and
 adaptive max scatter-add to the argmax, average ops spread evenly (the transposed
 matrices), global max to the first maximum. As for ``adaptive_avg``, the matrix
 products keep a NaN or inf in its own bins: where one is present (one ``ReduceSum`` of
@@ -476,6 +482,104 @@ def _nan_where(op, nan, y):
     return op.Where(nan, const_f32(op, float("nan")), y)
 
 
+# ---------------------------------------------------------------- block maxima (finite inputs, 1-D bins)
+
+BLOCK = 64
+"""Window of the block maxima (one MaxPool over x): ONNX Runtime's MaxPool runs fastest
+near there, and a bin's two edges gather at most ``2 * BLOCK`` elements."""
+
+_NEVER = 2**62  # a position no input reaches: the neutral element of the first-match ReduceMin
+
+
+def _block_max(op, x, lowest_is_inf: bool = False):
+    """Maxima of the blocks of :data:`BLOCK` elements of ``x [N, C, L]``, ``[N, C, ceil(L / B)]``
+    (the last block may be shorter): a ReduceMax over x viewed ``[N, C, L / B, B]`` when B
+    divides L (an ``If``; twice as fast), else a MaxPool. For finite x: the MaxPool skips
+    NaN and gives -FLT_MAX for a block of only -inf (``lowest_is_inf``: taken for -inf)."""
+    b = BLOCK
+
+    def pooled(op):
+        bm = op.MaxPool(x, kernel_shape=[b], strides=[b], ceil_mode=1)
+        if lowest_is_inf:
+            bm = op.Where(op.Equal(bm, const_f32(op, blocks.FLOAT_LOWEST)), const_f32(op, -float("inf")), bm)
+        return bm
+
+    if not blocks.has_subgraphs(op):
+        return pooled(op)
+    size = dim(op, x, 2)
+    runs = op.Concat(op.Shape(x, start=0, end=2), op.Div(size, const_i64(op, [b])), const_i64(op, [b]), axis=0)
+    return blocks.branch(op, op.Equal(op.Mod(size, const_i64(op, [b])), const_i64(op, [0])),
+                         lambda op: op.ReduceMax(op.Reshape(x, runs), const_i64(op, [3]), keepdims=0), pooled)
+
+
+def _first_max(op, x, lowest_is_inf: bool = False):
+    """Max of ``x [N, C, L]`` and the position of its first maximum, ``[N, C, 1]`` each: the
+    first block that reaches the max (:func:`_block_max`), then the first element of that
+    block that does. For finite x (see :func:`_block_max`)."""
+    b = BLOCK
+    bm = _block_max(op, x, lowest_is_inf)
+    y = op.ReduceMax(bm, const_i64(op, [2]), keepdims=1)
+    block = op.ArgMax(bm, axis=2, keepdims=1, select_last_index=0)  # [N, C, 1]
+    inside = op.Min(op.Add(op.Mul(block, const_i64(op, [b])), const_i64(op, range(b))), op.Sub(dim(op, x, 2), const_i64(op, [1])))
+    # the last element repeated past the end comes after the first maximum
+    first = op.ArgMax(op.GatherElements(x, inside, axis=2), axis=2, keepdims=1, select_last_index=0)
+    return y, op.Add(op.Mul(block, const_i64(op, [b])), first)
+
+
+def _block_bin_max(op, x, starts, ends, with_indices: bool, lowest_is_inf: bool = False):
+    """Max over 1-D bins ``[starts, ends)`` (``[o]``, non-empty) of ``x [N, C, L]`` from one
+    MaxPool over blocks of :data:`BLOCK` elements: each bin is its whole blocks (a gather of
+    the small block maxima) and its two partial edges (a gather of at most ``2 * BLOCK``
+    elements), where a gather of each bin whole copies x element by element (ten times a
+    read of x in ONNX Runtime). With indices, the first position that reaches the max: the
+    first edge element, or the first element of the first whole block, equal to it.
+
+    Returns ``(y, indices or None)``, ``[N, C, o]``. For finite x (ONNX Runtime's MaxPool
+    skips NaN and gives -FLT_MAX for a block of only -inf; ``lowest_is_inf`` takes
+    -FLT_MAX for -inf)."""
+    b = BLOCK
+    one, bb = const_i64(op, [1]), const_i64(op, [b])
+    bm = _block_max(op, x, lowest_is_inf)
+    first_full = op.Div(op.Add(starts, const_i64(op, [b - 1])), bb)  # [o]
+    end_full = op.Div(ends, bb)
+    count = op.Max(op.Sub(end_full, first_full), const_i64(op, [0]))  # whole blocks per bin
+    kb = op.Max(op.ReduceMax(count, keepdims=0), const_scalar_i64(op, 1))
+    js = unsqueeze(op, op.Range(const_scalar_i64(op, 0), kb, const_scalar_i64(op, 1)), [0])  # [1, kb]
+    which = op.Min(op.Add(unsqueeze(op, first_full, [1]), js), op.Sub(dim(op, bm, 2), one))  # [o, kb]
+    # gathered as rows of the transposed block maxima [L / B, N*C] (a row copied per index,
+    # where a gather along the last axis copies element by element)
+    nc = op.Shape(x, start=0, end=2)
+    rows = op.Transpose(op.Reshape(bm, op.Concat(op.ReduceProd(nc, keepdims=1), dim(op, bm, 2), axis=0)), perm=[1, 0])
+    whole = op.Where(unsqueeze(op, op.Less(js, unsqueeze(op, count, [1])), [2]), op.Gather(rows, which, axis=0),
+                     const_f32(op, -float("inf")))  # [o, kb, N*C]
+    per_plane = op.Concat(nc, op.Shape(starts), axis=0)  # [N, C, o]
+    # the edges [start, head_end) and [tail_start, end), each shorter than a block (a bin
+    # within one block: both are the whole bin); clamped indices repeat an element of the bin
+    ks = unsqueeze(op, const_i64(op, range(b)), [0])  # [1, B]
+    head_end = op.Max(op.Min(ends, op.Mul(first_full, bb)), op.Add(starts, one))
+    tail_start = op.Min(op.Max(starts, op.Mul(end_full, bb)), op.Sub(ends, one))
+    head = op.Min(op.Add(unsqueeze(op, starts, [1]), ks), unsqueeze(op, op.Sub(head_end, one), [1]))
+    tail = op.Min(op.Add(unsqueeze(op, tail_start, [1]), ks), unsqueeze(op, op.Sub(ends, one), [1]))
+    pos = op.Concat(head, tail, axis=1)  # [o, 2B]
+    # GatherElements: several times faster than a Gather along x's last axis in ONNX Runtime
+    edges = op.Reshape(op.GatherElements(x, op.Expand(op.Reshape(pos, const_i64(op, [1, 1, -1])), op.Concat(
+        nc, op.Mul(op.Shape(starts), const_i64(op, [2 * b])), axis=0)), axis=2), op.Concat(per_plane, const_i64(op, [2 * b]), axis=0))
+    whole_max = op.Reshape(op.Transpose(op.ReduceMax(whole, const_i64(op, [1]), keepdims=0), perm=[1, 0]), per_plane)
+    y = op.Max(op.ReduceMax(edges, const_i64(op, [3]), keepdims=0), whole_max)
+    if not with_indices:
+        return y, None
+    never = op.Constant(value_int=_NEVER)
+    yk = unsqueeze(op, y, [3])
+    at_edges = op.ReduceMin(op.Where(op.Equal(edges, yk), pos, never), const_i64(op, [3]), keepdims=0)
+    first_block = op.Reshape(op.Transpose(op.ArgMax(whole, axis=1, keepdims=0, select_last_index=0), perm=[1, 0]), per_plane)
+    block = unsqueeze(op, op.Add(first_block, first_full), [3])  # [N, C, o, 1]
+    inside = op.Min(op.Add(op.Mul(block, bb), ks), op.Sub(dim(op, x, 2), one))  # [N, C, o, B]
+    vals = op.GatherElements(x, op.Reshape(inside, op.Concat(nc, op.Mul(op.Shape(starts), bb), axis=0)), axis=2)
+    hit = op.And(op.Equal(op.Reshape(vals, op.Shape(inside)), yk), unsqueeze(op, op.Greater(count, const_i64(op, [0])), [1]))
+    in_blocks = op.ReduceMin(op.Where(hit, inside, never), const_i64(op, [3]), keepdims=0)
+    return y, op.Min(at_edges, in_blocks)
+
+
 # ---------------------------------------------------------------- ONNX ops
 
 
@@ -527,18 +631,62 @@ def _onnx_adaptive_avg_backward(op, p, x, grad_y):
     return _bin_contract(op, grad_y, _transposed(op, _adaptive_mats(op, x, p)), check_result=False)
 
 
-def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
-    bounds = _adaptive_bounds(op, x, p.output_size)
-    if "indices" in outputs:
+def _adaptive_max_gathered(op, x, bounds, with_indices: bool, propagate_nan: bool):
+    """Bins gathered per axis (every bin whole with indices), ``(y, indices or None)``;
+    ``propagate_nan``: the bins' NaN map (without indices only for inputs that hold a NaN)."""
+    if with_indices:
         y, indices, nan = _bin_argmax(op, x, bounds)
-        if p.propagate_nan:
-            y = _nan_where(op, nan, y)
-        return blocks.take_outputs(outputs, y=y, indices=indices)
+        return (_nan_where(op, nan, y) if propagate_nan else y), indices
     y = _bin_max(op, x, bounds)
-    if p.propagate_nan:  # the bins' NaN map, only for inputs that hold a NaN
+    if propagate_nan:
         y = blocks.if_nan(op, x, lambda op: _nan_where(
             op, op.Greater(_bin_max(op, blocks.nan_indicator(op, x), bounds), const_f32(op, 0.0)), y), y)
-    return blocks.take_outputs(outputs, y=y)
+    return y, None
+
+
+def _values(out, with_indices: bool):
+    """A branch's values as ``(y, indices or None)``."""
+    return (out[0], out[1]) if with_indices else (out, None)
+
+
+def _adaptive_max1d(op, p, x, bounds, with_indices: bool):
+    """Bins of at least ``4 * BLOCK`` elements from block maxima (:func:`_block_bin_max`,
+    an ``If`` on L), shorter ones gathered; for x with NaN or infinities
+    (:func:`blocks.if_finite`, unless ``propagate_nan=False``) the gathered bins and their
+    NaN map."""
+    starts, ends, size = bounds[0]
+    n = 2 if with_indices else 1
+    long_bins = op.GreaterOrEqual(size, const_i64(op, [4 * BLOCK * p.output_size[0]]))
+
+    def fast(op, lowest_is_inf=False):
+        def by_blocks(op):
+            y, indices = _block_bin_max(op, x, starts, ends, with_indices, lowest_is_inf)
+            return [y, indices] if with_indices else y
+
+        def gathered(op):
+            y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, False)
+            return [y, indices] if with_indices else y
+
+        return blocks.branch(op, long_bins, by_blocks, gathered, n)
+
+    if not p.propagate_nan:
+        return _values(fast(op, lowest_is_inf=True), with_indices)
+
+    def exact(op):
+        y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, True)
+        return [y, indices] if with_indices else y
+
+    return _values(blocks.if_finite(op, x, fast, exact, n), with_indices)
+
+
+def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
+    with_indices = "indices" in outputs
+    bounds = _adaptive_bounds(op, x, p.output_size)
+    if len(bounds) == 1 and blocks.has_subgraphs(op):
+        y, indices = _adaptive_max1d(op, p, x, bounds, with_indices)
+    else:
+        y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, p.propagate_nan)
+    return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
 def _onnx_adaptive_max_backward(op, p, x, grad_y):
@@ -576,14 +724,36 @@ def _onnx_global_avg_backward(r: int):
 
 def _onnx_global_max(r: int):
     def fn(op, p, x, outputs=("y", "indices")):
+        """ReduceMax; with indices the first maximum from block maxima of x flattened
+        (:func:`_first_max`), where an ArgMax over all of x costs several
+        passes. For x with NaN or infinities (:func:`blocks.if_finite`, unless
+        ``propagate_nan=False``): ReduceMax, NaN where a sum of squares is (it is NaN exactly
+        when it summed a NaN: no inf - inf can arise), the first ArgMax."""
         axes = _spatial_axes(op, r)
-        y = op.ReduceMax(x, axes, keepdims=1)
-        if p.propagate_nan:  # a sum of squares is NaN exactly when it summed a NaN
+        with_indices = "indices" in outputs
+        kept = op.Concat(op.Shape(x, start=0, end=2), const_i64(op, _ones(r)), axis=0)  # [N, C, 1, ..]
+
+        def fast(op, lowest_is_inf=False):
+            if not with_indices:
+                return op.ReduceMax(x, axes, keepdims=1)
+            flat = _flat(op, x, r)
+            y, first = _first_max(op, flat, lowest_is_inf)
+            return [op.Reshape(y, kept), op.Reshape(first, kept)]
+
+        def exact(op):
+            y = op.ReduceMax(x, axes, keepdims=1)
             y = _nan_where(op, op.IsNaN(op.ReduceSumSquare(x, axes, keepdims=1)), y)
-        indices = None
-        if "indices" in outputs:
+            if not with_indices:
+                return y
             first = op.ArgMax(_flat(op, x, r), axis=2, keepdims=1, select_last_index=0)  # [N, C, 1]
-            indices = op.Reshape(first, op.Concat(op.Shape(x, start=0, end=2), const_i64(op, _ones(r)), axis=0))
+            return [y, op.Reshape(first, kept)]
+
+        n = 2 if with_indices else 1
+        if not p.propagate_nan:
+            out = fast(op, lowest_is_inf=True)
+        else:
+            out = blocks.if_finite(op, x, fast, exact, n)
+        y, indices = _values(out, with_indices)
         return blocks.take_outputs(outputs, y=y, indices=indices)
 
     return fn
@@ -667,24 +837,40 @@ def adaptive_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
     return work
 
 
+def _block_work(nc: int, size: int, o: int, k: int, with_indices: bool) -> int:
+    """:func:`_block_bin_max` over ``o`` bins of at most ``k`` of ``size`` elements: the block
+    maxima (and their transpose), every bin's whole blocks ``[o, kb, N*C]`` (their int64
+    numbers), the edges' int64 positions expanded to ``[N, C, o, 2B]`` and the first match
+    among them, the If's outputs."""
+    b = BLOCK
+    kb = max(-(-k // b), 1)
+    work = max(nc * -(-size // b), nc * o * kb, 2 * o * kb, 4 * nc * o * b)
+    return max(work, 3 * nc * o) if with_indices else work
+
+
 def adaptive_max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
     """Without indices: each axis's bins gathered ``[N, C, o.., o_a, K_a, L..]`` and reduced
     (the NaN map: x's size); with indices or backward: every bin gathered whole
-    ``[N, C, o_1, K_1, ...]`` and int64 argmax positions, the scatter into x's shape."""
+    ``[N, C, o_1, K_1, ...]`` and int64 argmax positions, the scatter into x's shape.
+    1-D bins of at least ``4 * BLOCK`` elements: from block maxima (:func:`_block_work`)."""
     n, c, *spatial = shapes["x"]
     outs = list(p.output_size)
     ks = [blocks.adaptive_len(s, o) for s, o in zip(spatial, outs)]
     nc, x = n * c, n * c * _prod(spatial)
     y = nc * _prod(outs)
     index = max(*(2 * o * k for o, k in zip(outs, ks)), *(2 * s for s in spatial), 2)
-    if "indices" in outputs or backward:
+    with_indices = "indices" in outputs
+    fast = 0
+    if len(outs) == 1 and spatial[0] >= 4 * BLOCK * outs[0]:
+        fast = _block_work(nc, spatial[0], outs[0], ks[0], with_indices)
+    if with_indices or backward:
         whole = [nc * _prod(o * k for o, k in zip(outs[: a + 1], ks[: a + 1])) * _prod(spatial[a + 1:]) for a in range(len(outs))]
-        work = max(*whole, 2 * y, index)
+        work = max(*whole, 3 * y, index, fast)
         if backward:
             work = max(work, x, 2 * y)
         return work
     steps = [nc * _prod(outs[:a]) * outs[a] * ks[a] * _prod(spatial[a + 1:]) for a in range(len(outs))]
-    work = max(*steps, y, index)
+    work = max(*steps, y, index, fast)
     return max(work, x) if p.propagate_nan else work
 
 
@@ -695,12 +881,14 @@ def global_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
 
 
 def global_max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
-    """ReduceMax (and ReduceSumSquare); indices: x flattened, an int64 ArgMax; backward: a
-    one-hot mask of x's size."""
+    """ReduceMax (and ReduceSumSquare); indices: the block maxima of x flattened, the int64
+    positions of the first maximum's block ``[N, C, BLOCK]``, the If's outputs; for x with
+    NaN or infinities x flattened and an int64 ArgMax; backward: a one-hot mask of x's size."""
     n, c, *spatial = shapes["x"]
     work = 2 * n * c
     if "indices" in outputs or backward:
-        work = max(work, n * c * _prod(spatial), 2 * _prod(spatial))
+        size = _prod(spatial)
+        work = max(work, n * c * size, 2 * size, 2 * n * c * BLOCK, 3 * n * c)
     return work
 
 
