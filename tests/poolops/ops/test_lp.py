@@ -195,6 +195,24 @@ def test_gem_learnable_p_equals_the_fixed_parameter_and_overrides_it():
     assert_close(mixed[:, 1:], np.concatenate([onnx_forward("gem", x[:, i : i + 1], p=q) for i, q in ((1, 2.0), (2, 3.0), (3, 60.0))], 1))
 
 
+@pytest.mark.parametrize("window", [{}, {"kernel": 2}])
+def test_gem_learnable_p_special_values_as_torch(window):
+    """With ``gem_p`` the graph takes ``exp(p ln c)`` for ``c^p`` (``c = max(x, eps) > 0``):
+    NaN, +inf, -inf (clamped to eps), zeros, values whose power overflows, as torch."""
+    x = np.abs(np.random.default_rng(4).standard_normal((1, 3, 6, 6))).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 4, 4] = np.inf
+    x[0, 1, :2, :2] = -np.inf
+    x[0, 1, 4:, 4:] = 0.0
+    x[0, 2, 0, :2] = 3e30  # its 5th power overflows
+    for powers in ([3.0], [1.0, 2.5, 5.0], [0.5, 60.0, 2.0]):
+        t = PF.gem(torch.from_numpy(x), torch.tensor(powers), **window).numpy()
+        o = onnx_forward("gem", x, powers, **window)
+        assert np.array_equal(np.isnan(o), np.isnan(t)) and np.array_equal(np.isinf(o), np.isinf(t)), powers
+        finite = np.isfinite(t)
+        np.testing.assert_allclose(o[finite], t[finite], rtol=1e-5)
+
+
 def test_gem_p_input_checks():
     x = torch.ones(1, 3, 4, 4)
     for bad, match in (([1.0, 2.0], r"\[1\] or \[C\] = \[3\]"), ([0.0], "finite and > 0"),
