@@ -12,8 +12,7 @@ from fastapi_offline import FastAPIOffline
 
 from poolops.registry import list_ops
 from poolops_service.api import auth, errors
-from poolops_service.api.inflight import Inflight
-from poolops_service.api.middleware import BodyDeadline, BodyLimit, RequestId
+from poolops_service.api.middleware import Guard
 from poolops_service.api.routes import health, info, models, ops, v2
 from poolops_service.config import Settings
 from poolops_service.engine import Engine
@@ -67,15 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (health.router, info.router, ops.router, models.router, v2.router):
         app.include_router(r)
     metrics.instrument(app, engine)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
-    app.add_middleware(Inflight, budget=engine.budget)  # bodies charged to the memory budget before reading
     _document(app, engine)
     if settings.ui:
         _mount_ui(app, engine, settings)
-    # outermost: no key, no work; /ui checks its own (Gradio's login, service/ui/guard.py)
-    auth.install(app, settings, delegated=["/ui"] if settings.ui else [])
-    app.add_middleware(RequestId)  # around all: every answer has an id, a bug answers JSON 500
+    # no key, no work; /ui checks its own (Gradio's login, service/ui/guard.py)
+    gate = auth.install(app, settings, delegated=["/ui"] if settings.ui else [])
+    # around all: request ids, the key, the memory budget, body deadline and size, JSON 500s
+    app.add_middleware(Guard, budget=engine.budget, max_bytes=settings.max_body_bytes,
+                       body_timeout_s=settings.body_timeout_s, gate=gate)
     return app
 
 

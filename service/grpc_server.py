@@ -38,7 +38,7 @@ from tritonclient.grpc import service_pb2_grpc as pbg
 from poolops_service.api import oip
 from poolops_service.api.auth import MESSAGE as KEY_MESSAGE, Keys
 from poolops_service.api.errors import clip
-from poolops_service.api.inflight import BODY_COPIES
+from poolops_service.api.middleware import BODY_COPIES
 from poolops_service.codecs.tensors import OIP_DTYPES, OIP_NAMES, element_count
 from poolops_service.config import Settings
 from poolops_service.engine import Engine

@@ -3,7 +3,7 @@
 uvicorn bounds idle keep-alive connections and (``limit_concurrency``) open connections
 and requests in flight, but it waits forever for a request's headers: a client that opens
 connections and sends a few bytes each holds them. ``header_timeout`` closes those. The
-time for a request's body is bounded in ASGI (``poolops_service.api.middleware.BodyDeadline``).
+time for a request's body is bounded in ASGI (``poolops_service.api.middleware.Guard``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """API keys (POOLOPS_API_KEY): ``Authorization: Bearer <key>`` on every route but health.
 
 Unset, the service is open as before (with a warning at start when it listens beyond
-loopback). Set, a pure ASGI middleware answers 401 with ``WWW-Authenticate: Bearer``
-before any route runs, and the OpenAPI document declares the bearer scheme.
+loopback). Set, the service's middleware answers 401 with ``WWW-Authenticate: Bearer``
+before any route runs (``KeyGate``), and the OpenAPI document declares the bearer scheme.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from poolops_service.api.errors import ERROR_SCHEMA, V2_ERROR_SCHEMA, error_response
 from poolops_service.config import Settings
@@ -70,12 +70,13 @@ async def reject(scope: Scope, receive: Receive, send: Send) -> None:
     await response(scope, receive, send)
 
 
-class ApiKeyAuth:
+class KeyGate:
     """Every HTTP and WebSocket request needs a key, except ``public`` paths and those
-    under ``delegated`` prefixes (an app there checks access itself: the Gradio UI)."""
+    under ``delegated`` prefixes (an app there checks access itself: the Gradio UI).
+    Asked by the service's one middleware (``poolops_service.api.middleware.Guard``) right
+    after the request id is given, before any body is charged or read."""
 
-    def __init__(self, app: ASGIApp, keys: Keys, public: Iterable[str], delegated: Iterable[str] = ()):
-        self.app = app
+    def __init__(self, keys: Keys, public: Iterable[str], delegated: Iterable[str] = ()):
         self.keys = keys
         self.public = frozenset(public)
         self.delegated = tuple(p.rstrip("/") for p in delegated)
@@ -83,10 +84,8 @@ class ApiKeyAuth:
     def _open(self, path: str) -> bool:
         return path in self.public or any(path == p or path.startswith(p + "/") for p in self.delegated)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self._open(route_path(scope)) or self.keys.check_scope(scope):
-            return await self.app(scope, receive, send)
-        await reject(scope, receive, send)
+    def allows(self, scope: Scope) -> bool:
+        return self._open(route_path(scope)) or self.keys.check_scope(scope)
 
 
 def is_loopback(host: str) -> bool:
@@ -98,18 +97,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def install(app: FastAPI, settings: Settings, delegated: Iterable[str] = ()) -> Keys:
-    """Lock ``app`` with ``settings.api_key`` (or warn that it is open beyond loopback)."""
+def install(app: FastAPI, settings: Settings, delegated: Iterable[str] = ()) -> KeyGate | None:
+    """The gate for ``settings.api_key`` (None when unset: then a warning if the service is
+    open beyond loopback); the OpenAPI document of ``app`` declares the bearer scheme."""
     keys = Keys(settings.api_key)
     if not keys:
         if not is_loopback(settings.host):
             log.warning("POOLOPS_API_KEY is not set: every route is open to anyone who can reach %s:%s",
                         settings.host, settings.port)
-        return keys
+        return None
     public = HEALTH + (("/metrics",) if settings.metrics_public else ())
-    app.add_middleware(ApiKeyAuth, keys=keys, public=public, delegated=delegated)
     _document(app, public)
-    return keys
+    return KeyGate(keys, public, delegated)
 
 
 def _document(app: FastAPI, public: Iterable[str]) -> None:

@@ -24,5 +24,5 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def reservation(request: Request) -> Reservation:
-    """The request's share of the engine's memory budget (the ``Inflight`` middleware's)."""
+    """The request's share of the engine's memory budget (the ``Guard`` middleware's)."""
     return request.state.reservation

@@ -132,7 +132,7 @@ def install(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed here; use {' or '.join(allowed)}"
             return error_response(request, 405, code, message, headers)
         return error_response(request, e.status_code, code, str(e.detail), headers)
-    # unexpected errors are answered by poolops_service.api.middleware.RequestId, which keeps the
+    # unexpected errors are answered by poolops_service.api.middleware.Guard, which keeps the
     # connection open (Starlette's handler for Exception re-raises, and uvicorn then drops it)
 
 

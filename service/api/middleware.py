@@ -1,6 +1,6 @@
-"""ASGI middleware for what FastAPI leaves open: request ids and unexpected errors
-(``RequestId``), the time a client may take to send a body (``BodyDeadline``) and the
-body's size (``BodyLimit``)."""
+"""The service's one ASGI middleware (``Guard``) for what FastAPI leaves open, in one pass
+per request: request ids and unexpected errors, the API key, the in-flight memory budget,
+the time a client may take to send a body and the body's size."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from poolops_service.api.auth import KeyGate, reject
 from poolops_service.api.errors import error_response, internal_error
+from poolops_service.engine.budget import MemoryBudget
+from poolops_service.engine.errors import Overloaded
 
 log = logging.getLogger("poolops.api")
 
@@ -35,42 +38,9 @@ def request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestId:
-    """Gives each request an id (``X-Request-ID`` on every answer, in ``scope["state"]``
-    and in ``REQUEST_ID`` for logs), and answers an unexpected error with a JSON 500 that
-    carries it, without re-raising: the connection stays usable (uvicorn drops a
-    keep-alive connection when the app raises)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        rid = request_id(scope)
-        scope.setdefault("state", {})["request_id"] = rid
-        token = REQUEST_ID.set(rid)
-        started = False
-
-        async def send_with_id(msg: Message) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-                msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode())]}
-            await send(msg)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error in %s %s (request id %s)", scope.get("method"), scope.get("path"), rid)
-            if not started:  # else the answer is cut short and uvicorn closes the connection
-                await internal_error(Request(scope), rid)(scope, receive, send_with_id)
-        finally:
-            REQUEST_ID.reset(token)
-
-
 class BodyTimeout(HTTPException):
-    """Raised from ``receive`` when the body is late (an HTTPException, like BodyTooLarge)."""
+    """Raised from ``receive`` when the body is late (an HTTPException, like BodyTooLarge):
+    whatever the route makes of it (some turn parse errors into 422), the answer is a 408."""
 
     def __init__(self, seconds: float):
         super().__init__(408, _late(seconds), headers={"Connection": "close"})
@@ -79,60 +49,6 @@ class BodyTimeout(HTTPException):
 def _late(seconds: float) -> str:
     return (f"the request body did not arrive within {seconds:g} s (POOLOPS_BODY_TIMEOUT_S): "
             "send it at once, or a smaller one")
-
-
-class BodyDeadline:
-    """Answer 408 with ``Connection: close`` when a request's body has not all arrived
-    ``seconds`` after the request started. Whatever the route makes of the exception from
-    ``receive`` (some turn parse errors into 422), the answer is this 408."""
-
-    def __init__(self, app: ASGIApp, seconds: float):
-        self.app = app
-        self.seconds = seconds
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        deadline = asyncio.get_running_loop().time() + self.seconds
-        complete = late = replaced = started = False
-
-        async def timed_receive() -> Message:
-            nonlocal complete, late
-            if complete:  # after the body only http.disconnect comes, whenever it does
-                return await receive()
-            if late:
-                raise BodyTimeout(self.seconds)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    msg = await receive()
-            except TimeoutError:
-                late = True
-                raise BodyTimeout(self.seconds) from None
-            complete = msg["type"] != "http.request" or not msg.get("more_body", False)
-            return msg
-
-        async def answer_408() -> None:
-            nonlocal replaced, started
-            replaced = started = True
-            response = error_response(Request(scope), 408, "timeout", _late(self.seconds), {"Connection": "close"})
-            await response(scope, receive, send)
-
-        async def guarded_send(msg: Message) -> None:
-            nonlocal started
-            if replaced:
-                return
-            if late and msg["type"] == "http.response.start":
-                return await answer_408()
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
-
-        try:
-            await self.app(scope, timed_receive, guarded_send)
-        except Exception:
-            if not late:  # else the app's error is its way of giving up on the body
-                raise
-        if late and not started:
-            await answer_408()
 
 
 class BodyTooLarge(HTTPException):
@@ -149,48 +65,134 @@ def _message(max_bytes: int) -> str:
             "send fewer or smaller images or tensors")
 
 
-class BodyLimit:
-    """Answer 413 once a request body exceeds ``max_bytes``: at once from Content-Length,
-    else while streaming (chunked uploads), before the app has the whole body."""
+BODY_COPIES = 2
+"""A body is charged twice: the bytes and what parsing them makes (a JSON string, base64 decoded)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+
+class Guard:
+    """Around the app, for each HTTP request in this order:
+
+    1. an id: the client's ``X-Request-ID`` (sanitised) or a new one, on every answer, in
+       ``scope["state"]["request_id"]`` and in ``REQUEST_ID`` for logs;
+    2. the API key (``gate``, when one is set; WebSockets too): 401 before any work;
+    3. the body charged to the in-flight memory budget before it is read (from
+       Content-Length, or as it streams in), ``BODY_COPIES`` times: 503 with Retry-After
+       beyond it; the reservation is ``scope["state"]["reservation"]`` for the routes to add
+       decoded inputs and answers to, all given back once the answer is sent;
+    4. 413 with ``Connection: close`` once the body exceeds ``max_bytes``: at once from
+       Content-Length, else while streaming, before the app has the whole body (the rest is
+       not read);
+    5. 408 with ``Connection: close`` when the body has not all arrived ``body_timeout_s``
+       after the request started, whatever the route made of the error from ``receive``;
+    6. an unexpected error answered with a JSON 500 carrying the id, without re-raising: the
+       connection stays usable (uvicorn drops a keep-alive connection when the app raises).
+
+    One middleware rather than one per concern: each layer costs a call, closures and a
+    wrapped ``receive`` and ``send`` per request."""
+
+    def __init__(self, app: ASGIApp, budget: MemoryBudget, max_bytes: int, body_timeout_s: float,
+                 gate: KeyGate | None = None):
         self.app = app
+        self.budget = budget
         self.max_bytes = max_bytes
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(Request(scope), 413, "too_large", _message(self.max_bytes), {"Connection": "close"})
-        await response(scope, receive, send)
+        self.seconds = body_timeout_s
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket" and self.gate is not None and not self.gate.allows(scope):
+                return await reject(scope, receive, send)
             return await self.app(scope, receive, send)
-        for k, v in scope.get("headers", []):
-            if k == b"content-length":
-                try:
-                    if int(v) > self.max_bytes:
-                        return await self._reject(scope, receive, send)
-                except ValueError:
-                    pass
-        seen = 0
-        started = False
+        rid = request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        id_header = (b"x-request-id", rid.encode())
+        token = REQUEST_ID.set(rid)
+        res = None
+        started = late = replaced = False
 
-        async def limited_receive() -> Message:
-            nonlocal seen
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return msg
-
-        async def tracking_send(msg: Message) -> None:
+        async def send_with_id(msg: Message) -> None:
             nonlocal started
             if msg["type"] == "http.response.start":
                 started = True
+                msg = {**msg, "headers": [*msg.get("headers", []), id_header]}
             await send(msg)
 
+        async def answer(status: int, code: str, message: str, headers: dict) -> None:
+            await error_response(Request(scope), status, code, message, headers)(scope, receive, send_with_id)
+
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(scope, receive, send)
+            if self.gate is not None and not self.gate.allows(scope):
+                return await reject(scope, receive, send_with_id)
+            res = state["reservation"] = self.budget.reservation()
+            declared, too_long = 0, False
+            for k, v in scope.get("headers", ()):
+                if k == b"content-length":
+                    if v.isdigit():
+                        declared = int(v)
+                    try:
+                        too_long = too_long or int(v) > self.max_bytes
+                    except ValueError:
+                        pass
+            try:
+                res.add(BODY_COPIES * declared, "its body")
+            except Overloaded as e:
+                return await answer(503, e.code, e.message, {"Retry-After": "1", "Connection": "close"})
+            if too_long:
+                return await answer(413, "too_large", _message(self.max_bytes), {"Connection": "close"})
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.seconds
+            complete = False
+            seen, charged = 0, declared
+
+            async def body_receive() -> Message:
+                nonlocal complete, late, seen, charged
+                if complete:  # after the body only http.disconnect comes, whenever it does
+                    return await receive()
+                if late:
+                    raise BodyTimeout(self.seconds)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        msg = await receive()
+                except TimeoutError:
+                    late = True
+                    raise BodyTimeout(self.seconds) from None
+                if msg["type"] == "http.request":
+                    complete = not msg.get("more_body", False)
+                    seen += len(msg.get("body", b""))
+                    if seen > charged:  # chunked (no Content-Length): charged as it streams in
+                        res.add(BODY_COPIES * (seen - charged), "its body")
+                        charged = seen
+                    if seen > self.max_bytes:
+                        raise BodyTooLarge(self.max_bytes)
+                else:
+                    complete = True
+                return msg
+
+            async def guarded_send(msg: Message) -> None:
+                nonlocal replaced
+                if replaced:
+                    return
+                if late and msg["type"] == "http.response.start":
+                    replaced = True
+                    return await answer(408, "timeout", _late(self.seconds), {"Connection": "close"})
+                await send_with_id(msg)
+
+            try:
+                await self.app(scope, body_receive, guarded_send)
+            except BodyTooLarge:
+                if not started:
+                    await answer(413, "too_large", _message(self.max_bytes), {"Connection": "close"})
+            except Exception:
+                if not late:  # else the app's error is its way of giving up on the body
+                    raise
+            if late and not started:
+                await answer(408, "timeout", _late(self.seconds), {"Connection": "close"})
+        except Exception:
+            log.exception("unhandled error in %s %s (request id %s)", scope.get("method"), scope.get("path"), rid)
+            if not started:  # else the answer is cut short and uvicorn closes the connection
+                await internal_error(Request(scope), rid)(scope, receive, send_with_id)
+        finally:
+            if res is not None:
+                res.release()
+            REQUEST_ID.reset(token)
