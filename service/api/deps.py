@@ -23,6 +23,14 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+def app_state(request: Request) -> tuple[Engine, Settings]:
+    """(engine, settings) read directly, for the inference routes: FastAPI solves each
+    ``Depends`` per request (a sub-dependant each, with its own parameters), which costs
+    more than the lookup itself."""
+    state = request.app.state
+    return state.engine, state.settings
+
+
 def reservation(request: Request) -> Reservation:
     """The request's share of the engine's memory budget (the ``Guard`` middleware's)."""
     return request.state.reservation

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from poolops_service.api import bodies
-from poolops_service.api.deps import EngineDep, SettingsDep, reservation
+from poolops_service.api.deps import EngineDep, app_state, reservation
 from poolops_service.api.errors import responses
 from poolops_service.api.schemas import (
     RESIZE_DOC, EmbedRequest, EmbedResponse, ModelInfo, ModelList, PredictRequest, PredictResponse,
@@ -169,7 +169,8 @@ _DOC = (
     openapi_extra=bodies.body_doc(PredictRequest, _FORM, "JSON (PredictRequest) or multipart files"),
     responses=responses(400, 404, 413, 415, 422, 503),
 )
-async def predict(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
+async def predict(name: str, request: Request) -> Response:
+    engine, settings = app_state(request)
     runner, done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
     k = extra.get("top_k", 5)
     pol = extra["size_policy"]
@@ -189,7 +190,8 @@ async def predict(name: str, request: Request, engine: EngineDep, settings: Sett
     openapi_extra=bodies.body_doc(EmbedRequest, _EMBED_FORM, "JSON (EmbedRequest) or multipart files"),
     responses=responses(400, 404, 413, 415, 422, 503),
 )
-async def embed(name: str, request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
+async def embed(name: str, request: Request) -> Response:
+    engine, settings = app_state(request)
     card = engine.runner(name).card
     if "embedding" not in card.outputs:  # before any work: the graph has none to give
         raise BadInput(f"model {name!r} has no embedding output (its outputs: {card.outputs}); "

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from poolops_service.api import bodies, oip
-from poolops_service.api.deps import EngineDep, SettingsDep, reservation
+from poolops_service.api.deps import EngineDep, app_state, reservation
 from poolops_service.api.errors import responses
 from poolops_service.api.routes.health import readiness
 from poolops_service.api.schemas import (
@@ -229,14 +229,14 @@ _INFER = dict(
 
 
 @router.post("/models/{name}/infer", summary="Inference (JSON tensors or the binary tensor extension)", **_INFER)
-async def infer(name: str, request: Request, engine: EngineDep, settings: SettingsDep):
-    return await _infer(name, request, engine, settings)
+async def infer(name: str, request: Request):
+    return await _infer(name, request, *app_state(request))
 
 
 @router.post("/models/{name}/versions/{model_version}/infer", summary="Inference (version 1 only)", **_INFER)
-async def infer_v(name: str, model_version: str, request: Request, engine: EngineDep, settings: SettingsDep):
+async def infer_v(name: str, model_version: str, request: Request):
     _version(model_version)
-    return await _infer(name, request, engine, settings)
+    return await _infer(name, request, *app_state(request))
 
 
 # ---- Triton's model repository extension ----------------------------------------------
