@@ -25,7 +25,10 @@ adaptive max as bin gathers per axis and ReduceMax (with indices: every bin gath
 whole, first ArgMax), in 1-D, for finite inputs and L >= 256 * output_size, from
 the maxima of blocks of 64 (one pass over x: each bin's whole blocks and its two partial
 edges; indices: the first element equal to the max among the edges and the first block
-that reaches it); global ops as ReduceMean / ReduceMax (indices: the first block that
+that reaches it); in 3-D, for finite inputs and uniform bins (D, H, W multiples of the
+output size), as ReduceMax over runs of x, W then H then D (indices: the first slab and
+row of the bin that reach the max, then that row's first element equal to it); global
+ops as ReduceMean / ReduceMax (indices: the first block that
 reaches the max, then its first element equal to it). The max ops run their NaN and
 -inf passes only for inputs that hold a NaN or an infinity (an ``If`` on one
 ``ReduceSum`` of x). Backward graphs: max and
@@ -679,11 +682,82 @@ def _adaptive_max1d(op, p, x, bounds, with_indices: bool):
     return _values(blocks.if_finite(op, x, fast, exact, n), with_indices)
 
 
+def _runs_max3d(op, x, output_size, with_indices: bool):
+    """Max over uniform 3-D bins (``D % od == 0``, ...), ``[N, C, od, oh, ow]``: x viewed in
+    runs, W then H then D (each a ReduceMax over the last or one middle axis of a view, no
+    copy). With indices (first maximum in row-major order, PyTorch's): the first slab of
+    the bin that reaches the max, its first row that does (ArgMax over the row maxima), and
+    that row's first element equal to it (a GatherElements of y's size times kw), where
+    an ArgMax over x costs several passes. For finite x (-inf bins: their first element)."""
+    od, oh, ow = output_size
+    nc = op.Shape(x, start=0, end=2)
+    d, h, w = _sizes(op, x, 3)
+    kd, kh, kw = (op.Div(s, const_i64(op, [o])) for s, o in ((d, od), (h, oh), (w, ow)))
+    rows = op.Reshape(x, op.Concat(nc, op.Mul(op.Mul(d, h), const_i64(op, [ow])), kw, axis=0))  # [N, C, D*H*ow, kw]
+    shape2 = op.Concat(nc, op.Mul(d, const_i64(op, [oh])), kh, const_i64(op, [ow]), axis=0)  # [N, C, D*oh, kh, ow]
+    shape3 = op.Concat(nc, const_i64(op, [od]), kd, const_i64(op, [oh * ow]), axis=0)  # [N, C, od, kd, oh*ow]
+    out = op.Concat(nc, const_i64(op, [od, oh, ow]), axis=0)
+    if not with_indices:
+        three = const_i64(op, [3])
+        t = op.ReduceMax(op.Reshape(op.ReduceMax(rows, three, keepdims=0), shape2), three, keepdims=0)
+        return op.Reshape(op.ReduceMax(op.Reshape(t, shape3), three, keepdims=0), out), None
+    m1 = op.Reshape(op.ReduceMax(rows, const_i64(op, [3]), keepdims=0), shape2)  # each row's max per column bin
+    h2 = op.ArgMax(m1, axis=3, keepdims=1, select_last_index=0)  # [N, C, D*oh, 1, ow]: first row of the slab
+    m2 = op.Reshape(op.GatherElements(m1, h2, axis=3), shape3)
+    d3 = op.ArgMax(m2, axis=3, keepdims=1, select_last_index=0)  # [N, C, od, 1, oh*ow]: first slab
+    y = op.Reshape(op.GatherElements(m2, d3, axis=3), out)
+    h3 = op.Reshape(op.GatherElements(op.Reshape(h2, shape3), d3, axis=3), out)
+    dd = op.Add(op.Mul(_along(op, const_i64(op, range(od)), 0, 3), kd), op.Reshape(d3, out))
+    hh = op.Add(op.Mul(_along(op, const_i64(op, range(oh)), 1, 3), kh), h3)
+    # that row's kw columns read again (y's size times kw), its first maximum
+    starts = _ravel(op, [dd, hh, op.Mul(const_i64(op, range(ow)), kw)], [d, h, w])  # [N, C, od, oh, ow]
+    ks = op.Range(const_scalar_i64(op, 0), scalar(op, kw), const_scalar_i64(op, 1))
+    cells = op.Add(unsqueeze(op, starts, [5]), ks)  # [N, C, od, oh, ow, kw]
+    flat = op.Reshape(x, op.Concat(nc, _product(op, [d, h, w]), axis=0))
+    row = op.GatherElements(flat, op.Reshape(cells, op.Concat(nc, op.Mul(const_i64(op, [od * oh * ow]), kw), axis=0)), axis=2)
+    first = op.ArgMax(op.Reshape(row, op.Shape(cells)), axis=5, keepdims=0, select_last_index=0)
+    return y, op.Add(starts, first)
+
+
+def _adaptive_max3d(op, p, x, bounds, with_indices: bool):
+    """Uniform bins (an ``If`` on D, H, W) by :func:`_runs_max3d`, others gathered; for x
+    with NaN or infinities (:func:`blocks.if_finite`, unless ``propagate_nan=False``) the
+    gathered bins and their NaN map."""
+    od, oh, ow = p.output_size
+    zero = const_i64(op, [0])
+    d, h, w = _sizes(op, x, 3)
+    uniform = op.And(op.And(op.Equal(op.Mod(d, const_i64(op, [od])), zero), op.Equal(op.Mod(h, const_i64(op, [oh])), zero)),
+                     op.Equal(op.Mod(w, const_i64(op, [ow])), zero))
+    n = 2 if with_indices else 1
+
+    def fast(op):
+        def runs(op):
+            y, indices = _runs_max3d(op, x, p.output_size, with_indices)
+            return [y, indices] if with_indices else y
+
+        def gathered(op):
+            y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, False)
+            return [y, indices] if with_indices else y
+
+        return blocks.branch(op, uniform, runs, gathered, n)
+
+    if not p.propagate_nan:
+        return _values(fast(op), with_indices)
+
+    def exact(op):
+        y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, True)
+        return [y, indices] if with_indices else y
+
+    return _values(blocks.if_finite(op, x, fast, exact, n), with_indices)
+
+
 def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
     with_indices = "indices" in outputs
     bounds = _adaptive_bounds(op, x, p.output_size)
     if len(bounds) == 1 and blocks.has_subgraphs(op):
         y, indices = _adaptive_max1d(op, p, x, bounds, with_indices)
+    elif blocks.has_subgraphs(op):
+        y, indices = _adaptive_max3d(op, p, x, bounds, with_indices)
     else:
         y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, p.propagate_nan)
     return blocks.take_outputs(outputs, y=y, indices=indices)

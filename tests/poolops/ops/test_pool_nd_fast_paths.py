@@ -84,6 +84,10 @@ CASES = [
     ("global_max1d", {}, (2, 3, L_ODD)),
     ("global_max1d", {}, (2, 3, L_DIVISIBLE)),
     ("global_max1d", {}, (2, 3, 5)),  # shorter than a block
+    ("adaptive_max3d", {"output_size": (2, 3, 4)}, (2, 3, 4, 6, 8)),  # uniform bins: runs
+    ("adaptive_max3d", {"output_size": (1, 2, 2)}, (1, 2, 3, 4, 2)),  # bins of one column
+    ("adaptive_max3d", {"output_size": (2, 3, 4)}, (2, 3, 4, 6, 9)),  # W not a multiple: gathered
+    ("adaptive_max3d", {"output_size": (3, 2, 2)}, (1, 2, 2, 5, 4)),  # overlapping bins
     ("global_max3d", {}, (2, 3, 3, 5, 7)),
     ("global_max3d", {}, (1, 2, 4, 4, 2 * BLOCK)),
 ]
@@ -114,6 +118,15 @@ def test_long_bins_take_block_maxima_and_short_ones_the_gathers():
     # an input with NaN or an infinity takes the gathered bins and their NaN map
     nan = _ops("adaptive_max1d", {"output_size": 7}, _input((1, 2, L_ODD), "nan"))
     assert not any(op == "MaxPool" for op, _ in nan)
+
+
+def test_uniform_3d_bins_reduce_runs_and_others_gather():
+    def gathers(x):  # the gathered path copies every bin whole: [N, C, o, K, ...]
+        return [s for op, s in _ops("adaptive_max3d", {"output_size": (2, 3, 4)}, x) if op == "Gather"]
+
+    assert not gathers(_input((2, 3, 4, 6, 8), "finite"))
+    assert gathers(_input((2, 3, 4, 6, 9), "finite"))
+    assert gathers(_input((2, 3, 4, 6, 8), "nan"))  # NaN: the exact path
 
 
 def test_global_max_indices_read_one_block_again():
