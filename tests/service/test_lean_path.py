@@ -84,3 +84,84 @@ def test_predict_answer_matches_its_schema(client, top_k):
     spec = client.get("/openapi.json").json()["paths"]["/v1/models/{name}/predict"]["post"]
     assert spec["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PredictResponse"}
+
+
+_B = b"xyz"
+_CT = "multipart/form-data; boundary=xyz"
+
+
+def _multipart(parts) -> bytes:
+    out = b""
+    for hdr, data in parts:
+        out += b"--" + _B + b"\r\n" + hdr + b"\r\n\r\n" + data + b"\r\n"
+    return out + b"--" + _B + b"--\r\n"
+
+
+_FILE = b'Content-Disposition: form-data; name="files"; filename="a.png"\r\nContent-Type: image/png'
+_FIELD = b'Content-Disposition: form-data; name="top_k"'
+_FORMS = {
+    "files and a field": (_multipart([(_FILE, b"\x89PNG\r\n--xy data"), (_FILE.replace(b"a.png", b"b\xc3\xa9.png"), b""),
+                                      (_FIELD, b"3")]), _CT),
+    "other boundary": (_multipart([(_FILE, b"1")]), _CT.replace("xyz", "abc")),
+    "cut short": (_multipart([(_FILE, b"1")])[:-10], _CT),
+    "no boundary": (_multipart([(_FILE, b"1")]), "multipart/form-data"),
+    "no name": (_multipart([(b'Content-Disposition: form-data; filename="a"', b"1")]), _CT),
+    "garbage": (b"garbage", _CT),
+    "empty": (b"", _CT),
+    "undecodable field": (_multipart([(_FIELD, b"\xff\xfe")]), _CT),
+    "too many fields": (_multipart([(_FIELD, b"v")] * 70), _CT),
+    "too many files": (_multipart([(_FILE, b"v")] * 40), _CT),
+    "field too large": (_multipart([(_FIELD, b"v" * ((1 << 20) + 1))]), _CT),
+    "latin-1": (_multipart([(_FILE.replace(b"a.png", b"\xe9.png"), b"1")]), _CT + "; charset=latin-1"),
+    "unknown charset": (_multipart([(_FILE, b"1")]), _CT + "; charset=nonsense"),
+}
+
+
+async def _items(form) -> list:
+    """(name, (filename, bytes, headers) or text) of each field."""
+    out = []
+    for k, v in form.multi_items():
+        if isinstance(v, str):
+            out.append((k, v))
+        else:
+            data = v.data if hasattr(v, "data") else await v.read()
+            out.append((k, (v.filename, data, list(v.headers.raw))))
+    return out
+
+
+@pytest.mark.parametrize("case", list(_FORMS))
+def test_multipart_parsed_as_starlette_parses_it(case):
+    """bodies.parse_form (one python-multipart pass over the whole body, parts in memory)
+    gives the fields, files, headers and error messages of Starlette's request.form()."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from poolops_service.api import bodies
+
+    body, ct = _FORMS[case]
+
+    async def starlette_form():
+        sent = False
+
+        async def receive():
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        r = Request({"type": "http", "method": "POST", "headers": [(b"content-type", ct.encode())], "path": "/",
+                     "query_string": b""}, receive)
+        try:
+            return await _items(await r.form(max_files=33, max_fields=64))
+        except Exception as e:  # noqa: BLE001 - Starlette's 400
+            return ("error", getattr(e, "detail", None) or e.message)
+
+    async def ours():
+        try:
+            return await _items(bodies.parse_form(body, ct, 33, 64))
+        except bodies._FormError as e:
+            return ("error", str(e))
+
+    assert asyncio.run(ours()) == asyncio.run(starlette_form())
