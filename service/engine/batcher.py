@@ -104,6 +104,8 @@ class Batcher:
         self._wake.set()
         t0 = time.perf_counter()
         try:
+            if len(futures) == 1:  # the usual request: one image, no gathering future
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except asyncio.CancelledError:  # timeout or client gone: drop what has not started
             for f in futures:
