@@ -272,11 +272,62 @@ def _row_bins_looped(op, x, bounds_h):
     return op.Loop(steps, op.Constant(value=ir.tensor(True)), op.Gather(x, starts, axis=2), body=body_graph)
 
 
+RUN = 8
+RUN_MIN_BIN = 64
+"""Bins this long or longer take :func:`_row_bins_from_runs`: its at most 14 rows per
+bin gathered from x then cost at most a fifth of the loop's gathering every row."""
+
+
+def _row_bins(op, x, bounds_h):
+    """The row bins' maxima ``[N, C, oh, W]`` (skips NaN): :func:`_row_bins_from_runs` where
+    ``H % 8 == 0`` and every bin is at least 64 rows long (an ONNX ``If`` at run time),
+    else :func:`_row_bins_looped`."""
+    starts, ends = bounds_h
+    shortest = op.ReduceMin(op.Sub(ends, starts), keepdims=1)
+    runs_fit = op.And(op.Equal(op.Mod(dim(op, x, 2), const_i64(op, [RUN])), const_i64(op, [0])),
+                      op.GreaterOrEqual(shortest, const_i64(op, [RUN_MIN_BIN])))
+    return branch(op, op.Squeeze(runs_fit), lambda op: _row_bins_from_runs(op, x, bounds_h),
+                  lambda op: _row_bins_looped(op, x, bounds_h))
+
+
+def _row_bins_from_runs(op, x, bounds_h):
+    """The row bins' maxima ``[N, C, oh, W]`` from runs of 8 rows: ``R = ReduceMax`` over x
+    viewed ``[N, C, H/8, 8, W]`` (one read of x, no copy), then each bin's whole runs
+    gathered from the small R, and its rows before its first and after its last whole run
+    (fewer than 8 each) gathered from x, a ReduceMax each and their Max. Where ONNX
+    Runtime's Gather copies bytes several times slower than a memcpy, only about
+    ``14 * oh`` rows of x are gathered instead of all of them. Needs ``H % 8 == 0`` and
+    bins of at least 16 rows (each then holds a whole run). Skips NaN."""
+    u = RUN
+    starts, ends = bounds_h
+    width = dim(op, x, 3)
+    runs = op.ReduceMax(op.Reshape(x, op.Concat(const_i64(op, [0, 0, -1, u]), width, axis=0)),
+                        const_i64(op, [3]), keepdims=0)  # [N, C, H/8, W]
+    eight = const_i64(op, [u])
+    first = op.Div(op.Add(starts, const_i64(op, [u - 1])), eight)  # first whole run of each bin
+    stop = op.Div(ends, eight)  # one past its last
+    axis3 = const_i64(op, [3])
+
+    def pool(t, begin, count, longest):
+        """Max over rows ``begin .. begin + count - 1`` of t per bin (``count >= 1``)."""
+        k = unsqueeze(op, op.Range(const_scalar_i64(op, 0), longest, const_scalar_i64(op, 1)), [0])  # [1, K]
+        rows = op.Add(unsqueeze(op, begin, [1]), op.Min(k, unsqueeze(op, op.Sub(count, const_i64(op, [1])), [1])))
+        return op.ReduceMax(op.Gather(t, rows, axis=2), axis3, keepdims=0)  # [N, C, oh, W]
+
+    whole = pool(runs, first, op.Sub(stop, first), scalar(op, op.ReduceMax(op.Sub(stop, first), keepdims=1)))
+    seven = const_scalar_i64(op, u - 1)
+    # an empty head or tail repeats the bin's first or last row
+    head = pool(x, starts, op.Max(op.Sub(op.Mul(first, eight), starts), const_i64(op, [1])), seven)
+    tail_start = op.Min(op.Mul(stop, eight), op.Sub(ends, const_i64(op, [1])))
+    tail = pool(x, tail_start, op.Max(op.Sub(ends, op.Mul(stop, eight)), const_i64(op, [1])), seven)
+    return op.Max(whole, head, tail)
+
+
 def bin_max_rows_looped(op, x, bounds_h, bounds_w):
     """:func:`bin_max` with the row bins reduced in an ONNX ``Loop`` (:func:`_row_bins_looped`):
     x is read about once instead of copied whole into ``[N, C, oh, Kh, W]`` and read
     again. Skips NaN."""
-    t = _row_bins_looped(op, x, bounds_h)  # [N, C, oh, W]
+    t = _row_bins(op, x, bounds_h)  # [N, C, oh, W]
     # columns of the small t as rows of its transpose: a gather of oh values per index, not one
     cols = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), _bin_index(op, *bounds_w), axis=2)  # [N, C, ow, Kw, oh]
     return op.Transpose(op.ReduceMax(cols, const_i64(op, [3]), keepdims=0), perm=[0, 1, 3, 2])
@@ -301,7 +352,7 @@ def adaptive_bin_argmax(op, x, output_size, bounds_h, bounds_w):
         return op.ReduceMax(op.Reshape(x, op.Concat(const_i64(op, [0, 0, oh, -1]), dim(op, x, 3), axis=0)),
                             const_i64(op, [3]), keepdims=0)
 
-    t = branch(op, uniform, runs, lambda op: _row_bins_looped(op, x, bounds_h))  # [N, C, oh, W]
+    t = branch(op, uniform, runs, lambda op: _row_bins(op, x, bounds_h))  # [N, C, oh, W]
     (h_starts, h_ends), (w_starts, w_ends) = bounds_h, bounds_w
     col_idx = _bin_index(op, w_starts, w_ends)  # [ow, Kw]
     tg = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), col_idx, axis=2)  # [N, C, ow, Kw, oh]

@@ -3,7 +3,9 @@ maximum, then that column's first row, checked by an ONNX ``If`` that falls back
 ``blocks.bin_argmax`` where a bin's maximum is in two of its columns. Both paths against
 ``F.adaptive_max_pool2d``: uniform and overlapping bins, bins that repeat rows or columns
 (``H < oh``), ties within a column, across columns, bins of only -inf, +inf, NaN
-(indices compared where the bin holds none)."""
+(indices compared where the bin holds none). And the row bins from runs of 8 rows
+(``blocks._row_bins_from_runs``: ``H % 8 == 0``, bins of 64 rows or more) against the
+row-bin Loop's shapes."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def _check(x, output_size):
     # PyTorch's index is defined where the bin holds no NaN
     nan_bins = np.isnan(y.numpy())
     np.testing.assert_array_equal(oidx[~nan_bins], idx.numpy()[~nan_bins])
+    (only_y,) = session(op_model("adaptive_max", outputs=("y",), output_size=output_size)).run(None, {"x": x})
+    np.testing.assert_array_equal(only_y, y.numpy())
 
 
 @pytest.mark.parametrize("shape, output_size", SHAPES)
@@ -68,3 +72,41 @@ def test_nan_and_infinities():
     x[1, 1] = -np.inf
     for size in ((7, 7), (4, 1), (16, 17)):
         _check(x, size)
+
+
+# (shape, output_size): non-uniform bins (W % ow != 0) whose rows come from runs of 8 (H % 8 == 0,
+# bins >= 64 rows: heads and tails of 4 rows; overlapping bins; one bin of every row, no head
+# or tail), and shapes just outside it (H % 8 != 0; bins of 43 rows): the row-bin Loop
+RUNS = [((1, 2, 136, 10), (2, 3)), ((2, 3, 200, 7), (3, 2)), ((1, 1, 128, 5), (1, 2))]
+NOT_RUNS = [((1, 2, 130, 10), (2, 3)), ((1, 2, 128, 10), (3, 3))]
+
+
+@pytest.mark.parametrize("shape, output_size", RUNS + NOT_RUNS)
+def test_row_bins_from_runs_and_not(shape, output_size):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    _check(x, output_size)  # the fast indices
+    _check(np.round(x), output_size)  # ties: bin_argmax's indices, the runs' y
+    x[0, 0, 3, :] = np.nan  # a head row
+    x[0, -1, -2, 1] = np.nan  # a tail row
+    x[-1, 0, 60:70, :] = -np.inf
+    x[-1, -1, :, :] = -np.inf  # a plane of only -inf
+    x[0, 0, 40, 0] = np.inf  # a whole run
+    _check(x, output_size)
+    finite = np.nan_to_num(x, nan=0.0, neginf=-5.0, posinf=5.0)  # propagate_nan=False: no exact pass
+    y = session(op_model("adaptive_max", outputs=("y",), output_size=output_size, propagate_nan=False)).run(None, {"x": finite})[0]
+    np.testing.assert_array_equal(y, F.adaptive_max_pool2d(torch.from_numpy(finite), output_size).numpy())
+
+
+@pytest.mark.parametrize("shape, output_size, rows", [
+    ((1, 2, 136, 10), (2, 3), (66, 69)),  # bin 0's tail (rows 64-67), bin 1's head (68-71)
+    ((2, 3, 200, 7), (3, 2), (65, 70, 131, 134)),  # tails 64-66, 128-133; heads 66-71, 133-135
+])
+def test_row_bins_from_runs_heads_and_tails(shape, output_size, rows):
+    """The maxima in the rows before a bin's first whole run of 8 and after its last."""
+    x = np.random.default_rng(6).standard_normal(shape).astype(np.float32)
+    for i, r in enumerate(rows):
+        x[..., r, (3 * i) % shape[3]] = 100.0 + r
+    _check(x, output_size)
+    x[..., rows[0], :] = 200.0  # a whole row at the max: ties across columns (the fallback's indices)
+    _check(x, output_size)
