@@ -236,13 +236,31 @@ def policy_accuracies(predict, batches, policies, card_limits=None) -> list[floa
     """Accuracy of ``predict(x [N, C, H, W]) -> labels [N]`` on ``batches`` under each of
     ``policies`` (None: the images as they are), resized through ``models/size_policy.apply``
     within ``card_limits``; one pass, each batch rendered once."""
-    correct, total = [0] * len(policies), 0
+    return [float(m.mean()) if len(m) else 0.0 for m in policy_correct(predict, batches, policies, card_limits)]
+
+
+def policy_correct(predict, batches, policies, card_limits=None) -> list[np.ndarray]:
+    """Per policy, whether each image of ``batches`` was classified right (``bool[n]``, in batch
+    order): what :func:`policy_accuracies` averages, kept for paired comparisons."""
+    correct = [[] for _ in policies]
     for x, y in batches:
-        total += len(y)
         for k, p in enumerate(policies):
             (xp, _), = policy_batches([(x, y)], p, card_limits)
-            correct[k] += int((np.asarray(predict(xp)) == np.asarray(y)).sum())
-    return [c / max(total, 1) for c in correct]
+            correct[k].append(np.asarray(predict(xp)) == np.asarray(y))
+    return [np.concatenate(c) if c else np.zeros(0, bool) for c in correct]
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact two-sided McNemar p-value that two classifiers right/wrong on the same images
+    (``bool[n]`` each) are equally accurate: a binomial test on the images where they disagree."""
+    from math import comb
+
+    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+    n = n01 + n10
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(n01, n10) + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))
 
 
 def onnx_predictor(path: Path):
@@ -327,13 +345,15 @@ def _policies(card_policy, selected=None):
 
 def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
                    n_sizes: int = BUCKET_N_SIZES, n_per_size: int = BUCKET_N_PER_SIZE, resize: str = "card"):
-    """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)})`` for every
-    registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
-    :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`."""
+    """``([(task, model, policy label, [accuracy per bucket])], {task: (selected, tried)}, correct)``
+    for every registry model of :data:`BUCKET_MODELS`, without a policy, with its card's, with
+    :data:`CANDIDATE_POLICY` and with the task's policy chosen by :func:`select_policy`;
+    ``correct[(task, model, label)]``: per bucket, ``bool[n]`` right or wrong per image (the same
+    images for every model of a task, so that models can be compared pair by pair)."""
     from poolops_models.cards import load_registry
 
     reg = reg if reg is not None else load_registry(zoo_dir())
-    out, selection = [], {}
+    out, selection, correct = [], {}, {}
     for task, names in BUCKET_MODELS.items():
         selection[task] = select_policy(task, reg, buckets, n_sizes, n_per_size)
         sets = [bucket_set(task, b, seed + i, n_sizes, n_per_size) for i, b in enumerate(buckets)]
@@ -341,13 +361,15 @@ def bucket_results(reg=None, buckets=BUCKETS, seed: int = BUCKET_SEED,
             rows = [(label, policy) for label, policy in _policies(reg[name].card.size_policy, selection[task][0])
                     if resize != "none" or policy is None]
             predict = onnx_predictor(reg[name].onnx_path)
-            per_bucket = [policy_accuracies(predict, s, [p for _, p in rows], reg[name].card) for s in sets]
-            out += [(task, name, label, [acc[k] for acc in per_bucket]) for k, (label, _) in enumerate(rows)]
-    return out, selection
+            per_bucket = [policy_correct(predict, s, [p for _, p in rows], reg[name].card) for s in sets]
+            for k, (label, _) in enumerate(rows):
+                correct[(task, name, label)] = [m[k] for m in per_bucket]
+                out.append((task, name, label, [float(m[k].mean()) for m in per_bucket]))
+    return out, selection, correct
 
 
 def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_N_SIZES,
-                     n_per_size: int = BUCKET_N_PER_SIZE, plot: str | Path = PLOT) -> str:
+                     n_per_size: int = BUCKET_N_PER_SIZE, plot: str | Path = PLOT, correct=None) -> str:
     cols = [f"{lo}-{hi}" for lo, hi in buckets]
     lines = [
         BUCKETS_HEADING,
@@ -383,7 +405,7 @@ def buckets_markdown(results, selection, buckets=BUCKETS, n_sizes: int = BUCKET_
     for task, name, label, accs in results:
         lines.append(f"| {task} | {name} | {label} | " + " | ".join(f"{a:.3f}" for a in accs)
                      + f" | {min(accs):.3f} | {max(accs) - min(accs):.3f} |")
-    lines += ["", *targets_markdown(results, n_sizes * n_per_size, cols)]
+    lines += ["", *targets_markdown(results, n_sizes * n_per_size, cols, correct)]
     lines += ["", "Policy selection (validation buckets, the task's SPP model, accuracy per bucket):", "",
               "| task | model | size policy | " + " | ".join(cols) + " | worst |",
               "|---|---|---|" + "---:|" * (len(cols) + 1)]
@@ -416,34 +438,52 @@ def _ci_text(acc: float, n: int) -> str:
 TARGET_WORST, TARGET_SPREAD = 0.97, 0.02
 
 
-def targets_markdown(results, n: int, cols) -> list[str]:
+#: Below this paired p-value (:func:`mcnemar_p`) a bucket's difference between two models is
+#: called significant.
+SIGNIFICANCE = 0.05
+
+
+def targets_markdown(results, n: int, cols, correct=None) -> list[str]:
     """Lines of the targets table: each task's SPP model under its card's policy against
-    :data:`TARGET_WORST`, :data:`TARGET_SPREAD` and the GAP and fixed-resize models under theirs."""
-    card = {(t, m): a for t, m, label, a in results if "(card" in label}
+    :data:`TARGET_WORST`, :data:`TARGET_SPREAD` and the GAP and fixed-resize models under theirs.
+    With ``correct`` (see :func:`bucket_results`), each difference also gets its paired
+    McNemar p-value, and a last column says whether SPP is significantly below a baseline anywhere."""
+    card = {(t, m): (label, a) for t, m, label, a in results if "(card" in label}
     lines = [f"Issue 11's targets on these test buckets ({n} images each; each model under its card's policy; "
-             "a difference is SPP minus the baseline, per bucket):", "",
+             "a difference is SPP minus the baseline, per bucket, its worst shown"
+             + (f"; p: exact McNemar test on the same images, paired, two-sided; significant below {SIGNIFICANCE}"
+                if correct else "") + "):", "",
              "| task | model | worst bucket [95% interval] | best - worst | SPP - GAP, worst bucket | "
-             "SPP - fixed, worst bucket | at least 0.97 everywhere | spread within 0.02 | >= GAP and fixed everywhere |",
-             "|---|---|---|---:|---:|---:|---|---|---|"]
+             "SPP - fixed, worst bucket | at least 0.97 everywhere | spread within 0.02 | >= GAP and fixed everywhere |"
+             + (" significantly below a baseline in a bucket |" if correct else ""),
+             "|---|---|---|---:|---:|---:|---|---|---|" + ("---|" if correct else "")]
     for task, names in BUCKET_MODELS.items():
-        spp = card.get((task, names[0]))
-        if spp is None:
+        if (task, names[0]) not in card:
             continue
+        spp_label, spp = card[(task, names[0])]
         k = int(np.argmin(spp))
-        diffs = {}
+        diffs, below = {}, []
         for base in names[1:]:
-            other = card.get((task, base))
-            if other is not None:
-                d = [a - b for a, b in zip(spp, other)]
-                j = int(np.argmin(d))
-                diffs[base.split("-")[-1]] = (d[j], cols[j])
-        fmt = {h: f"{v[0]:+.3f} ({v[1]})" if v else "-" for h, v in
-               (("gap", diffs.get("gap")), ("fixed", diffs.get("fixed")))}
+            if (task, base) not in card:
+                continue
+            label, other = card[(task, base)]
+            d = [a - b for a, b in zip(spp, other)]
+            j = int(np.argmin(d))
+            p = None
+            if correct:
+                ps = [mcnemar_p(x, y) for x, y in zip(correct[(task, names[0], spp_label)], correct[(task, base, label)])]
+                p = ps[j]
+                below += [f"{base.split('-')[-1]} at {cols[i]} (p {ps[i]:.3f})" for i in range(len(d))
+                          if d[i] < 0 and ps[i] < SIGNIFICANCE]
+            diffs[base.split("-")[-1]] = (d[j], cols[j], p)
+        fmt = {h: (f"{v[0]:+.3f} ({v[1]}" + (f", p {v[2]:.2f})" if v[2] is not None else ")")) if v else "-"
+               for h, v in (("gap", diffs.get("gap")), ("fixed", diffs.get("fixed")))}
         beats = all(v[0] >= 0 for v in diffs.values())
         lines.append(
             f"| {task} | {names[0]} | {spp[k]:.3f} ({cols[k]}) {_ci_text(spp[k], n)} | {max(spp) - min(spp):.3f} | "
             f"{fmt['gap']} | {fmt['fixed']} | {'yes' if min(spp) >= TARGET_WORST else 'no'} | "
-            f"{'yes' if max(spp) - min(spp) <= TARGET_SPREAD + 1e-9 else 'no'} | {'yes' if beats else 'no'} |")
+            f"{'yes' if max(spp) - min(spp) <= TARGET_SPREAD + 1e-9 else 'no'} | {'yes' if beats else 'no'} |"
+            + ((" " + ("; ".join(below) if below else "no") + " |") if correct else ""))
     return lines
 
 
@@ -482,9 +522,9 @@ def plot_buckets(results, path: str | Path = PLOT, buckets=BUCKETS) -> Path:
 def buckets_section(plot: str | Path = PLOT, resize: str = "card") -> str:
     """Measure every bucket, draw the plot at ``plot`` and return the Markdown section
     (``resize="none"``: only the rows without a size policy)."""
-    results, selection = bucket_results(resize=resize)
+    results, selection, correct = bucket_results(resize=resize)
     plot_buckets(results, plot)
-    return buckets_markdown(results, selection, plot=plot)
+    return buckets_markdown(results, selection, plot=plot, correct=correct)
 
 
 def splice(path: str | Path, section: str) -> None:

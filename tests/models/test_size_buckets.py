@@ -96,16 +96,21 @@ def test_layout_bucket_sets_use_the_generator():
 
 def test_bucket_evaluation_same_seed_same_accuracy(tmp_path):
     buckets = ((16, 31), (64, 80))
-    r1, s1 = ex.bucket_results(buckets=buckets, seed=5, n_sizes=2, n_per_size=3)
-    r2, s2 = ex.bucket_results(buckets=buckets, seed=5, n_sizes=2, n_per_size=3)
+    r1, s1, c1 = ex.bucket_results(buckets=buckets, seed=5, n_sizes=2, n_per_size=3)
+    r2, s2, c2 = ex.bucket_results(buckets=buckets, seed=5, n_sizes=2, n_per_size=3)
     assert r1 == r2 and s1 == s2
+    assert c1.keys() == c2.keys() and all((a == b).all() for k in c1 for a, b in zip(c1[k], c2[k]))
+    # the per-image record is what each accuracy averages: 2 sizes x 3 images per bucket
+    assert all([len(m) for m in c1[(t, n, lab)]] == [6, 6] and [float(m.mean()) for m in c1[(t, n, lab)]] == a
+               for t, n, lab, a in r1)
     names = [(t, m) for t, m, _, _ in r1]
     assert ("digits", "digits-spp") in names and ("layout", "layout-gap") in names
     assert all(len(a) == 2 and all(0.0 <= v <= 1.0 for v in a) for _, _, _, a in r1)
     labels = {lab for _, m, lab, _ in r1 if m == "digits-spp"}
     assert "none" in labels and any("candidate" in lab for lab in labels)
-    md = ex.buckets_markdown(r1, s1, buckets=buckets, n_sizes=2, n_per_size=3, plot=tmp_path / "p.png")
+    md = ex.buckets_markdown(r1, s1, buckets=buckets, n_sizes=2, n_per_size=3, plot=tmp_path / "p.png", correct=c1)
     assert md.startswith(ex.BUCKETS_HEADING) and "| 16-31 | 64-80 |" in md
+    assert "McNemar" in md and "significantly below a baseline" in md
     png = ex.plot_buckets(r1, tmp_path / "p.png", buckets=buckets)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -116,3 +121,17 @@ def test_splice_replaces_only_the_bucket_section(tmp_path):
     ex.splice(f, ex.BUCKETS_HEADING + "\n\nold\n")
     ex.splice(f, ex.BUCKETS_HEADING + "\n\nnew\n")
     assert f.read_text() == "# t\n\n## Heads\n\n| a |\n\n" + ex.BUCKETS_HEADING + "\n\nnew\n"
+
+
+def test_mcnemar_p_is_the_exact_binomial_test_on_disagreements():
+    import numpy as np
+
+    same = np.array([True, False, True])
+    assert ex.mcnemar_p(same, same) == 1.0  # no disagreement: no evidence
+    # 10 images where only A is right, 0 where only B is: p = 2 * 0.5**10
+    a = np.array([True] * 10 + [True] * 5)
+    b = np.array([False] * 10 + [True] * 5)
+    assert abs(ex.mcnemar_p(a, b) - 2 * 0.5 ** 10) < 1e-12 and ex.mcnemar_p(a, b) == ex.mcnemar_p(b, a)
+    # 6 against 4 disagreements: far from significant (scipy.stats.binomtest(4, 10).pvalue = 0.754)
+    a = np.array([True] * 6 + [False] * 4)
+    assert abs(ex.mcnemar_p(a, ~a) - 0.75390625) < 1e-9
