@@ -31,6 +31,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "spp levels 1, 2": {"head": {**SPP_HEAD, "levels": [1, 2]}},
     "low-res x0.5": {"multisize": {"upscaled": 0.5, "downscaled": 0.2}},
     "2x steps": {"steps": 2400},
+    "spp dropout 0.3": {"head": {**SPP_HEAD, "dropout": 0.3}},
+    "spp avg levels, low-res x0.5": {"head": {**SPP_HEAD, "mode": "avg"},
+                                     "multisize": {"upscaled": 0.5, "downscaled": 0.2}},
 }
 
 
