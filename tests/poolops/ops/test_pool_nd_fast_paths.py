@@ -76,6 +76,11 @@ L_DIVISIBLE = 8 * BLOCK * 7  # block maxima by a ReduceMax over runs
 L_ODD = 8 * BLOCK * 7 + 37  # block maxima by a MaxPool (last block shorter)
 
 CASES = [
+    ("max1d", {"kernel": 2}, (2, 3, 64)),  # windows tile x: an ArgMax over [N, C, L/2, 2]
+    ("max1d", {"kernel": 3}, (2, 3, 33)),
+    ("max1d", {"kernel": 3}, (2, 3, 34)),  # L not a multiple: MaxPool's indices
+    ("max1d", {"kernel": 2, "ceil_mode": True}, (2, 3, 9)),
+    ("max1d", {"kernel": 2, "stride": 1}, (2, 3, 16)),  # overlapping windows
     ("adaptive_max1d", {"output_size": 7}, (2, 3, L_DIVISIBLE)),  # long bins: block maxima
     ("adaptive_max1d", {"output_size": 7}, (2, 3, L_ODD)),
     ("adaptive_max1d", {"output_size": 1}, (1, 2, 4 * BLOCK)),  # the shortest long bin
@@ -99,7 +104,9 @@ def test_both_paths_match_torch(name, params, shape, kind):
     x = _input(shape, kind)
     for outputs in (("y",), ("y", "indices")):
         _check(name, params, x, outputs)
-        if kind in ("finite", "ties", "neg_inf_plane"):  # propagate_nan=False: still exact without NaN
+        # propagate_nan=False: still exact without NaN (and, but for the MaxPool of max1d,
+        # which gives -FLT_MAX there as documented, without -inf windows)
+        if kind in ("finite", "ties") or (kind == "neg_inf_plane" and not name.startswith("max")):
             _check(name, {**params, "propagate_nan": False}, x, outputs)
 
 
@@ -118,6 +125,16 @@ def test_long_bins_take_block_maxima_and_short_ones_the_gathers():
     # an input with NaN or an infinity takes the gathered bins and their NaN map
     nan = _ops("adaptive_max1d", {"output_size": 7}, _input((1, 2, L_ODD), "nan"))
     assert not any(op == "MaxPool" for op, _ in nan)
+
+
+def test_tiled_1d_windows_take_indices_from_an_argmax():
+    def maxpool_indices(params, x):  # MaxPool's own (slow) indices output
+        return [s for op, s in _ops("max1d", params, x) if op == "MaxPool" and len(s) == 2]
+
+    assert not maxpool_indices({"kernel": 3}, _input((2, 3, 33), "finite"))
+    assert maxpool_indices({"kernel": 3}, _input((2, 3, 34), "finite"))
+    assert maxpool_indices({"kernel": 3}, _input((2, 3, 33), "nan"))  # NaN: the exact path
+    assert maxpool_indices({"kernel": 2, "stride": 1}, _input((2, 3, 16), "finite"))
 
 
 def test_uniform_3d_bins_reduce_runs_and_others_gather():
