@@ -554,7 +554,7 @@ def _block_bin_max(op, x, starts, ends, with_indices: bool, lowest_is_inf: bool 
     # gathered as rows of the transposed block maxima [L / B, N*C] (a row copied per index,
     # where a gather along the last axis copies element by element)
     nc = op.Shape(x, start=0, end=2)
-    rows = op.Transpose(op.Reshape(bm, op.Concat(op.ReduceProd(nc, keepdims=1), dim(op, bm, 2), axis=0)), perm=[1, 0])
+    rows = op.Transpose(op.Reshape(bm, op.Concat(op.Mul(dim(op, x, 0), dim(op, x, 1)), dim(op, bm, 2), axis=0)), perm=[1, 0])
     whole = op.Where(unsqueeze(op, op.Less(js, unsqueeze(op, count, [1])), [2]), op.Gather(rows, which, axis=0),
                      const_f32(op, -float("inf")))  # [o, kb, N*C]
     per_plane = op.Concat(nc, op.Shape(starts), axis=0)  # [N, C, o]
