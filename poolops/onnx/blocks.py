@@ -300,27 +300,21 @@ def _row_bins_from_runs(op, x, bounds_h):
     bins of at least 16 rows (each then holds a whole run). Skips NaN."""
     u = RUN
     starts, ends = bounds_h
-    width = dim(op, x, 3)
-    runs = op.ReduceMax(op.Reshape(x, op.Concat(const_i64(op, [0, 0, -1, u]), width, axis=0)),
+    runs = op.ReduceMax(op.Reshape(x, op.Concat(const_i64(op, [0, 0, -1, u]), dim(op, x, 3), axis=0)),
                         const_i64(op, [3]), keepdims=0)  # [N, C, H/8, W]
     eight = const_i64(op, [u])
-    first = op.Div(op.Add(starts, const_i64(op, [u - 1])), eight)  # first whole run of each bin
-    stop = op.Div(ends, eight)  # one past its last
+    first = op.Div(op.Add(starts, const_i64(op, [u - 1])), eight)  # each bin's first whole run
+    count = op.Sub(op.Div(ends, eight), first)  # its whole runs (>= 1)
+    k = op.Range(const_scalar_i64(op, 0), op.ReduceMax(count, keepdims=0), const_scalar_i64(op, 1))
+    whole = op.Add(unsqueeze(op, first, [1]), op.Min(unsqueeze(op, k, [0]), unsqueeze(op, op.Sub(count, const_i64(op, [1])), [1])))
+    # rows before the first whole run and after the last, in one gather: clamped into the
+    # bin (an empty head or tail repeats the bin's first or last row)
+    j = const_i64(op, range(u - 1))  # [7], against [oh, 1]
+    head = op.Min(op.Add(unsqueeze(op, starts, [1]), j), unsqueeze(op, op.Max(op.Sub(op.Mul(first, eight), const_i64(op, [1])), starts), [1]))
+    tail = op.Min(op.Add(unsqueeze(op, op.Mul(op.Add(first, count), eight), [1]), j), unsqueeze(op, op.Sub(ends, const_i64(op, [1])), [1]))
     axis3 = const_i64(op, [3])
-
-    def pool(t, begin, count, longest):
-        """Max over rows ``begin .. begin + count - 1`` of t per bin (``count >= 1``)."""
-        k = unsqueeze(op, op.Range(const_scalar_i64(op, 0), longest, const_scalar_i64(op, 1)), [0])  # [1, K]
-        rows = op.Add(unsqueeze(op, begin, [1]), op.Min(k, unsqueeze(op, op.Sub(count, const_i64(op, [1])), [1])))
-        return op.ReduceMax(op.Gather(t, rows, axis=2), axis3, keepdims=0)  # [N, C, oh, W]
-
-    whole = pool(runs, first, op.Sub(stop, first), scalar(op, op.ReduceMax(op.Sub(stop, first), keepdims=1)))
-    seven = const_scalar_i64(op, u - 1)
-    # an empty head or tail repeats the bin's first or last row
-    head = pool(x, starts, op.Max(op.Sub(op.Mul(first, eight), starts), const_i64(op, [1])), seven)
-    tail_start = op.Min(op.Mul(stop, eight), op.Sub(ends, const_i64(op, [1])))
-    tail = pool(x, tail_start, op.Max(op.Sub(ends, op.Mul(stop, eight)), const_i64(op, [1])), seven)
-    return op.Max(whole, head, tail)
+    edges = op.ReduceMax(op.Gather(x, op.Concat(head, tail, axis=1), axis=2), axis3, keepdims=0)  # [N, C, oh, W]
+    return op.Max(op.ReduceMax(op.Gather(runs, whole, axis=2), axis3, keepdims=0), edges)
 
 
 def bin_max_rows_looped(op, x, bounds_h, bounds_w):

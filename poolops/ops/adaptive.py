@@ -78,19 +78,19 @@ def onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
     # uniform bins (H % oh == 0, W % ow == 0) reduce x viewed in runs (blocks.adaptive_bin_max);
     # indices from each bin's first column and row at its max (blocks.adaptive_bin_argmax)
     bounds = adaptive_bounds(op, x, p.output_size)
+    # the pooling is built once, outside the If below (both of its branches read it)
     if "indices" in outputs:
         y, indices = blocks.adaptive_bin_argmax(op, x, p.output_size, *bounds)
-        pool = lambda op: y  # noqa: E731
     else:
-        pool, indices = (lambda op: blocks.adaptive_bin_max(op, x, p.output_size, *bounds)), None
+        y, indices = blocks.adaptive_bin_max(op, x, p.output_size, *bounds), None
     if not p.propagate_nan:
-        return blocks.take_outputs(outputs, y=pool(op), indices=indices)
+        return blocks.take_outputs(outputs, y=y, indices=indices)
 
     def exact(op):  # x holds a NaN or an infinity: NaN where a bin counts a NaN
         counts = blocks.separable_matmul(op, blocks.nan_indicator(op, x), *_bin_matrices(op, x, bounds, False))
-        return blocks.nan_where(op, pool(op), counts)
+        return blocks.nan_where(op, y, counts)
 
-    return blocks.take_outputs(outputs, y=blocks.if_finite(op, x, pool, exact), indices=indices)
+    return blocks.take_outputs(outputs, y=blocks.if_finite(op, x, lambda op: y, exact), indices=indices)
 
 
 def onnx_adaptive_max_backward(op, p, x, grad_y):

@@ -210,14 +210,15 @@ def _max_levels(op, p, x, sizes, per_sample: bool):
         fine = pool(op, base)  # [N, C, *base]
         return [fine if n == base else _coarsen(op, fine, n, (base[0] // n[0], base[1] // n[1])) for n in p.grid]
 
+    pooled = levels(op)  # built once, outside the If below (both of its branches read it)
     if not p.propagate_nan:
-        return levels(op)
+        return pooled
 
     def exact(op):  # x holds a NaN or an infinity: NaN where a bin counts a NaN
         counts = _bin_sums(op, p, blocks.nan_indicator(op, x), sizes, normalise=False, per_sample=per_sample)
-        return [blocks.nan_where(op, y, c) for y, c in zip(levels(op), counts)]
+        return [blocks.nan_where(op, y, c) for y, c in zip(pooled, counts)]
 
-    out = blocks.if_finite(op, x, levels, exact, len(p.levels))
+    out = blocks.if_finite(op, x, lambda op: pooled, exact, len(p.levels))
     return [out] if len(p.levels) == 1 else out
 
 
