@@ -496,6 +496,24 @@ near there, and a bin's two edges gather at most ``2 * BLOCK`` elements."""
 _NEVER = 2**62  # a position no input reaches: the neutral element of the first-match ReduceMin
 
 
+def _if_finite(op, x, r: int, fast, exact, n: int = 1):
+    """:func:`blocks.if_finite` with its sum over x viewed ``[N, C, S / BLOCK, BLOCK]`` (S the
+    spatial size) where BLOCK divides S: down the middle axis first (vectorised along the
+    contiguous blocks), about twice as fast in ONNX Runtime as a ReduceSum over all of x."""
+    if not blocks.has_subgraphs(op):
+        return exact(op)
+    flat = _flat(op, x, r) if r > 1 else x
+    size, b = dim(op, flat, 2), const_i64(op, [BLOCK])
+
+    def columns(op):
+        runs = op.Reshape(flat, op.Concat(op.Shape(x, start=0, end=2), op.Div(size, b), b, axis=0))
+        return op.ReduceSum(op.ReduceSum(runs, const_i64(op, [2]), keepdims=0), keepdims=0)
+
+    total = blocks.branch(op, op.Equal(op.Mod(size, b), const_i64(op, [0])), columns,
+                          lambda op: op.ReduceSum(x, keepdims=0))
+    return blocks.branch(op, op.IsNaN(op.Mul(total, const_f32(op, 0.0))), exact, fast, n)
+
+
 def _block_max(op, x, lowest_is_inf: bool = False):
     """Maxima of the blocks of :data:`BLOCK` elements of ``x [N, C, L]``, ``[N, C, ceil(L / B)]``
     (the last block may be shorter): a ReduceMax over x viewed ``[N, C, L / B, B]`` when B
@@ -613,7 +631,8 @@ def _onnx_max(op, p, x, outputs=("y", "indices")):
     if not (with_indices and blocks.has_subgraphs(op)):
         y, indices = max_pool_nd(op, x, p, with_indices)
         if p.propagate_nan:
-            y = blocks.propagate_nan(op, x, y, lambda op, m: max_pool_nd(op, m, p, False)[0])
+            y = _if_finite(op, x, len(p.kernel), lambda op: y,
+                           lambda op: blocks.exact_max(op, x, y, lambda op, m: max_pool_nd(op, m, p, False)[0]))
         return blocks.take_outputs(outputs, y=y, indices=indices)
 
     def pooled(op, exact: bool):
@@ -628,7 +647,7 @@ def _onnx_max(op, p, x, outputs=("y", "indices")):
         tiled = op.Equal(op.Mod(dim(op, x, 2), const_i64(op, [p.kernel[0]])), const_i64(op, [0]))
         return blocks.branch(op, tiled, lambda op: list(_tiled_argmax(op, x, p)), lambda op: pooled(op, False), 2)
 
-    y, indices = blocks.if_finite(op, x, fast, lambda op: pooled(op, True), 2) if p.propagate_nan else fast(op)
+    y, indices = _if_finite(op, x, len(p.kernel), fast, lambda op: pooled(op, True), 2) if p.propagate_nan else fast(op)
     return blocks.take_outputs(outputs, y=y, indices=indices)
 
 
@@ -718,7 +737,7 @@ def _adaptive_max1d(op, p, x, bounds, with_indices: bool):
         y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, True)
         return [y, indices] if with_indices else y
 
-    return _values(blocks.if_finite(op, x, fast, exact, n), with_indices)
+    return _values(_if_finite(op, x, 1, fast, exact, n), with_indices)
 
 
 def _range(op, n):
@@ -795,7 +814,7 @@ def _adaptive_max3d(op, p, x, bounds, with_indices: bool):
         y, indices = _adaptive_max_gathered(op, x, bounds, with_indices, True)
         return [y, indices] if with_indices else y
 
-    return _values(blocks.if_finite(op, x, fast, exact, n), with_indices)
+    return _values(_if_finite(op, x, 3, fast, exact, n), with_indices)
 
 
 def _onnx_adaptive_max(op, p, x, outputs=("y", "indices")):
@@ -873,7 +892,7 @@ def _onnx_global_max(r: int):
         if not p.propagate_nan:
             out = fast(op, lowest_is_inf=True)
         else:
-            out = blocks.if_finite(op, x, fast, exact, n)
+            out = _if_finite(op, x, r, fast, exact, n)
         y, indices = _values(out, with_indices)
         return blocks.take_outputs(outputs, y=y, indices=indices)
 
@@ -1002,11 +1021,13 @@ def global_avg_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
 
 
 def global_max_nd_work(p, shapes, outputs=("y",), backward=False) -> int:
-    """ReduceMax (and ReduceSumSquare); indices: the block maxima of x flattened, the int64
+    """ReduceMax (and ReduceSumSquare), the guard's views of x; indices: the block maxima of x flattened, the int64
     positions of the first maximum's block ``[N, C, BLOCK]``, the If's outputs; for x with
     NaN or infinities x flattened and an int64 ArgMax; backward: a one-hot mask of x's size."""
     n, c, *spatial = shapes["x"]
     work = 2 * n * c
+    if p.propagate_nan:  # the guard's views of x (ONNX Runtime's profiler counts a Reshape's output)
+        work = max(work, n * c * _prod(spatial))
     if "indices" in outputs or backward:
         size = _prod(spatial)
         work = max(work, n * c * size, 2 * size, 2 * n * c * BLOCK, 3 * n * c)

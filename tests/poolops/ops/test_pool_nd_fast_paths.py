@@ -137,6 +137,16 @@ def test_tiled_1d_windows_take_indices_from_an_argmax():
     assert maxpool_indices({"kernel": 2, "stride": 1}, _input((2, 3, 16), "finite"))
 
 
+@pytest.mark.parametrize("name", ["max1d", "adaptive_max1d", "global_max1d"])
+def test_guard_sums_columns_of_blocks_where_the_block_divides_l(name):
+    def column_sums(length, kind="finite"):
+        return [s for op, s in _ops(name, {}, _input((2, 3, length), kind), ("y",)) if op == "ReduceSum" and s[0] == [2, 3, BLOCK]]
+
+    assert column_sums(L_DIVISIBLE)
+    assert column_sums(L_DIVISIBLE, "inf")  # the same guard, then the exact path
+    assert not column_sums(L_ODD)
+
+
 def test_uniform_3d_bins_reduce_runs_and_others_gather():
     def gathers(x):  # the gathered path copies every bin whole: [N, C, o, K, ...]
         return [s for op, s in _ops("adaptive_max3d", {"output_size": (2, 3, 4)}, x) if op == "Gather"]
