@@ -29,7 +29,7 @@ import numpy as np
 
 from poolops.inputs import example_inputs, kind
 from poolops.registry import OpSpec, get_op, list_ops
-from poolops.report import print_report
+from poolops.report import command_line, print_report
 
 SIZES = ((1, 64, 256, 256), (1, 64, 512, 512))
 SPP_EXTRA = (1, 256, 60, 80)
@@ -397,7 +397,7 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def _print(rows, header, notes, markdown: bool) -> None:
     print_report(title="poolops bench ops: stock torch vs ONNX Runtime (CPU)" if not markdown else "poolops bench ops",
-                 made_by="poolops bench ops --markdown > docs/benchmarks.md", columns=COLUMNS,
+                 made_by=command_line("poolops bench ops --markdown > docs/benchmarks.md"), columns=COLUMNS,
                  right=set(range(3, 8)), rows=[(_row_cells(r), bool(r.get("error"))) for r in rows],
                  header=[*header, *notes], targets=target_lines(rows), markdown=markdown, width=180)
 

@@ -7,7 +7,19 @@ run, and notes.
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+
+def command_line(default: str) -> str:
+    """The command that made this report: this process's own ``poolops ...`` arguments when run
+    from the ``poolops`` entry point (so a page made with ``--model`` or ``--png`` says so), else
+    ``default``."""
+    if Path(sys.argv[0]).name == "poolops" and len(sys.argv) > 1:
+        return "poolops " + shlex.join(sys.argv[1:])
+    return default
 
 
 def print_report(

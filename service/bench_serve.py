@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from poolops.report import print_report
+from poolops.report import command_line, print_report
 
 DEFAULT_MODEL = "digits-spp"
 DEFAULT_SIZE = 128
@@ -549,7 +549,7 @@ def _cells(r: dict[str, Any]) -> list[str]:
 def _print(rows, header, notes, targets, markdown: bool) -> None:
     title = ("poolops bench serve" if markdown else
              "poolops bench serve: raw session.run vs this server vs a naive FastAPI + torch app")
-    print_report(title=title, made_by="poolops bench serve --markdown > docs/bench_serve.md", columns=COLUMNS,
+    print_report(title=title, made_by=command_line("poolops bench serve --markdown > docs/bench_serve.md"), columns=COLUMNS,
                  right=set(range(1, len(COLUMNS))), rows=[(_cells(r), bool(r.get("errors"))) for r in rows],
                  header=header, targets=targets, notes=notes, markdown=markdown, width=170)
 
