@@ -52,14 +52,25 @@ def entry(engine: Engine, name: str):
     return engine.registry[name]
 
 
-def model_metadata(engine: Engine, name: str) -> V2ModelMetadata:
+def servable_card(engine: Engine, name: str):
+    """The card of model ``name``: ``NotFound`` (404) when unknown, ``Unavailable`` (503)
+    when it has none (the checks of :func:`model_metadata`, without building it)."""
     e = entry(engine, name)
-    card = e.card
-    if card is None:
+    if e.card is None:
         raise Unavailable(f"model {name!r} is unavailable: {e.reason}", retry_after=60)
-    inputs = [V2TensorMeta(name="x", datatype="FP32", shape=[-1, card.input.channels, -1, -1])]
-    if card.padding_invariant:
-        inputs.append(V2TensorMeta(name="valid", datatype="INT64", shape=[-1, 2]))
+    return e.card
+
+
+def input_names(card) -> list[str]:
+    """The inputs a model takes: ``x``, and ``valid`` when it is padding-invariant."""
+    return ["x", "valid"] if card.padding_invariant else ["x"]
+
+
+def model_metadata(engine: Engine, name: str) -> V2ModelMetadata:
+    card = servable_card(engine, name)
+    metas = {"x": V2TensorMeta(name="x", datatype="FP32", shape=[-1, card.input.channels, -1, -1]),
+             "valid": V2TensorMeta(name="valid", datatype="INT64", shape=[-1, 2])}
+    inputs = [metas[n] for n in input_names(card)]
     outs = [V2TensorMeta(name=o, datatype="FP32", shape=[-1, -1]) for o in card.outputs]
     params = {  # the policy /v2 cannot apply to ready tensors: clients apply it (see routes/v2.py)
         "size_policy": size_policy.as_parameters(card.size_policy),
@@ -94,8 +105,7 @@ def class_count(value: Any, output: str) -> int:
 def check_inputs(engine: Engine, name: str, tensors: dict[str, np.ndarray],
                  reservation: Reservation | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(x float32, valid int64 or None) after the checks that need no inference."""
-    meta = model_metadata(engine, name)
-    allowed = {i.name for i in meta.inputs}
+    allowed = set(input_names(servable_card(engine, name)))
     unknown = set(tensors) - allowed
     if unknown or "x" not in tensors:
         raise BadInput(f"model {name!r} takes inputs {sorted(allowed)} (x required), got {sorted(tensors)}")

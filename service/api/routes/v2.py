@@ -180,7 +180,7 @@ def _wanted(req: V2InferRequest) -> list[oip.Wanted]:
 
 
 async def _infer(name: str, request: Request, engine: Engine, settings) -> Response:
-    oip.model_metadata(engine, name)  # 404 / 503 before reading the body
+    oip.servable_card(engine, name)  # 404 / 503 before reading the body
     with engine.track(name) as stat:
         req, binary = await _parse(request, settings.max_json_elements)
         tensors = _inputs(req, binary, settings.max_tensor_elements)
