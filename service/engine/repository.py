@@ -157,8 +157,11 @@ class Repository:
         e = self.engine
         while e.phase not in ("ready", "failed"):
             await asyncio.sleep(min(interval, 0.5))
+        # start-up's registry counts as looked at; a folder written since start-up's scan (even
+        # while this loop waited for "ready") is new, and the first poll loads it
         for name in self.folders():
-            self._seen.setdefault(name, fingerprint(self.root / name))
+            if name in e.registry:
+                self._seen.setdefault(name, fingerprint(self.root / name))
         while True:
             await asyncio.sleep(interval)
             try:
