@@ -476,7 +476,7 @@ def targets_markdown(results, n: int, cols, correct=None) -> list[str]:
                 below += [f"{base.split('-')[-1]} at {cols[i]} (p {ps[i]:.3f})" for i in range(len(d))
                           if d[i] < 0 and ps[i] < SIGNIFICANCE]
             diffs[base.split("-")[-1]] = (d[j], cols[j], p)
-        fmt = {h: (f"{v[0]:+.3f} ({v[1]}" + (f", p {v[2]:.2f})" if v[2] is not None else ")")) if v else "-"
+        fmt = {h: (f"{v[0]:+.3f} ({v[1]}" + (f", p {v[2]:.3f})" if v[2] is not None else ")")) if v else "-"
                for h, v in (("gap", diffs.get("gap")), ("fixed", diffs.get("fixed")))}
         beats = all(v[0] >= 0 for v in diffs.values())
         lines.append(
