@@ -52,9 +52,9 @@ def check_export(model, sizes, path=None, rel: float = 1e-5, what: str = "") -> 
         assert_close(actual, expected, rel=rel, what=f"{what} at {(n, h, w)}")
 
 
-def largest_node_bytes(model, feeds) -> int:
-    """The bytes of the largest node output (all outputs of one node) in ONNX Runtime's
-    profile of one run (as tests/poolops/test_cost.py measures)."""
+def node_events(model, feeds) -> list[dict]:
+    """The node events (``cat == "Node"``, kernel times; If branches included) of ONNX
+    Runtime's profile of one run of ``model`` on ``feeds``."""
     import json
     import os
     import tempfile
@@ -69,5 +69,10 @@ def largest_node_bytes(model, feeds) -> int:
         sess.run(None, feeds)
         with open(sess.end_profiling()) as f:
             events = json.load(f)
-    return max(int(e["args"]["output_size"]) for e in events
-               if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+    return [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+
+
+def largest_node_bytes(model, feeds) -> int:
+    """The bytes of the largest node output (all outputs of one node) in ONNX Runtime's
+    profile of one run (as tests/poolops/test_cost.py measures)."""
+    return max(int(e["args"]["output_size"]) for e in node_events(model, feeds))

@@ -6,10 +6,6 @@ work against what the path allocates."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -18,7 +14,7 @@ import torch
 import poolops
 from poolops.onnx import op_model
 from poolops.ops.pool_nd import BLOCK
-from support.runtime import assert_close, largest_node_bytes, session
+from support.runtime import assert_close, largest_node_bytes, node_events, session
 
 FLT_MAX = np.finfo(np.float32).max
 KINDS = ["finite", "ties", "nan", "inf", "neg_inf_plane", "overflow"]
@@ -46,16 +42,8 @@ def _input(shape, kind: str) -> np.ndarray:
 
 def executed(model, feeds) -> list[tuple[str, list]]:
     """``(op type, output shapes)`` of every node ONNX Runtime ran (If branches included)."""
-    so = ort.SessionOptions()
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = os.path.join(tmp, "profile")
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        sess.run(None, feeds)
-        with open(sess.end_profiling()) as f:
-            events = json.load(f)
     return [(e["args"]["op_name"], [list(s.values())[0] for s in e["args"].get("output_type_shape", [])])
-            for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+            for e in node_events(model, feeds)]
 
 
 def _check(name, params, x, outputs):
