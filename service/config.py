@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from poolops_models.recipes import zoo_dir
@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     )
     # micro-batching
     batch_max_size: int = Field(default=16, ge=1, description="images per model batch; 1 turns batching off")
+    model_batch_max_size: dict[str, PositiveInt] = Field(
+        default={},
+        description="images per batch for named models, overriding batch_max_size (JSON, e.g. "
+                    "'{\"effnet-lite0-imagenet\": 1}'): a model whose larger batches cost more per image on these "
+                    "cores gets a smaller one; `poolops bench batch` measures which",
+    )
     batch_wait_ms: float = Field(
         default=0.0, ge=0,
         description="how long a batch waits for more requests; 0: none, a batch takes what queued while the last ran",
@@ -108,3 +114,7 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=1, ge=1, description="server processes; each loads every model")
     shutdown_grace_s: float = Field(default=30.0, ge=0, description="on SIGTERM, time for requests in flight")
+
+    def batch_size_of(self, model: str) -> int:
+        """Images per batch for ``model``: its own limit, else ``batch_max_size``."""
+        return self.model_batch_max_size.get(model, self.batch_max_size)

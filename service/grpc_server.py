@@ -18,9 +18,9 @@ a request past its timeout UNAVAILABLE, a missing key UNAUTHENTICATED; each with
 saying what to change. INTERNAL means a bug (logged with an id).
 
 Implemented: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
-ModelInfer (``contents`` or ``raw_input_contents``; answers in ``raw_output_contents``),
-ModelStatistics, RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload. The rest
-(streaming, model config, shared memory, trace, logging) answer UNIMPLEMENTED.
+ModelConfig, ModelInfer (``contents`` or ``raw_input_contents``; answers in
+``raw_output_contents``), ModelStatistics, RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload. The rest
+(streaming, shared memory, trace, logging) answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import time
 import uuid
 import grpc
 import numpy as np
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pbg
 
@@ -179,6 +181,12 @@ class Servicer(pbg.GRPCInferenceServiceServicer):
             inputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in m.inputs],
             outputs=[tm(name=t.name, datatype=t.datatype, shape=t.shape) for t in m.outputs],
         )
+
+    @rpc
+    async def ModelConfig(self, request, context):
+        oip.check_version(request.version)
+        config = json_format.ParseDict(oip.model_config(self.engine, request.name), model_config_pb2.ModelConfig())
+        return pb.ModelConfigResponse(config=config)
 
     @rpc
     async def ModelInfer(self, request, context):

@@ -80,6 +80,27 @@ def model_metadata(engine: Engine, name: str) -> V2ModelMetadata:
                            parameters=params)
 
 
+def model_config(engine: Engine, name: str) -> dict[str, Any]:
+    """Triton's model configuration (``GET /v2/models/{name}/config``, gRPC ``ModelConfig``)
+    as JSON: ``max_batch_size`` is the images per batch the server forms for this model
+    (``POOLOPS_MODEL_BATCH_MAX_SIZE`` or ``POOLOPS_BATCH_MAX_SIZE``); dims leave out the batch
+    axis, as Triton's do when ``max_batch_size`` > 0. A request may carry up to
+    ``max_request_images`` images (a parameter) whatever the batch size: they queue through
+    the batcher."""
+    card = servable_card(engine, name)
+    s = engine.settings
+    ins = {"x": {"name": "x", "data_type": "TYPE_FP32", "dims": [card.input.channels, -1, -1]},
+           "valid": {"name": "valid", "data_type": "TYPE_INT64", "dims": [2]}}
+    return {
+        "name": name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
+        "max_batch_size": s.batch_size_of(name),
+        "input": [ins[n] for n in input_names(card)],
+        "output": [{"name": o, "data_type": "TYPE_FP32", "dims": [-1]} for o in card.outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": round(s.batch_wait_ms * 1000)},
+        "parameters": {"max_request_images": {"string_value": str(s.max_batch_images)}},
+    }
+
+
 def model_ready(engine: Engine, name: str) -> bool:
     entry(engine, name)
     status = engine.model_status(name)

@@ -245,7 +245,7 @@ class Engine:
             if r.batcher is None:
                 s = self.settings
                 r.batcher = Batcher(
-                    r.name, self._timed_batch(r), s.batch_max_size, s.batch_wait_ms / 1e3, s.queue_max,
+                    r.name, self._timed_batch(r), s.batch_size_of(r.name), s.batch_wait_ms / 1e3, s.queue_max,
                     on_batch=lambda size, sec, n=r.name: self._on_batch(n, size, sec),
                     max_weight=s.max_batch_pixels, executor=self.model_executor,
                 )

@@ -50,3 +50,33 @@ def test_batched_equals_one_by_one(zoo_copy, model):
     assert images == len(canvases) and batches < images, "concurrent requests were not batched"
     for i, (a, b) in enumerate(zip(alone, batched)):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.abs(a).max(), err_msg=f"image {i} {sizes[i]}")
+
+
+def _largest_batch(url: str, model: str) -> float:
+    """The smallest histogram bound holding every batch of ``model`` (its largest batch, up to
+    the buckets' resolution)."""
+    text = httpx.get(url + "/metrics").text
+    count = _batch_sizes(url, model)[0]
+    for line in text.splitlines():
+        if line.startswith("poolops_batch_size_bucket") and f'model="{model}"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            if float(line.rsplit(" ", 1)[1]) == count:
+                return float(le)
+    raise AssertionError(f"no batch-size buckets for {model}")
+
+
+def test_model_batch_limit(zoo_copy):
+    """POOLOPS_MODEL_BATCH_MAX_SIZE caps one model's batches; the others keep the global size."""
+    canvases = [digit_canvas(28, 28, i) for i in range(24)]
+    settings = server_settings(zoo_copy, batch_max_size=32, batch_wait_ms=50, model_batch_max_size={"digits-gap": 2})
+    with run_server(settings) as url:
+        limited = asyncio.run(_embed_all(url, "digits-gap", canvases))
+        free = asyncio.run(_embed_all(url, "digits-spp", canvases))
+        assert _largest_batch(url, "digits-gap") <= 2
+        batches, images = _batch_sizes(url, "digits-gap")
+        assert images == 24 and 12 <= batches < 24  # batched, two at a time at most
+        assert _largest_batch(url, "digits-spp") > 2
+        config = httpx.get(url + "/v2/models/digits-gap/config").json()
+        assert config["max_batch_size"] == 2
+        assert httpx.get(url + "/v2/models/digits-spp/config").json()["max_batch_size"] == 32
+    assert len(limited) == len(free) == 24

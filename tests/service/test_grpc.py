@@ -133,7 +133,7 @@ def test_typed_contents_and_raw_agree(stub):
 
 def test_an_unimplemented_method_says_so(stub):
     with pytest.raises(grpc.RpcError) as e:
-        stub.ModelConfig(pb.ModelConfigRequest(name="digits-gap"), timeout=10)
+        stub.TraceSetting(pb.TraceSettingRequest(model_name="digits-gap"), timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

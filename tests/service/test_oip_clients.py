@@ -29,7 +29,8 @@ def served(tmp_path_factory):
     zoo = copy_zoo(tmp_path_factory.mktemp("oipzoo"), ["digits-spp", "digits-gap", "digits-fixed"])
     grpc_port = free_port()
     # a wait lets the concurrent requests below meet in batches on a busy machine
-    settings = server_settings(zoo, grpc_port=grpc_port, batch_max_size=32, batch_wait_ms=50)
+    settings = server_settings(zoo, grpc_port=grpc_port, batch_max_size=32, batch_wait_ms=50,
+                               model_batch_max_size={"digits-fixed": 4})
     with run_server(settings) as url:
         yield {"http": url.removeprefix("http://"), "grpc": f"127.0.0.1:{grpc_port}", "zoo": zoo}
 
@@ -104,6 +105,20 @@ def test_health_and_metadata(client):
     server = client.c.get_server_metadata() if client.kind == "http" else client.c.get_server_metadata(as_json=True)
     assert server["name"] == "poolops"
     assert {"classification", "statistics", "model_repository"} <= set(server["extensions"])
+
+
+def test_model_config(client):
+    """Triton's model configuration: max_batch_size is the model's own batch limit."""
+    get = (lambda n: client.c.get_model_config(n)) if client.kind == "http" else (
+        lambda n: client.c.get_model_config(n, as_json=True)["config"])
+    spp, fixed = get("digits-spp"), get("digits-fixed")
+    assert (int(spp["max_batch_size"]), int(fixed["max_batch_size"])) == (32, 4)
+    assert [(i["name"], i["data_type"], [int(d) for d in i["dims"]]) for i in spp["input"]] == [
+        ("x", "TYPE_FP32", [1, -1, -1]), ("valid", "TYPE_INT64", [2])]
+    assert [o["name"] for o in fixed["output"]] == ["logits", "embedding"]
+    assert spp["parameters"]["max_request_images"]["string_value"] == "32"
+    with pytest.raises(Exception, match="unknown model 'nope'"):
+        get("nope")
 
 
 @pytest.mark.parametrize("model", ["digits-spp", "digits-fixed"])

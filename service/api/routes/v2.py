@@ -80,6 +80,20 @@ async def model_metadata_v(name: str, model_version: str, engine: EngineDep) -> 
     return oip.model_metadata(engine, name)
 
 
+@router.get("/models/{name}/config", responses={200: {"content": {"application/json": {}}}, **responses(404, 503, v2=True)},
+            summary="Model configuration, as Triton's (max_batch_size: images per batch this server forms)")
+async def model_config(name: str, engine: EngineDep) -> dict:
+    return oip.model_config(engine, name)
+
+
+@router.get("/models/{name}/versions/{model_version}/config",
+            responses={200: {"content": {"application/json": {}}}, **responses(404, 503, v2=True)},
+            summary="Model configuration (version 1 only)")
+async def model_config_v(name: str, model_version: str, engine: EngineDep) -> dict:
+    _version(model_version)
+    return oip.model_config(engine, name)
+
+
 def _version(v: str) -> None:
     if v != "1":
         raise NotFound(f"model version {v!r} does not exist; each model has version '1'")
