@@ -26,6 +26,7 @@ give. The targets (:func:`verdicts`) are judged on this run's numbers.
 
 import asyncio
 import io
+import json
 import os
 import platform
 import shutil
@@ -222,13 +223,17 @@ def _wait_ready(servers: Sequence[Server], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def start_servers(model: str, models_dir: Path, setups: Sequence[str]) -> dict[str, Server]:
-    """Start the HTTP setups' processes (in parallel) and wait until each is ready."""
-    base = {k: v for k, v in os.environ.items() if k not in ("POOLOPS_BATCH_MAX_SIZE", "POOLOPS_BATCH_WAIT_MS")}
+def start_servers(model: str, models_dir: Path, setups: Sequence[str], batch_max: int | None = None) -> dict[str, Server]:
+    """Start the HTTP setups' processes (in parallel) and wait until each is ready; batching
+    on takes the settings' defaults, or ``batch_max`` images per batch for ``model``."""
+    drop = ("POOLOPS_BATCH_MAX_SIZE", "POOLOPS_BATCH_WAIT_MS", "POOLOPS_MODEL_BATCH_MAX_SIZE")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     server_env = {**base, "POOLOPS_MODELS_DIR": str(models_dir), "POOLOPS_UI": "false",
                   "POOLOPS_BUILD_MISSING": "false"}
+    on_env = server_env if batch_max is None else {
+        **server_env, "POOLOPS_MODEL_BATCH_MAX_SIZE": json.dumps({model: batch_max})}
     envs = {
-        ON: ("poolops_service.app:create_app", server_env, "/readyz"),
+        ON: ("poolops_service.app:create_app", on_env, "/readyz"),
         OFF: ("poolops_service.app:create_app", {**server_env, "POOLOPS_BATCH_MAX_SIZE": "1"}, "/readyz"),
         NAIVE: ("poolops_service.bench_serve:naive_app", {**base, NAIVE_MODEL_ENV: model, NAIVE_DIR_ENV: str(models_dir)},
                 "/healthz"),
@@ -564,11 +569,14 @@ def run_serve(
     models_dir: Path | None = None,
     client: str = "auto",
     fmt: str | None = None,
+    batch_max: int | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and print the table; returns ``{"rows", "verdicts", "header", "raw_best"}``.
 
     ``client``: ``wrk``, ``httpx`` or ``auto`` (wrk when installed). ``fmt``: the upload's
-    format, PNG or JPEG (default: PNG for grey models, JPEG for RGB ones).
+    format, PNG or JPEG (default: PNG for grey models, JPEG for RGB ones). ``batch_max``:
+    the model's batch limit with batching on (``POOLOPS_MODEL_BATCH_MAX_SIZE``, as
+    ``poolops bench batch`` recommends; default: the settings' ``batch_max_size``).
 
     Each row: ``setup``, ``concurrency``, ``n`` (timed requests that succeeded), ``errors``,
     ``throughput`` (req/s), ``p50`` and ``p99`` (ms), ``client_cpu`` and ``server_cpu``
@@ -582,6 +590,8 @@ def run_serve(
     from poolops_service.bench_wrk import wrk_path
     from poolops_service.engine.sessions import cpu_quota
 
+    if batch_max is not None and batch_max < 1:
+        raise ValueError(f"batch_max must be >= 1, got {batch_max}")
     levels = sorted({int(c) for c in concurrency})
     if not levels or levels[0] < 1:
         raise ValueError(f"concurrency levels must be >= 1, got {list(concurrency)}")
@@ -613,7 +623,7 @@ def run_serve(
     with tempfile.TemporaryDirectory(prefix="poolops-bench-serve-") as tmp:
         reg = Path(tmp) / "zoo"  # only this model: start-up loads and warms up every model
         shutil.copytree(entry.path, reg / model)
-        servers = start_servers(model, reg, SETUPS)
+        servers = start_servers(model, reg, SETUPS, batch_max)
         try:
             import httpx
 
@@ -659,8 +669,10 @@ def run_serve(
         f"{run_hw[0]}x{run_hw[1]} tensor the server runs, {provider}, intra_op_num_threads={threads} (the "
         f"server's setting), batch 1, {n_raw} sequential runs; best throughput over batches "
         f"{', '.join(map(str, RAW_BATCHES))}: {raw_best[0]:.1f} images/s at batch {raw_best[1]}",
-        f"server: create_app under uvicorn (own process, ui=false, build_missing=false); batching on = defaults "
-        f"(batch_max_size={fields['batch_max_size'].default}, batch_wait_ms={fields['batch_wait_ms'].default:g}), "
+        "server: create_app under uvicorn (own process, ui=false, build_missing=false); batching on = defaults "
+        + (f"(batch_max_size={fields['batch_max_size'].default}" if batch_max is None else
+           f"(the model's own limit POOLOPS_MODEL_BATCH_MAX_SIZE='{{\"{model}\": {batch_max}}}'")
+        + f", batch_wait_ms={fields['batch_wait_ms'].default:g}), "
         "off = POOLOPS_BATCH_MAX_SIZE=1; POST /v1/models/{name}/predict, multipart files",
         f"naive: FastAPI async def endpoint under uvicorn (own process), Pillow decode, torch eager "
         f"on {naive_device} (torch.no_grad, {torch_threads} threads), freshly initialised weights "

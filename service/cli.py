@@ -65,12 +65,20 @@ def _cmd_bench_serve(args: argparse.Namespace) -> int:
 
     out = bench_serve.run_serve(model=args.model, size=args.size, requests=args.requests,
                                 concurrency=args.concurrency, quick=args.quick, markdown=args.markdown,
-                                client=args.client, fmt=args.format)
+                                client=args.client, fmt=args.format, batch_max=args.batch_max)
     if args.png:
         from poolops.charts import bench_serve_chart
 
         print(f"\n![poolops bench serve]({args.png.name})" if args.markdown else f"chart: {args.png}")
         bench_serve_chart(out["rows"], args.png, note=" ".join(["poolops bench serve", *sys.argv[3:]]))
+    return 0
+
+
+def _cmd_bench_batch(args: argparse.Namespace) -> int:
+    from poolops_service import bench_batch
+
+    bench_batch.run_batch(model=args.model, size=args.size, limits=args.limits, concurrency=args.concurrency,
+                          seconds=args.seconds, rounds=args.rounds, markdown=args.markdown, client=args.client)
     return 0
 
 
@@ -233,7 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
                              help="load generator (auto: wrk when installed; httpx costs the shared cores more)")
     bench_serve.add_argument("--format", choices=["png", "jpeg"], default=None,
                              help="upload format (default: PNG for grey models, JPEG for RGB)")
+    bench_serve.add_argument("--batch-max", type=int, default=None, metavar="N",
+                             help="batching on: N images per batch for this model (POOLOPS_MODEL_BATCH_MAX_SIZE; "
+                                  "`poolops bench batch` says which); default: POOLOPS_BATCH_MAX_SIZE's default")
     bench_serve.set_defaults(func=_cmd_bench_serve)
+    bench_batch = bench_sub.add_parser(
+        "batch", help="the server at each batch limit under saturating load: which POOLOPS_MODEL_BATCH_MAX_SIZE to set")
+    bench_batch.add_argument("--model", default="digits-spp", help="registered model (default digits-spp)")
+    bench_batch.add_argument("--size", type=int, default=128, help="image height and width (default 128)")
+    bench_batch.add_argument("--limits", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="default 1 2 4 8 16")
+    bench_batch.add_argument("--concurrency", type=int, default=32, help="connections (default 32)")
+    bench_batch.add_argument("--seconds", type=int, default=3, help="per server and round, with wrk (default 3)")
+    bench_batch.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    bench_batch.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                             help="load generator (auto: wrk when installed)")
+    bench_batch.add_argument("--markdown", action="store_true", help="print a Markdown page")
+    bench_batch.set_defaults(func=_cmd_bench_batch)
     bench_hostile = bench_sub.add_parser(
         "hostile", help="hostile clients against a real server: answers, time, memory from /proc, a normal client's latency")
     bench_hostile.add_argument("--case", action="append", help="only cases whose name contains this (repeatable)")

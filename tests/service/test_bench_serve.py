@@ -96,4 +96,17 @@ def test_cli_parses_bench_serve():
     assert (a.model, a.size, a.concurrency, a.quick, a.markdown) == ("digits-spp", 128, [1, 4], True, True)
     assert (a.client, a.format) == ("auto", None)
     a = build_parser().parse_args(["bench", "serve", "--client", "httpx", "--format", "jpeg"])
-    assert (a.client, a.format) == ("httpx", "jpeg")
+    assert (a.client, a.format, a.batch_max) == ("httpx", "jpeg", None)
+    assert build_parser().parse_args(["bench", "serve", "--batch-max", "2"]).batch_max == 2
+
+
+def test_batch_max_limits_batching_on_only(capsys, monkeypatch):
+    """--batch-max sets the model's own limit for batching on; a limit in the environment
+    reaches neither setup (off stays one image per batch)."""
+    monkeypatch.setenv("POOLOPS_MODEL_BATCH_MAX_SIZE", '{"digits-spp": 16}')
+    res = bs.run_serve(quick=True, requests=12, concurrency=[8], client="httpx", batch_max=2, markdown=True)
+    rows = {r["setup"]: r for r in res["rows"]}
+    assert 1 <= rows[bs.ON]["batch"] <= 2 and rows[bs.OFF]["batch"] == 1, rows
+    assert "POOLOPS_MODEL_BATCH_MAX_SIZE='{\"digits-spp\": 2}'" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="batch_max"):
+        bs.run_serve(batch_max=0)
