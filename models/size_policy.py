@@ -112,6 +112,12 @@ def target_size(h: int, w: int, policy: Any, card_limits: Any = None) -> tuple[i
     return h2, w2
 
 
+def resize_band(band: Image.Image, h2: int, w2: int) -> Image.Image:
+    """One channel (a Pillow "F" image) resized to ``h2`` x ``w2``: the policy's resampling
+    (bilinear), which :func:`resize` applies to each channel."""
+    return band.resize((w2, h2), Image.BILINEAR)
+
+
 def resize(pixels: np.ndarray, h2: int, w2: int) -> np.ndarray:
     """``pixels`` [H, W, C] float32 -> [h2, w2, C], bilinear per channel (Pillow "F" mode,
     as ``service/ui/common.load_pixels`` resizes); the same array when the size is unchanged."""
@@ -119,8 +125,10 @@ def resize(pixels: np.ndarray, h2: int, w2: int) -> np.ndarray:
     if (h, w) == (h2, w2):
         return pixels
     a = np.asarray(pixels, np.float32)
-    bands = [Image.fromarray(np.ascontiguousarray(a[..., c])).resize((w2, h2), Image.BILINEAR) for c in range(a.shape[2])]
-    return np.stack([np.asarray(b, np.float32) for b in bands], axis=2)
+    out = np.empty((h2, w2, a.shape[2]), np.float32)
+    for c in range(a.shape[2]):
+        out[..., c] = np.asarray(resize_band(Image.fromarray(np.ascontiguousarray(a[..., c])), h2, w2))
+    return out
 
 
 def apply(pixels: np.ndarray, policy: Any, card_limits: Any = None) -> np.ndarray:

@@ -87,8 +87,11 @@ def _flatten_alpha(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(bg, rgba).convert("RGB")
 
 
-def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray:
-    """Decode to float32 [H, W, channels] in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB)."""
+def to_image(im: Image.Image, channels: int, what: str = "image") -> "Image.Image | np.ndarray":
+    """Decode ``im`` as :func:`to_pixels` reads it, one step short of floats: an 8-bit
+    image of mode "L" (``channels`` 1) or "RGB" (3), whose pixels / 255 are
+    :func:`to_pixels`'s; or, for 16- and 32-bit grey, the float32 [H, W, channels] in
+    [0, 1] itself (scaled by its range)."""
     try:
         im.seek(0)
         # in place: no copy of the decoded image when it has no orientation to apply
@@ -106,9 +109,18 @@ def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray
         target = "L" if channels == 1 else "RGB"
         if im.mode != target:
             im = im.convert(target)
-        a = np.divide(np.asarray(im), np.float32(255.0), dtype=np.float32)  # one pass, as float32 / 255
+        im.load()  # decoded here, where a truncated file is reported as such
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data
         raise BadInput(f"{what} could not be decoded ({e}): send a complete, valid image file") from None
+    return im
+
+
+def to_pixels(im: Image.Image, channels: int, what: str = "image") -> np.ndarray:
+    """Decode to float32 [H, W, channels] in [0, 1]; ``channels`` is 1 (gray) or 3 (RGB)."""
+    d = to_image(im, channels, what)
+    if isinstance(d, np.ndarray):
+        return d
+    a = np.divide(np.asarray(d), np.float32(255.0), dtype=np.float32)  # one pass, as float32 / 255
     return a[..., None] if a.ndim == 2 else a
 
 

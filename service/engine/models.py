@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from poolops_models import size_policy
 from poolops_models.cards import ModelCard, RegisteredModel
@@ -66,6 +67,55 @@ def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
+def _to_unit(v):
+    # "F" pixel * (1/255) in double, rounded to float32: for each of the 256 values of a byte
+    # exactly float32(v) / float32(255), to_pixels' division (tests/service/test_preprocess_exact.py)
+    return v * (1 / 255.0)
+
+
+def to_input(
+    decoded: "Image.Image | np.ndarray", h2: int, w2: int, mean: np.ndarray | None = None,
+    std: np.ndarray | None = None,
+) -> np.ndarray:
+    """A decoded image -> the model's input [C, h2, w2] float32: resized to ``h2`` x ``w2``
+    (``size_policy.resize_band`` per channel) and normalised, ``(x - mean) / std``.
+
+    Args:
+        decoded: what ``codecs.images.to_image`` gives: an 8-bit "L" or "RGB" image, read
+            as pixel / 255; or float32 pixels [H, W, C] in [0, 1].
+        h2, w2: the size fed to the model.
+        mean, std: float32 [C, 1, 1]; None (or all 0, all 1) for none.
+
+    Bit for bit ``(transpose(size_policy.resize(to_pixels(...), h2, w2)) - mean) / std``, in
+    one buffer: the bands are resized straight into their channel of the output and
+    normalised there.
+    """
+    if isinstance(decoded, np.ndarray):
+        h, w, c = decoded.shape
+    else:
+        (w, h), c = decoded.size, len(decoded.getbands())
+    out = np.empty((c, h2, w2), np.float32)
+    if (h, w) == (h2, w2):
+        if isinstance(decoded, np.ndarray):
+            np.copyto(out, decoded.transpose(2, 0, 1))
+        else:
+            a = np.asarray(decoded)
+            np.divide(a[None] if a.ndim == 2 else a.transpose(2, 0, 1), np.float32(255.0), out=out, dtype=np.float32)
+    else:
+        if isinstance(decoded, np.ndarray):
+            bands = [Image.fromarray(np.ascontiguousarray(decoded[..., i], np.float32)) for i in range(c)]
+        else:
+            bands = [b.convert("F").point(_to_unit) for b in (decoded.split() if c > 1 else (decoded,))]
+        for i, band in enumerate(bands):
+            out[i].reshape(-1)[:] = np.frombuffer(size_policy.resize_band(band, h2, w2).tobytes(), np.float32)
+    # x - 0 and x / 1 are x exactly: skipped
+    if mean is not None and mean.any():
+        np.subtract(out, mean, out=out)
+    if std is not None and (std != 1).any():
+        np.divide(out, std, out=out)
+    return out
+
+
 class ModelRunner:
     """Runs one model: ``preprocess`` (HWC [0, 1] -> CHW) and ``run_batch`` (no web code)."""
 
@@ -75,6 +125,8 @@ class ModelRunner:
         self.card: ModelCard = entry.card
         self.session: Session = make_session(entry.onnx_path, providers, threads)
         self.mean, self.std = normalisation(self.card)
+        # what to_input applies: None where the card's normalisation is the identity
+        self._norm = (self.mean if self.mean.any() else None, self.std if (self.std != 1).any() else None)
         self.padding_invariant = self.card.padding_invariant
         self.batcher = None  # the engine's Batcher for this runner, made on first use
 
@@ -117,10 +169,19 @@ class ModelRunner:
     def preprocess(self, pixels: np.ndarray, resize: bool = True) -> np.ndarray:
         """``pixels`` [H, W, channels] float32 in [0, 1] -> the model's input [channels, H', W']:
         resized by the card's size policy (models/size_policy.py) unless ``resize`` is off."""
-        h2, w2 = self.target_size(*pixels.shape[:2], resize=resize)
-        pixels = size_policy.resize(pixels, h2, w2)
-        chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)
-        return (chw - self.mean) / self.std
+        return to_input(pixels, *self.target_size(*pixels.shape[:2], resize=resize), *self._norm)
+
+    def preprocess_image(
+        self, decoded: "Image.Image | np.ndarray", resize: bool = True,
+        sizes: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    ) -> np.ndarray:
+        """What ``codecs.images.to_image`` decoded -> the model's input [channels, H', W'],
+        exactly :meth:`preprocess` of its pixels. ``sizes``: ((H, W), (H', W')) as
+        :meth:`target_size` gave them from the header, used when the decoded image has that
+        (H, W) (the target size is not computed a second time)."""
+        hw = decoded.shape[:2] if isinstance(decoded, np.ndarray) else decoded.size[::-1]
+        hw2 = sizes[1] if sizes is not None and tuple(hw) == tuple(sizes[0]) else self.target_size(*hw, resize=resize)
+        return to_input(decoded, *hw2, *self._norm)
 
     def check_tensor(self, x: np.ndarray, valid: np.ndarray | None) -> None:
         """``BadInput`` unless ``x`` is [N, channels, H, W] within the card's sizes (and

@@ -118,11 +118,12 @@ async def _tensors(
             h2, w2 = runner.target_size(h, w, resize)
         except BadInput as e:
             raise BadInput(f"{what}: {e.message}", model=runner.name) from None
-        opened.append((im, what, (h, w)))
+        opened.append((im, what, ((h, w), (h2, w2))))
         pixels += max(h * w, h2 * w2)  # the decoded and the resized pixels exist together for a moment
 
     def decode_all() -> list[tuple[np.ndarray, tuple[int, int]]]:
-        return [(runner.preprocess(images.to_pixels(im, c, what), resize), hw) for im, what, hw in opened]
+        return [(runner.preprocess_image(images.to_image(im, c, what), resize, sizes), sizes[0])
+                for im, what, sizes in opened]
 
     res.add(2 * 4 * c * pixels, "decoding its images")  # decoded (or resized) pixels and the model's input
     return await engine.offload(decode_all, large=pixels > settings.inline_decode_pixels)
