@@ -205,13 +205,25 @@ def bin_max(op, x, bounds_h, bounds_w):
     """Max over bins ``[N, C, H, W] -> [N, C, oh, ow]`` (bins from ``*_bounds``); skips NaN.
 
     Rows first: the H gather copies whole contiguous rows, then the W reduction
-    works on the ``oh`` reduced rows only.
+    (:func:`column_bins_max`) works on the ``oh`` reduced rows only.
     """
     idx_h = _bin_index(op, *bounds_h)  # [oh, Kh]
     g = op.Gather(x, idx_h, axis=2)  # [N, C, oh, Kh, W]
     t = op.ReduceMax(g, const_i64(op, [3]), keepdims=0)  # [N, C, oh, W]
-    idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
-    return op.ReduceMax(op.Gather(t, idx_w, axis=3), const_i64(op, [4]), keepdims=0)  # [N, C, oh, ow]
+    return column_bins_max(op, t, bounds_w)  # [N, C, oh, ow]
+
+
+def column_bins_max(op, t, bounds_w):
+    """Max over column bins ``[N, C, oh, W] -> [N, C, oh, ow]`` (skips NaN): each bin's
+    ``Kw`` columns (:func:`_bin_index`) by a GatherElements along W with the indices
+    expanded over ``[N, C, oh]``, then a ReduceMax. ONNX Runtime's Gather along a last
+    axis copies element by element (several times slower), and a Gather of the transposed
+    t pays for two Transposes."""
+    idx = _bin_index(op, *bounds_w)  # [ow, Kw]
+    lead = op.Shape(t, start=0, end=3)
+    flat = op.Reshape(idx, const_i64(op, [1, 1, 1, -1]))
+    g = op.GatherElements(t, op.Expand(flat, op.Concat(lead, op.Shape(flat, start=3), axis=0)), axis=3)
+    return op.ReduceMax(op.Reshape(g, op.Concat(lead, op.Shape(idx), axis=0)), const_i64(op, [4]), keepdims=0)
 
 
 def adaptive_bin_max(op, x, output_size, bounds_h, bounds_w):
@@ -322,9 +334,7 @@ def bin_max_rows_looped(op, x, bounds_h, bounds_w):
     x is read about once instead of copied whole into ``[N, C, oh, Kh, W]`` and read
     again. Skips NaN."""
     t = _row_bins(op, x, bounds_h)  # [N, C, oh, W]
-    # columns of the small t as rows of its transpose: a gather of oh values per index, not one
-    cols = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), _bin_index(op, *bounds_w), axis=2)  # [N, C, ow, Kw, oh]
-    return op.Transpose(op.ReduceMax(cols, const_i64(op, [3]), keepdims=0), perm=[0, 1, 3, 2])
+    return column_bins_max(op, t, bounds_w)
 
 
 def adaptive_bin_argmax(op, x, output_size, bounds_h, bounds_w):
@@ -779,9 +789,10 @@ def _bin_index_work(o: int, k: int, per_sample: int = 1) -> int:
 
 
 def bin_max_work(n, c, h, w, oh, ow, kh, kw) -> int:
-    """:func:`bin_max` with bins at most ``kh`` rows and ``kw`` columns long."""
+    """:func:`bin_max` with bins at most ``kh`` rows and ``kw`` columns long (the column
+    bins' int64 indices expanded over ``[N, C, oh]``, :func:`column_bins_max`)."""
     return max(
-        n * c * oh * kh * w, n * c * oh * w, n * c * oh * ow * kw, _bin_index_work(oh, kh), _bin_index_work(ow, kw)
+        n * c * oh * kh * w, n * c * oh * w, 2 * n * c * oh * ow * kw, _bin_index_work(oh, kh), _bin_index_work(ow, kw)
     )
 
 
@@ -799,12 +810,14 @@ def adaptive_bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
 
 
 def bin_max_per_sample_work(n, c, h, w, oh, ow, kh, kw) -> int:
-    """:func:`bin_max_per_sample`: x's rows, the gathered row and column bins."""
+    """:func:`bin_max_per_sample`: x's rows, the gathered row and column bins (also
+    bounding :func:`bin_max` on one sample's crop: int64 column indices expanded over
+    ``[1, C, oh]``, :func:`column_bins_max`)."""
     return max(
         n * c * h * w,
         n * oh * kh * c * w,
         n * oh * c * w,
-        n * ow * kw * oh * c,
+        2 * n * ow * kw * oh * c,
         _bin_index_work(oh, kh, n),
         _bin_index_work(ow, kw, n),
     )
