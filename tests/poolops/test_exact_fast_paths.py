@@ -53,6 +53,8 @@ CASES = [
     ("spp", {"levels": (1, 2, 4), "mode": "avg"}, (2, 3, 13, 17)),
     ("spp", {"levels": (3, 5), "mode": "avg", "bins": "sppnet"}, (1, 2, 15, 10)),  # uncovered rows
     ("adaptive_avg1d", {"output_size": (7,)}, (2, 3, 4, 5)),  # x as [N, C, H*W]
+    ("adaptive_avg1d", {"output_size": (3,)}, (2, 3, 12, 64)),  # L = 4 blocks per bin: block sums
+    ("adaptive_avg1d", {"output_size": (7,)}, (2, 3, 33, 64)),  # bins of two lengths, partial blocks
     ("adaptive_avg3d", {"output_size": (2, 3, 4)}, (2, 3, 10, 6)),  # x as [N, C, 2, H/2, W]
 ]
 

@@ -115,6 +115,23 @@ def test_long_bins_take_block_maxima_and_short_ones_the_gathers():
     assert not any(op == "MaxPool" for op, _ in nan)
 
 
+@pytest.mark.parametrize(("output_size", "length"), [(1, 4 * BLOCK), (3, 4 * BLOCK * 3), (7, L_DIVISIBLE + 5 * BLOCK),
+                                                     (5, 4 * BLOCK * 5 + 3), (5, 4 * BLOCK * 5 - BLOCK), (7, 20)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_adaptive_avg1d_block_sums_match_torch(output_size, length, kind):
+    """Bins of at least 4 blocks with L a multiple of the block: block sums and the bins'
+    partial edges (NaN and infinities in their own bins); other lengths: the bin matrix."""
+    x = _input((2, 3, length), kind)
+    spec = poolops.get_op("adaptive_avg1d")
+    p = spec.parse({"output_size": output_size})
+    expected = spec.torch_fn(p, torch.from_numpy(x))[0].numpy()
+    (actual,) = session(op_model("adaptive_avg1d", output_size=output_size)).run(None, {"x": x})
+    assert_close(actual, expected, what=f"adaptive_avg1d {output_size} L={length} {kind}", floor=1e-2)
+    block_sums = [s for op, s in _ops("adaptive_avg1d", {"output_size": output_size}, x, ("y",))
+                  if op == "ReduceSum" and s[0] == [2, 3, length // BLOCK]]
+    assert bool(block_sums) == (length % BLOCK == 0 and length >= 4 * BLOCK * output_size)
+
+
 def test_tiled_1d_windows_take_indices_from_an_argmax():
     def maxpool_indices(params, x):  # MaxPool's own (slow) indices output
         return [s for op, s in _ops("max1d", params, x) if op == "MaxPool" and len(s) == 2]
