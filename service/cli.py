@@ -60,6 +60,13 @@ def _cmd_bench_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_build(args: argparse.Namespace) -> int:
+    from poolops.graph_size import run_build
+
+    run_build(repeat=args.repeat, markdown=args.markdown, ops=args.op)
+    return 0
+
+
 def _cmd_bench_serve(args: argparse.Namespace) -> int:
     from poolops_service import bench_serve
 
@@ -245,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                              help="batching on: N images per batch for this model (POOLOPS_MODEL_BATCH_MAX_SIZE; "
                                   "`poolops bench batch` says which); default: POOLOPS_BATCH_MAX_SIZE's default")
     bench_serve.set_defaults(func=_cmd_bench_serve)
+    bench_build = bench_sub.add_parser(
+        "build", help="how long each op's ONNX graphs take to build at its largest parameters (nodes, KB, ms)")
+    bench_build.add_argument("--op", action="append", help="only this op (repeatable)")
+    bench_build.add_argument("--repeat", type=int, default=5, help="builds per graph (the fastest is shown)")
+    bench_build.add_argument("--markdown", action="store_true", help="print a Markdown page")
+    bench_build.set_defaults(func=_cmd_bench_build)
     bench_batch = bench_sub.add_parser(
         "batch", help="the server at each batch limit under saturating load: which POOLOPS_MODEL_BATCH_MAX_SIZE to set")
     bench_batch.add_argument("--model", default="digits-spp", help="registered model (default digits-spp)")
