@@ -616,16 +616,21 @@ def if_finite(op, x, fast: Callable, exact: Callable, n: int = 1):
     return branch(op, cond, exact, fast, n)
 
 
-def if_nan(op, x, then: Callable, otherwise):
-    """``then(op)`` if ``x`` may hold a NaN, else ``otherwise`` (a value, or a list of
-    values, built outside): an ONNX ``If`` on ``IsNaN(ReduceSum(x))`` (NaN exactly when x
-    holds a NaN or both infinities; ``then`` runs too then, which is still exact).
+def if_nan(op, x, then: Callable, otherwise, n: int | None = None):
+    """``then(op)`` if ``x`` may hold a NaN, else ``otherwise``: an ONNX ``If`` on
+    ``IsNaN(ReduceSum(x))`` (NaN exactly when x holds a NaN or both infinities; ``then``
+    runs too then, which is still exact). ``otherwise``: a value or a list of values built
+    outside, or a callable building its ``n`` values (a list if n > 1) inside the branch,
+    where ONNX Runtime then spares an Identity's copy of each.
     Without subgraphs (``torch.onnx.export``) ``then(op)`` unconditionally."""
     if not has_subgraphs(op):
         return then(op)
+    cond = op.IsNaN(op.ReduceSum(x, keepdims=0))
+    if callable(otherwise):
+        return branch(op, cond, then, otherwise, n or 1)
     many = isinstance(otherwise, (tuple, list))
     n = len(otherwise) if many else 1
-    out = branch(op, op.IsNaN(op.ReduceSum(x, keepdims=0)), then, lambda sub: otherwise, n)
+    out = branch(op, cond, then, lambda sub: otherwise, n)
     return [out] if many and n == 1 else out
 
 

@@ -187,17 +187,18 @@ def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
         return list(_pick_nan(op, x, rows, cols, plane, kh, kw))
 
     if with_indices:
-        return tuple(blocks.if_nan(op, x, exact, _pick_separable(op, x, rows, cols, kh, kw)))
-    dense = op.MaxPool(x, kernel_shape=[kh, kw], strides=[1, 1])
-    hd, wd = op.Sub(h, const_i64(op, [kh - 1])), op.Sub(w, const_i64(op, [kw - 1]))
-    row_ids = op.Add(op.Mul(plane, hd), rows)  # [N, C, oh]: rows of the dense maxima viewed [N*C*Hd, Wd]
-    col_ids = op.Expand(unsqueeze(op, cols, [2]), op.Concat(n, c, oh, ow, axis=0))
+        # the fast pick built inside the If's branch: its outputs then need no Identity copies
+        return tuple(blocks.if_nan(op, x, exact, lambda op: _pick_separable(op, x, rows, cols, kh, kw), 2))
 
-    def at_windows(t):
-        rows_of = op.Gather(op.Reshape(t, op.Concat(const_i64(op, [-1]), wd, axis=0)), row_ids, axis=0)
+    def at_windows(op):  # inside the If's branch too
+        dense = op.MaxPool(x, kernel_shape=[kh, kw], strides=[1, 1])
+        wd = op.Sub(w, const_i64(op, [kw - 1]))
+        row_ids = op.Add(op.Mul(plane, op.Sub(h, const_i64(op, [kh - 1]))), rows)  # rows of dense viewed [N*C*Hd, Wd]
+        col_ids = op.Expand(unsqueeze(op, cols, [2]), op.Concat(n, c, oh, ow, axis=0))
+        rows_of = op.Gather(op.Reshape(dense, op.Concat(const_i64(op, [-1]), wd, axis=0)), row_ids, axis=0)
         return op.GatherElements(rows_of, col_ids, axis=3)  # [N, C, oh, ow]
 
-    return blocks.if_nan(op, x, lambda op: exact(op)[0], at_windows(dense)), None
+    return blocks.if_nan(op, x, lambda op: exact(op)[0], at_windows), None
 
 
 def _pick_separable(op, x, rows, cols, kh: int, kw: int):
