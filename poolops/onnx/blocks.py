@@ -219,11 +219,19 @@ def column_bins_max(op, t, bounds_w):
     expanded over ``[N, C, oh]``, then a ReduceMax. ONNX Runtime's Gather along a last
     axis copies element by element (several times slower), and a Gather of the transposed
     t pays for two Transposes."""
-    idx = _bin_index(op, *bounds_w)  # [ow, Kw]
+    cols = gather_columns(op, t, _bin_index(op, *bounds_w))  # [N, C, oh, ow, Kw]
+    return op.ReduceMax(cols, const_i64(op, [4]), keepdims=0)
+
+
+def gather_columns(op, t, idx):
+    """``t[..., idx]``: ``[N, C, o, W]`` at columns ``idx [ow, K]`` -> ``[N, C, o, ow, K]``, as
+    ``Gather(t, idx, axis=3)`` but by a GatherElements with ``idx`` expanded over ``[N, C, o]``
+    (ONNX Runtime's Gather along a last axis copies element by element, several times
+    slower)."""
     lead = op.Shape(t, start=0, end=3)
     flat = op.Reshape(idx, const_i64(op, [1, 1, 1, -1]))
     g = op.GatherElements(t, op.Expand(flat, op.Concat(lead, op.Shape(flat, start=3), axis=0)), axis=3)
-    return op.ReduceMax(op.Reshape(g, op.Concat(lead, op.Shape(idx), axis=0)), const_i64(op, [4]), keepdims=0)
+    return op.Reshape(g, op.Concat(lead, op.Shape(idx), axis=0))
 
 
 def adaptive_bin_max(op, x, output_size, bounds_h, bounds_w):
@@ -419,11 +427,11 @@ def bin_argmax(op, x, bounds_h, bounds_w):
     flat = op.Add(op.Mul(rows, width), cols)  # [N, C, oh, W]: where each column's max is
 
     idx_w = _bin_index(op, *bounds_w)  # [ow, Kw]
-    tg = op.Gather(t, idx_w, axis=3)  # [N, C, oh, ow, Kw]
+    tg = gather_columns(op, t, idx_w)  # [N, C, oh, ow, Kw]
     y = op.ReduceMax(tg, const_i64(op, [4]), keepdims=1)  # [N, C, oh, ow, 1]
     hit = op.Or(op.Equal(tg, y), op.IsNaN(tg))
     never = op.Constant(value_int=2**62)
-    key = op.Where(hit, op.Gather(flat, idx_w, axis=3), never)
+    key = op.Where(hit, gather_columns(op, flat, idx_w), never)
     indices = op.ReduceMin(key, const_i64(op, [4]), keepdims=0)
     return op.Squeeze(y, const_i64(op, [4])), indices
 
