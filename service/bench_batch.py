@@ -54,29 +54,16 @@ def run_batch(model: str = bs.DEFAULT_MODEL, size: int = bs.DEFAULT_SIZE, limits
     ``p99`` (ms), ``server_cpu`` (ms per request), ``batch`` (mean images per batch),
     ``errors``."""
     from poolops.bench import cpu_model
-    from poolops_models.cards import load_registry
-    from poolops_models.recipes import zoo_dir
-    from poolops_service.bench_wrk import wrk_path
 
     limits = sorted({int(k) for k in limits})
     if not limits or limits[0] < 1:
         raise ValueError(f"batch limits must be >= 1, got {list(limits)}")
     if concurrency < 1 or seconds < 1 or rounds < 1:
         raise ValueError("concurrency, seconds and rounds must be >= 1")
-    if client not in ("auto", "wrk", "httpx"):
-        raise ValueError(f"client must be auto, wrk or httpx, got {client!r}")
-    if client == "wrk" and wrk_path() is None:
-        raise ValueError("--client wrk: wrk is not installed (Debian: apt-get install wrk)")
-    use_wrk = client == "wrk" or (client == "auto" and wrk_path() is not None)
-    src = Path(models_dir) if models_dir else zoo_dir()
-    registry = load_registry(src)
-    if model not in registry:
-        raise ValueError(f"unknown model {model!r} in {src}; registered: {', '.join(registry) or 'none'}")
-    entry = registry[model]
-    if not entry.available:
-        raise ValueError(f"model {model!r} is unavailable: {entry.reason}")
+    use_wrk = bs.uses_wrk(client)
+    entry = bs.servable_entry(model, models_dir)
     channels = entry.card.input.channels
-    fmt = (fmt or ("PNG" if channels == 1 else "JPEG")).upper()
+    fmt = bs.upload_format(channels, fmt)
     image = bs.make_png((size, size), channels, fmt)
     load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
     # without wrk, a round is a bounded number of requests instead of a time

@@ -250,6 +250,39 @@ def start_servers(model: str, models_dir: Path, setups: Sequence[str], batch_max
     return servers
 
 
+def servable_entry(model: str, models_dir: Path | None = None):
+    """Registry entry of ``model`` in ``models_dir`` (default the zoo); ValueError when it is
+    unknown or unavailable."""
+    from poolops_models.cards import load_registry
+    from poolops_models.recipes import zoo_dir
+
+    src = Path(models_dir) if models_dir else zoo_dir()
+    registry = load_registry(src)
+    if model not in registry:
+        raise ValueError(f"unknown model {model!r} in {src}; registered: {', '.join(registry) or 'none'}")
+    entry = registry[model]
+    if not entry.available:
+        raise ValueError(f"model {model!r} is unavailable: {entry.reason}")
+    return entry
+
+
+def upload_format(channels: int, fmt: str | None) -> str:
+    """The upload's format: ``fmt``, else PNG for grey models and JPEG for RGB ones."""
+    return (fmt or ("PNG" if channels == 1 else "JPEG")).upper()
+
+
+def uses_wrk(client: str) -> bool:
+    """Whether ``client`` (``auto``, ``wrk`` or ``httpx``) means wrk; ValueError when wrk is
+    asked for and not installed."""
+    from poolops_service.bench_wrk import wrk_path
+
+    if client not in ("auto", "wrk", "httpx"):
+        raise ValueError(f"client must be auto, wrk or httpx, got {client!r}")
+    if client == "wrk" and wrk_path() is None:
+        raise ValueError("--client wrk: wrk is not installed (Debian: apt-get install wrk)")
+    return client == "wrk" or (client == "auto" and wrk_path() is not None)
+
+
 # ---- measurements -------------------------------------------------------------------
 def make_png(size: tuple[int, int], channels: int, fmt: str = "PNG") -> bytes:
     """A digit-like test image: a thick bright stroke on black (what the models expect),
@@ -585,8 +618,6 @@ def run_serve(
 
     from poolops.bench import cpu_model
     from poolops_models import size_policy
-    from poolops_models.cards import load_registry
-    from poolops_models.recipes import zoo_dir
     from poolops_service.bench_wrk import wrk_path
     from poolops_service.engine.sessions import cpu_quota
 
@@ -600,22 +631,12 @@ def run_serve(
     n_raw = max(n_req, QUICK_RAW_RUNS if quick else DEFAULT_RAW_RUNS)
     level_timeout = QUICK_LEVEL_TIMEOUT_S if quick else LEVEL_TIMEOUT_S
     rounds = QUICK_ROUNDS if quick else ROUNDS
-    src = Path(models_dir) if models_dir else zoo_dir()
-    registry = load_registry(src)
-    if model not in registry:
-        raise ValueError(f"unknown model {model!r} in {src}; registered: {', '.join(registry) or 'none'}")
-    entry = registry[model]
-    if not entry.available:
-        raise ValueError(f"model {model!r} is unavailable: {entry.reason}")
+    entry = servable_entry(model, models_dir)
     channels = entry.card.input.channels
-    fmt = (fmt or ("PNG" if channels == 1 else "JPEG")).upper()
+    fmt = upload_format(channels, fmt)
     png = make_png(hw, channels, fmt)
     run_hw = size_policy.target_size(*hw, entry.card.size_policy, entry.card.input)  # what the server runs
-    if client not in ("auto", "wrk", "httpx"):
-        raise ValueError(f"client must be auto, wrk or httpx, got {client!r}")
-    if client == "wrk" and wrk_path() is None:
-        raise ValueError("--client wrk: wrk is not installed (Debian: apt-get install wrk)")
-    use_wrk = client == "wrk" or (client == "auto" and wrk_path() is not None)
+    use_wrk = uses_wrk(client)
     wrk_seconds = (QUICK_WRK_SECONDS if quick else WRK_SECONDS) if use_wrk else None
     load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "n/a"
 
