@@ -367,7 +367,9 @@ def adaptive_bin_argmax(op, x, output_size, bounds_h, bounds_w):
     t = branch(op, uniform, runs, lambda op: _row_bins(op, x, bounds_h))  # [N, C, oh, W]
     (h_starts, h_ends), (w_starts, w_ends) = bounds_h, bounds_w
     col_idx = _bin_index(op, w_starts, w_ends)  # [ow, Kw]
-    tg = op.Gather(op.Transpose(t, perm=[0, 1, 3, 2]), col_idx, axis=2)  # [N, C, ow, Kw, oh]
+    # gathered [N, C, oh, ow, Kw] (gather_columns), then laid out with oh last for the
+    # broadcasts below (ONNX Runtime broadcasts over a last axis of 1 element by element)
+    tg = op.Transpose(gather_columns(op, t, col_idx), perm=[0, 1, 3, 4, 2])  # [N, C, ow, Kw, oh]
     axis3 = const_i64(op, [3])
     y5 = op.ReduceMax(tg, axis3, keepdims=1)  # [N, C, ow, 1, oh]
     hit = op.Cast(op.Equal(tg, y5), to=1)
@@ -817,9 +819,10 @@ def bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
 
 def adaptive_bin_argmax_work(n, c, h, w, oh, ow, kh, kw) -> int:
     """:func:`adaptive_bin_argmax`: the row bins' maxima ``[N, C, oh, W]``, their column
-    bins ``[N, C, ow, Kw, oh]``, the int64 positions of each bin's cells in its first
-    column at the max ``[N, C, ow, Kh, oh]``, y and int64 indices out of the ``If``."""
-    return max(n * c * oh * w, n * c * ow * kw * oh, 2 * n * c * ow * kh * oh, 3 * n * c * oh * ow, 2 * ow * kw)
+    bins ``[N, C, ow, Kw, oh]`` (gathered by int64 column indices expanded over ``[N, C,
+    oh]``), the int64 positions of each bin's cells in its first column at the max
+    ``[N, C, ow, Kh, oh]``, y and int64 indices out of the ``If``."""
+    return max(n * c * oh * w, 2 * n * c * ow * kw * oh, 2 * n * c * ow * kh * oh, 3 * n * c * oh * ow, 2 * ow * kw)
 
 
 def bin_max_per_sample_work(n, c, h, w, oh, ow, kh, kw) -> int:
