@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import time
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from poolops_service.api import bodies
 from poolops_service.api.deps import EngineDep, app_state, reservation
@@ -23,6 +25,34 @@ from poolops_service.engine.errors import BadInput, NotFound
 from poolops_service.engine.models import ModelRunner, top_k
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+class DirectRoute(APIRoute):
+    """A route whose endpoint is ``async (name: str, request: Request) -> Response`` and
+    reads its own body: called straight with the path's ``name``, without FastAPI's
+    per-request dependency solving and response handling (it has nothing to solve and its
+    answer is a ready ``Response``). Everything else is the APIRoute's: matching, the
+    405s, the app's error handlers, and its OpenAPI entry (built from the same
+    declarations). Refuses an endpoint that declares anything more, which this call would
+    skip."""
+
+    def __init__(self, path: str, endpoint, **kw):
+        params = list(inspect.signature(endpoint).parameters.values())
+        if [(p.name, p.annotation) for p in params] not in ([("name", str), ("request", Request)],
+                                                            [("name", "str"), ("request", "Request")]):
+            raise ValueError(f"DirectRoute takes an endpoint (name: str, request: Request), got {endpoint.__name__}"
+                             f"{inspect.signature(endpoint)}")
+        if kw.get("dependencies"):
+            raise ValueError("DirectRoute runs no dependencies: declare none")
+        super().__init__(path, endpoint, **kw)
+
+    def get_route_handler(self):
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            return await endpoint(request.path_params["name"], request)
+
+        return handler
 
 
 def model_info(engine: Engine, name: str) -> ModelInfo:
@@ -162,14 +192,6 @@ _DOC = (
 )
 
 
-@router.post(
-    "/{name}/predict",
-    response_model=PredictResponse,
-    summary="Classify images (top-k labels and probabilities per image)",
-    description=_DOC,
-    openapi_extra=bodies.body_doc(PredictRequest, _FORM, "JSON (PredictRequest) or multipart files"),
-    responses=responses(400, 404, 413, 415, 422, 503),
-)
 async def predict(name: str, request: Request) -> Response:
     engine, settings = app_state(request)
     runner, done, extra, t0 = await _run(request, engine, name, settings, PredictRequest)
@@ -181,6 +203,19 @@ async def predict(name: str, request: Request) -> Response:
         for f, x, hw, o in done
     ]
     return _json({"model": name, "provider": runner.provider, "results": results, "timing_ms": _ms(t0)})
+
+
+router.add_api_route(
+    "/{name}/predict",
+    predict,
+    methods=["POST"],
+    route_class_override=DirectRoute,
+    response_model=PredictResponse,
+    summary="Classify images (top-k labels and probabilities per image)",
+    description=_DOC,
+    openapi_extra=bodies.body_doc(PredictRequest, _FORM, "JSON (PredictRequest) or multipart files"),
+    responses=responses(400, 404, 413, 415, 422, 503),
+)
 
 
 @router.post(
