@@ -220,9 +220,11 @@ def _pick_separable(op, x, rows, cols, kh: int, kw: int):
     start = op.Add(op.Mul(op.Add(rows5, op.ArgMax(v, axis=3, keepdims=1, select_last_index=0)), w), cols5)
     at_cells = op.Add(start, unsqueeze(op, _range(op, const_scalar_i64(op, kw)), [1]))  # [N, C, oh, kw, ow] into x
     cells = op.Reshape(op.GatherElements(op.Reshape(x, flat), op.Reshape(at_cells, flat), axis=2), op.Shape(at_cells))
-    col = op.ArgMax(cells, axis=3, keepdims=1, select_last_index=0)  # [N, C, oh, 1, ow]
     axis3 = const_i64(op, [3])
-    return [op.Squeeze(op.GatherElements(cells, col, axis=3), axis3), op.Squeeze(op.Add(start, col), axis3)]
+    # both outputs from compute ops (a Squeeze returned out of the If's branch is copied);
+    # y the cells' ReduceMax: their first maximum's value, x holding no NaN here
+    col = op.ArgMax(cells, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
+    return [op.ReduceMax(cells, axis3, keepdims=0), op.Add(op.Squeeze(start, axis3), col)]
 
 
 def _pick_nan(op, x, rows, cols, plane, kh: int, kw: int):
