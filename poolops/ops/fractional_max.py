@@ -217,14 +217,25 @@ def _pick_separable(op, x, rows, cols, kh: int, kw: int):
     a = unsqueeze(op, _range(op, const_scalar_i64(op, kh)), [1])  # [kh, 1]
     at_rows = op.Add(op.Mul(op.Add(rows5, a), wd), cols5)  # [N, C, oh, kh, ow] into row_max
     v = op.Reshape(op.GatherElements(op.Reshape(row_max, flat), op.Reshape(at_rows, flat), axis=2), op.Shape(at_rows))
-    start = op.Add(op.Mul(op.Add(rows5, op.ArgMax(v, axis=3, keepdims=1, select_last_index=0)), w), cols5)
+    start = op.Add(op.Mul(op.Add(rows5, unsqueeze(op, _first_max(op, v, kh)[0], [3])), w), cols5)
     at_cells = op.Add(start, unsqueeze(op, _range(op, const_scalar_i64(op, kw)), [1]))  # [N, C, oh, kw, ow] into x
     cells = op.Reshape(op.GatherElements(op.Reshape(x, flat), op.Reshape(at_cells, flat), axis=2), op.Shape(at_cells))
     axis3 = const_i64(op, [3])
     # both outputs from compute ops (a Squeeze returned out of the If's branch is copied);
-    # y the cells' ReduceMax: their first maximum's value, x holding no NaN here
-    col = op.ArgMax(cells, axis=3, keepdims=0, select_last_index=0)  # [N, C, oh, ow]
-    return [op.ReduceMax(cells, axis3, keepdims=0), op.Add(op.Squeeze(start, axis3), col)]
+    # y the cells' max: their first maximum's value, x holding no NaN here
+    col, y = _first_max(op, cells, kw)  # [N, C, oh, ow]
+    return [y, op.Add(op.Squeeze(start, axis3), col)]
+
+
+def _first_max(op, t, k: int):
+    """``(position, value)`` of the first maximum of ``t`` along axis 3 (``k`` long, no
+    NaN), that axis removed. For ``k = 2`` the two halves' Greater and Max (a Split),
+    where ONNX Runtime's ArgMax and ReduceMax over a middle axis cost several passes."""
+    axis3 = const_i64(op, [3])
+    if k == 2:
+        a, b = (op.Squeeze(h, axis3) for h in op.Split(t, axis=3, num_outputs=2, _outputs=2))
+        return op.Cast(op.Greater(b, a), to=7), op.Max(a, b)
+    return op.ArgMax(t, axis=3, keepdims=0, select_last_index=0), op.ReduceMax(t, axis3, keepdims=0)
 
 
 def _pick_nan(op, x, rows, cols, plane, kh: int, kw: int):
