@@ -1,8 +1,9 @@
 """``poolops bench ab --base REF``: this tree's server against another commit's, side by side.
 
-Both servers run at once (``poolops serve`` from each tree, digits-spp only) and are
-driven in turn, in interleaved blocks of sequential requests (a 128x128 PNG to
-``/v1/models/digits-spp/predict``), so that the machine's drift hits both alike; the
+Both servers run at once (``poolops serve`` from each tree, one model, this checkout's
+model folder for both) and are driven in turn, in interleaved blocks of sequential
+requests (a ``size`` x ``size`` image, PNG for grey models and JPEG for RGB ones, to
+``/v1/models/{model}/predict``), so that the machine's drift hits both alike; the
 medians over the blocks of latency and of server CPU per request (from ``/proc``) are
 compared. For "is this change slower?" questions a few percent apart, where two separate
 ``poolops bench serve`` runs differ more than that on a shared machine.
@@ -10,7 +11,6 @@ compared. For "is this change slower?" questions a few percent apart, where two 
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import statistics
@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +43,9 @@ def tree_env(tree: Path, shim: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(tree)])}
 
 
-def _start(tree: Path, shim: Path, zoo: Path, port: int) -> subprocess.Popen:
+def _start(tree: Path, shim: Path, zoo: Path, port: int, size: int) -> subprocess.Popen:
     env = {**tree_env(tree, shim), "POOLOPS_MODELS_DIR": str(zoo), "POOLOPS_BUILD_MISSING": "false",
-           "POOLOPS_UI": "false", "POOLOPS_PORT": str(port), "POOLOPS_WARMUP_SIZES": "[[128, 128]]"}
+           "POOLOPS_UI": "false", "POOLOPS_PORT": str(port), "POOLOPS_WARMUP_SIZES": f"[[{size}, {size}]]"}
     return subprocess.Popen([sys.executable, "-m", "poolops_service.cli", "serve", "--log-level", "warning"],
                             env=env, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -57,9 +55,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tuple[float, float]]:
+def compare(base: str, blocks: int = 12, per_block: int = 150, model: str = "digits-spp",
+            size: int = 128) -> dict[str, tuple[float, float]]:
     """{tree: (median latency ms, median server CPU ms per request)} for ``base`` and HEAD's work tree."""
+    from poolops_service.bench_serve import make_png, servable_entry, upload_format
     from poolops_service.hostile import free_port
+
+    entry = servable_entry(model)  # checked before any server starts
+    fmt = upload_format(entry.card.input.channels, None)
+    image = make_png((size, size), entry.card.input.channels, fmt)
+    files = [("files", (f"a.{fmt.lower()}", image, f"image/{fmt.lower()}"))]
+    path = f"/v1/models/{model}/predict"
 
     tmp = Path(tempfile.mkdtemp(prefix="poolops-ab-"))
     old = tmp / "base"
@@ -69,9 +75,9 @@ def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tupl
     try:
         for name, tree in trees.items():
             zoo = tmp / f"zoo-{len(procs)}"
-            shutil.copytree(tree / "models" / "zoo" / "digits-spp", zoo / "digits-spp")
+            shutil.copytree(entry.path, zoo / model)
             port = free_port()
-            procs[name] = _start(tree, tmp / f"shim-{len(procs)}", zoo, port)
+            procs[name] = _start(tree, tmp / f"shim-{len(procs)}", zoo, port, size)
             clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         for c in clients.values():
             deadline = time.monotonic() + 120
@@ -82,19 +88,16 @@ def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tupl
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.2)
-        buf = io.BytesIO()
-        Image.fromarray((np.random.default_rng(0).random((128, 128)) * 255).astype(np.uint8)).save(buf, "PNG")
-        files = [("files", ("a.png", buf.getvalue(), "image/png"))]
         for c in clients.values():  # warm-up
             for _ in range(100):
-                c.post("/v1/models/digits-spp/predict", files=files).raise_for_status()
+                c.post(path, files=files).raise_for_status()
         lat: dict[str, list[float]] = {n: [] for n in trees}
         cpu: dict[str, list[float]] = {n: [] for n in trees}
         for _ in range(blocks):
             for name, c in clients.items():
                 c0, t0 = _cpu_s(procs[name].pid), time.perf_counter()
                 for _ in range(per_block):
-                    c.post("/v1/models/digits-spp/predict", files=files).raise_for_status()
+                    c.post(path, files=files).raise_for_status()
                 lat[name].append((time.perf_counter() - t0) / per_block * 1e3)
                 cpu[name].append((_cpu_s(procs[name].pid) - c0) / per_block * 1e3)
         return {n: (statistics.median(lat[n]), statistics.median(cpu[n])) for n in trees}
@@ -108,9 +111,10 @@ def compare(base: str, blocks: int = 12, per_block: int = 150) -> dict[str, tupl
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main(base: str) -> int:
-    res = compare(base)
-    print(f"digits-spp, 128x128 PNG, concurrency 1, interleaved blocks; load average {os.getloadavg()[0]:.2f}\n")
+def main(base: str, model: str = "digits-spp", size: int = 128, blocks: int = 12, per_block: int = 150) -> int:
+    res = compare(base, blocks, per_block, model, size)
+    print(f"{model}, {size}x{size} image, concurrency 1, {blocks} interleaved blocks of {per_block} requests; "
+          f"load average {os.getloadavg()[0]:.2f}\n")
     print("| server | latency per request, median ms | server CPU per request, median ms |")
     print("|---|---:|---:|")
     for name, (lat, cpu) in res.items():

@@ -98,7 +98,7 @@ def _cmd_bench_hostile(args: argparse.Namespace) -> int:
 def _cmd_bench_ab(args: argparse.Namespace) -> int:
     from poolops_service import ab_serve
 
-    return ab_serve.main(args.base)
+    return ab_serve.main(args.base, args.model, args.size, args.blocks, args.per_block)
 
 
 def _cmd_export_torch(args: argparse.Namespace) -> int:
@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ab = bench_sub.add_parser(
         "ab", help="this tree's server against another commit's: interleaved blocks, median latency and CPU per request")
     bench_ab.add_argument("--base", required=True, help="the commit to compare against (a git ref)")
+    bench_ab.add_argument("--model", default="digits-spp", help="registered model (default digits-spp)")
+    bench_ab.add_argument("--size", type=int, default=128, help="image height and width (default 128)")
+    bench_ab.add_argument("--blocks", type=int, default=12, help="interleaved blocks per server (default 12)")
+    bench_ab.add_argument("--per-block", type=int, default=150, help="sequential requests per block (default 150)")
     bench_ab.set_defaults(func=_cmd_bench_ab)
     export = sub.add_parser("export", help="build the built-in models into the registry (default: the missing ones)")
     export.add_argument("name", nargs="*", help="built-in model names (default: every missing or broken one)")
