@@ -188,7 +188,7 @@ def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
 
     if with_indices:
         # the fast pick built inside the If's branch: its outputs then need no Identity copies
-        return tuple(blocks.if_nan(op, x, exact, lambda op: _pick_separable(op, x, rows, cols, kh, kw), 2))
+        return tuple(blocks.if_nan(op, x, exact, lambda op: _pick_fast(op, x, rows, cols, kh, kw), 2))
 
     def at_windows(op):  # inside the If's branch too
         dense = op.MaxPool(x, kernel_shape=[kh, kw], strides=[1, 1])
@@ -201,7 +201,15 @@ def _pick(op, p: FractionalMaxParams, x, with_indices: bool = True):
     return blocks.if_nan(op, x, lambda op: exact(op)[0], at_windows), None
 
 
-def _pick_separable(op, x, rows, cols, kh: int, kw: int):
+def _pick_fast(op, x, rows, cols, kh: int, kw: int):
+    """:func:`_pick_separable` with int32 positions where a plane has fewer than 2**31
+    elements (an ``If`` on x's shape), else int64."""
+    small = op.Less(op.Mul(dim(op, x, 2), dim(op, x, 3)), const_i64(op, [2**31]))
+    return blocks.branch(op, op.Squeeze(small), lambda op: _pick_separable(op, x, rows, cols, kh, kw, True),
+                         lambda op: _pick_separable(op, x, rows, cols, kh, kw), 2)
+
+
+def _pick_separable(op, x, rows, cols, kh: int, kw: int, i32: bool = False):
     """``(y, indices)`` of each window's first maximum in row-major order, for x without
     NaN: ``m = MaxPool(x, (1, kw))`` (each row's maximum over a window's columns) read at
     each window's ``kh`` rows ``[N, C, oh, kh, ow]``, the first row reaching their
@@ -215,27 +223,34 @@ def _pick_separable(op, x, rows, cols, kh: int, kw: int):
     flat = const_i64(op, [0, 0, -1])
     cols5, rows5 = unsqueeze(op, cols, [2, 3]), unsqueeze(op, rows, [3, 4])  # [N, C, 1, 1, ow], [N, C, oh, 1, 1]
     a = unsqueeze(op, _range(op, const_scalar_i64(op, kh)), [1])  # [kh, 1]
+    kr = unsqueeze(op, _range(op, const_scalar_i64(op, kw)), [1])
+    it = 6 if i32 else 7
+    if i32:  # positions within a plane in int32: half the bytes to build and read
+        w, wd, cols5, rows5, a, kr = (op.Cast(t, to=6) for t in (w, wd, cols5, rows5, a, kr))
     at_rows = op.Add(op.Mul(op.Add(rows5, a), wd), cols5)  # [N, C, oh, kh, ow] into row_max
     v = op.Reshape(op.GatherElements(op.Reshape(row_max, flat), op.Reshape(at_rows, flat), axis=2), op.Shape(at_rows))
-    start = op.Add(op.Mul(op.Add(rows5, unsqueeze(op, _first_max(op, v, kh)[0], [3])), w), cols5)
-    at_cells = op.Add(start, unsqueeze(op, _range(op, const_scalar_i64(op, kw)), [1]))  # [N, C, oh, kw, ow] into x
+    start = op.Add(op.Mul(op.Add(rows5, unsqueeze(op, _first_max(op, v, kh, it)[0], [3])), w), cols5)
+    at_cells = op.Add(start, kr)  # [N, C, oh, kw, ow] into x
     cells = op.Reshape(op.GatherElements(op.Reshape(x, flat), op.Reshape(at_cells, flat), axis=2), op.Shape(at_cells))
     axis3 = const_i64(op, [3])
     # both outputs from compute ops (a Squeeze returned out of the If's branch is copied);
     # y the cells' max: their first maximum's value, x holding no NaN here
-    col, y = _first_max(op, cells, kw)  # [N, C, oh, ow]
+    col, y = _first_max(op, cells, kw, it)  # [N, C, oh, ow]
+    if i32:
+        return [y, op.Cast(op.Add(op.Squeeze(start, axis3), col), to=7)]
     return [y, op.Add(op.Squeeze(start, axis3), col)]
 
 
-def _first_max(op, t, k: int):
+def _first_max(op, t, k: int, to: int = 7):
     """``(position, value)`` of the first maximum of ``t`` along axis 3 (``k`` long, no
     NaN), that axis removed. For ``k = 2`` the two halves' Greater and Max (a Split),
     where ONNX Runtime's ArgMax and ReduceMax over a middle axis cost several passes."""
     axis3 = const_i64(op, [3])
     if k == 2:
         a, b = (op.Squeeze(h, axis3) for h in op.Split(t, axis=3, num_outputs=2, _outputs=2))
-        return op.Cast(op.Greater(b, a), to=7), op.Max(a, b)
-    return op.ArgMax(t, axis=3, keepdims=0, select_last_index=0), op.ReduceMax(t, axis3, keepdims=0)
+        return op.Cast(op.Greater(b, a), to=to), op.Max(a, b)
+    first = op.ArgMax(t, axis=3, keepdims=0, select_last_index=0)
+    return (first if to == 7 else op.Cast(first, to=to)), op.ReduceMax(t, axis3, keepdims=0)
 
 
 def _pick_nan(op, x, rows, cols, plane, kh: int, kw: int):

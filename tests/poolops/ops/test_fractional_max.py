@@ -133,6 +133,37 @@ def test_indices_without_nan_as_torch(kernel):
         np.testing.assert_array_equal(oidx, idx.numpy())
 
 
+@pytest.mark.parametrize("int32", [True, False])
+@pytest.mark.parametrize("kernel", [(2, 2), (3, 2), (5, 4)])
+def test_fast_indices_as_torch_with_either_position_type(kernel, int32, monkeypatch):
+    """The separable pick itself (x without NaN whose sum is no NaN: infinities of one sign
+    only), with int32 positions (planes under 2**31 elements: all real ones) and with the
+    int64 branch, forced here: ties across rows and within a row, -FLT_MAX, windows and
+    rows of only -inf, and +inf."""
+    import poolops.ops.fractional_max as fm
+
+    if not int32:
+        monkeypatch.setattr(fm, "_pick_fast", lambda op, *args: fm._pick_separable(op, *args, i32=False))
+    ran = []
+    pick = fm._pick_separable
+    monkeypatch.setattr(fm, "_pick_separable", lambda *a, **k: ran.append(k.get("i32", a[6:7] == (True,))) or pick(*a, **k))
+    rng = np.random.default_rng(4)
+    low = np.round(rng.standard_normal((2, 3, 17, 15)) * 2).astype(np.float32)  # many ties
+    low[0, 0, :6] = -np.inf  # rows of only -inf above finite ones
+    low[0, 1] = -np.inf  # a plane of only -inf
+    low[1, 2, 10:, :] = -np.finfo(np.float32).max
+    high = np.round(rng.standard_normal((2, 3, 17, 15)) * 2).astype(np.float32)
+    high[1, 0, 5:9, 4:9] = np.inf
+    high[0, 2, 8, :] = 3.0  # a row of ties
+    for x in (low, high):
+        y, idx = PF.fractional_max(torch.from_numpy(x), return_indices=True, kernel=kernel, output_size=(8, 7))
+        oy, oidx = _onnx(x, kernel=kernel, output_size=(8, 7))
+        np.testing.assert_array_equal(oy, y.numpy())
+        np.testing.assert_array_equal(oidx, idx.numpy())
+    # the graph holds the int32 pick (beside the int64 one, which the If skips) or only the int64 one
+    assert (True in ran) == int32 and False in ran
+
+
 def test_bad_parameters_and_inputs_are_named():
     with pytest.raises(ParamError, match="'output_ratio'.*not both"):
         PF.fractional_max(torch.ones(1, 1, 8, 8), output_size=3, output_ratio=0.5)
