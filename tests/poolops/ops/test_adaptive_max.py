@@ -4,7 +4,7 @@ maximum, then that column's first row, checked by an ONNX ``If`` that falls back
 ``F.adaptive_max_pool2d``: uniform and overlapping bins, bins that repeat rows or columns
 (``H < oh``), ties within a column, across columns, bins of only -inf, +inf, NaN
 (indices compared where the bin holds none). And the row bins from runs of 8 rows
-(``blocks._row_bins_from_runs``: ``H % 8 == 0``, bins of 64 rows or more) against the
+(``blocks._row_bins_from_runs``: ``H % 8 == 0``, bins of 32 rows or more) against the
 row-bin Loop's shapes."""
 
 from __future__ import annotations
@@ -75,10 +75,10 @@ def test_nan_and_infinities():
 
 
 # (shape, output_size): non-uniform bins (W % ow != 0) whose rows come from runs of 8 (H % 8 == 0,
-# bins >= 64 rows: heads and tails of 4 rows; overlapping bins; one bin of every row, no head
-# or tail), and shapes just outside it (H % 8 != 0; bins of 43 rows): the row-bin Loop
-RUNS = [((1, 2, 136, 10), (2, 3)), ((2, 3, 200, 7), (3, 2)), ((1, 1, 128, 5), (1, 2))]
-NOT_RUNS = [((1, 2, 130, 10), (2, 3)), ((1, 2, 128, 10), (3, 3))]
+# bins >= 32 rows: heads and tails of 4 rows; overlapping bins; one bin of every row, no head
+# or tail; bins of 43 rows), and shapes just outside it (H % 8 != 0; bins of 26 rows): the row-bin Loop
+RUNS = [((1, 2, 136, 10), (2, 3)), ((2, 3, 200, 7), (3, 2)), ((1, 1, 128, 5), (1, 2)), ((1, 2, 128, 10), (3, 3))]
+NOT_RUNS = [((1, 2, 130, 10), (2, 3)), ((1, 2, 128, 10), (5, 3))]
 
 
 @pytest.mark.parametrize("shape, output_size", RUNS + NOT_RUNS)
