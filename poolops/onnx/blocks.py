@@ -606,10 +606,12 @@ def exact_max(op, x, y, pool: Callable):
     return op.Where(op.Greater(mask, const_f32(op, 0.0)), const_f32(op, float("nan")), y)
 
 
-def propagate_nan(op, x, y, pool: Callable):
-    """:func:`exact_max` only for inputs that hold a NaN or an infinity (:func:`if_finite`);
-    for finite x the MaxPool's ``y`` is already PyTorch's."""
-    return if_finite(op, x, lambda sub: y, lambda sub: exact_max(sub, x, y, pool))
+def propagate_nan(op, x, pool: Callable):
+    """``pool(op, x)`` (a MaxPool) made PyTorch's by :func:`exact_max` only for inputs that
+    hold a NaN or an infinity (:func:`if_finite`); for finite x the MaxPool's result already
+    is. The pool is built inside each branch: one built outside and returned by a branch
+    costs ONNX Runtime an Identity's copy of it."""
+    return if_finite(op, x, lambda sub: pool(sub, x), lambda sub: exact_max(sub, x, pool(sub, x), pool))
 
 
 def if_finite(op, x, fast: Callable, exact: Callable, n: int = 1):

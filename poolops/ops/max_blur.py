@@ -78,9 +78,8 @@ def _dense_max(op, p: MaxBlurParams, x, with_indices: bool):
 
 
 def onnx_max_blur(op, p: MaxBlurParams, x, outputs=("y",)):
-    m, _ = _dense_max(op, p, x, False)
-    if p.propagate_nan:
-        m = blocks.propagate_nan(op, x, m, lambda op, t: _dense_max(op, p, t, False)[0])
+    dense = lambda op, t: _dense_max(op, p, t, False)[0]  # noqa: E731
+    m = blocks.propagate_nan(op, x, dense) if p.propagate_nan else dense(op, x)
     return blocks.take_outputs(outputs, y=onnx_blur_map(op, m, p.filt_size, p.stride, p.pad_type))
 
 
