@@ -144,9 +144,13 @@ def test_deployment(path, dep, app_paths):
     (ref,) = c["envFrom"]
     cm = by_name("ConfigMap", ref["configMapRef"]["name"])
     assert set(cm["data"]) <= settings_env(), set(cm["data"]) - settings_env()
-    for key, value in cm["data"].items():  # and each value parses as that field
-        field = key.removeprefix("POOLOPS_").lower()
-        Settings(**{field: value})
+    # and each value parses as that field, read from the environment as the pod reads it
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in cm["data"].items():
+            mp.setenv(key, value)
+        s = Settings()
+    for key in cm["data"]:
+        assert getattr(s, key.removeprefix("POOLOPS_").lower()) is not None, key
     assert cm["data"]["POOLOPS_HOST"] == "0.0.0.0" and cm["data"]["POOLOPS_BUILD_MISSING"] == "false"
     # the ports (HTTP, gRPC): ConfigMap, container, probes, the Service, the Dockerfile's EXPOSE
     port, grpc = c["ports"]
