@@ -424,8 +424,8 @@ def _onnx_pool_bounds(op, start, roi, n: int, size):
     """As :func:`_pool_bounds`: ``(lo, hi)`` ``[K, n]`` int64, clipped to ``[0, size]``."""
     bin_size = unsqueeze(op, op.Div(op.Cast(roi, to=1), const_f32(op, n)), [1])
     s = unsqueeze(op, start, [1])
-    lo = op.Add(op.Cast(op.Floor(op.Mul(op.Constant(value_floats=[float(i) for i in range(n)]), bin_size)), to=7), s)
-    hi = op.Add(op.Cast(op.Ceil(op.Mul(op.Constant(value_floats=[float(i + 1) for i in range(n)]), bin_size)), to=7), s)
+    lo = op.Add(op.Cast(op.Floor(op.Mul(blocks.float_index(op, n), bin_size)), to=7), s)
+    hi = op.Add(op.Cast(op.Ceil(op.Mul(blocks.float_index(op, n, 1), bin_size)), to=7), s)
     zero = const_i64(op, [0])
     return op.Min(op.Max(lo, zero), size), op.Min(op.Max(hi, zero), size)
 
@@ -493,7 +493,7 @@ def _onnx_axis_weights(op, start, bin_size, grid, n: int, axis: int, size, band:
     masked."""
     shape = [1, 1, 1]
     shape[axis] = n
-    i = op.Reshape(op.Constant(value_floats=[float(v) for v in range(n)]), const_i64(op, shape))
+    i = op.Reshape(blocks.float_index(op, n), const_i64(op, shape))
     si = op.Range(const_scalar_i64(op, 0), _max_at_least_one(op, grid), const_scalar_i64(op, 1))
     s = op.Cast(si, to=1)
     bs = op.Reshape(bin_size, const_i64(op, [-1, 1, 1]))

@@ -273,8 +273,8 @@ def _onnx_rotated_samples(op, p: RoIAlignRotatedParams, boxes, h, w):
         si = op.Reshape(op.Range(const_scalar_i64(op, 0), _max_at_least_one(op, g), const_scalar_i64(op, 1)), const_i64(op, shape))
         return op.Cast(si, to=1), si
 
-    ih = op.Reshape(op.Constant(value_floats=[float(i) for i in range(oh)]), const_i64(op, [1, oh, 1, 1, 1]))
-    iw = op.Reshape(op.Constant(value_floats=[float(i) for i in range(ow)]), const_i64(op, [1, 1, ow, 1, 1]))
+    ih = op.Reshape(blocks.float_index(op, oh), const_i64(op, [1, oh, 1, 1, 1]))
+    iw = op.Reshape(blocks.float_index(op, ow), const_i64(op, [1, 1, ow, 1, 1]))
     sh, shi = steps(gh, [1, 1, 1, -1, 1])
     sw, swi = steps(gw, [1, 1, 1, 1, -1])
     half = f(0.5)
