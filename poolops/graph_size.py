@@ -19,6 +19,7 @@ from poolops.onnx import op_backward_model, op_model
 from poolops.registry import get_op
 
 MAX_NODES = 800  # per graph, subgraphs included
+MAX_CONSTANT = 256  # values in one Constant (the largest today: 64, pool_nd's blocks)
 BUILD_TARGET_MS = 100.0
 
 # (small, large) parameters of each op: large values must not add nodes
@@ -95,6 +96,27 @@ def _nodes_in(nodes) -> int:
 def count_nodes(model: onnx.ModelProto) -> int:
     """Nodes of the main graph and of every function body, subgraphs included."""
     return _nodes_in(model.graph.node) + sum(_nodes_in(f.node) for f in model.functions)
+
+
+def _constant_sizes(nodes):
+    for node in nodes:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _constant_sizes(a.g.node)
+            for g in a.graphs:
+                yield from _constant_sizes(g.node)
+            if node.op_type == "Constant":
+                n = 1
+                for d in a.t.dims:
+                    n *= d
+                yield len(a.ints) + len(a.floats) if a.type != onnx.AttributeProto.TENSOR else n
+
+
+def largest_constant(model: onnx.ModelProto) -> int:
+    """Values in the largest ``Constant`` of the model (functions and subgraphs included):
+    index tables are built by a Range, so this does not grow with a parameter's value."""
+    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
+    return max(_constant_sizes(nodes), default=0)
 
 
 def builders(name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -21,12 +21,15 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 import poolops
 from poolops.inputs import example_inputs
-from poolops.graph_size import CASES as GRAPH_CASES, GROWTH, MAX_NODES, count_nodes, node_counts
+from poolops.graph_size import (
+    CASES as GRAPH_CASES, GROWTH, MAX_CONSTANT, MAX_NODES, builders, count_nodes, largest_constant, node_counts,
+)
 from poolops.onnx import op_backward_model, op_model
 from poolops.params import ParamError
 
@@ -549,6 +552,21 @@ def test_graph_size_does_not_grow_with_parameter_values(name, small, large):
     few, many = node_counts(name, small), node_counts(name, large)
     assert all(m <= f for f, m in zip(few, many)), (few, many)
     assert max(few) <= MAX_NODES, few
+    for graph, build in builders(name, large).items():  # nor do its constants
+        assert largest_constant(build()) <= MAX_CONSTANT, graph
+
+
+def test_largest_constant_sees_every_form():
+    import onnx.helper as oh
+
+    values = oh.make_node("Constant", [], ["a"], value_ints=list(range(300)))
+    tensor = oh.make_node("Constant", [], ["b"], value=oh.make_tensor("t", onnx.TensorProto.FLOAT, [4, 5], [0.0] * 20))
+    branch = oh.make_graph([oh.make_node("Constant", [], ["c"], value_floats=[1.0] * 7)], "g", [], [])
+    cond = oh.make_node("If", ["x"], ["d"], then_branch=branch, else_branch=branch)
+    model = oh.make_model(oh.make_graph([tensor, cond], "m", [], []))
+    assert largest_constant(model) == 20
+    model.graph.node.append(values)
+    assert largest_constant(model) == 300
 
 
 def test_node_counts_include_subgraphs():
